@@ -1,0 +1,8 @@
+//! Domain types and rules shared by both planes: identifiers, caller-key
+//! format and hashing, normalised usage, money and time.
+
+pub mod ids;
+pub mod keys;
+pub mod money;
+pub mod time;
+pub mod usage;

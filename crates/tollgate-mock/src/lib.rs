@@ -1,0 +1,13 @@
+//! Mock model providers that speak the real wire formats.
+//!
+//! - [`openai`]: deterministic chat completions and their SSE stream, shared by
+//!   the data plane's built-in `mock` provider kind (no network) and by
+//!   [`MockServer`];
+//! - [`MockServer`]: a real OpenAI-compatible HTTP server on a local port for
+//!   end-to-end tests, the quickstart and benchmarks. It records what it was
+//!   sent, and model names select failure behaviours (see [`server`]).
+
+pub mod openai;
+pub mod server;
+
+pub use server::{MockOptions, MockServer, RecordedRequest};

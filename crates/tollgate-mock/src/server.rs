@@ -1,0 +1,440 @@
+//! A real OpenAI-compatible HTTP server for tests, the quickstart and
+//! benchmarks.
+//!
+//! Routes: `POST /v1/chat/completions` (stream and non-stream, honouring
+//! `stream_options.include_usage`), `POST /v1/embeddings`, `GET /v1/models`.
+//! The model name selects failure behaviours:
+//!
+//! | model                    | behaviour                                            |
+//! |--------------------------|------------------------------------------------------|
+//! | `mock-error-<status>`    | answers `<status>` with an OpenAI error body (`Retry-After: 1` on 429) |
+//! | `mock-slow-<ms>`         | waits `<ms>` milliseconds before answering           |
+//! | `mock-drop-after-<n>`    | streams `<n>` events, then aborts the connection     |
+//!
+//! Every request is recorded (method, path, headers, JSON body) for tests to
+//! assert on what the gateway sent upstream.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use crate::openai;
+
+/// How a [`MockServer`] behaves.
+#[derive(Debug, Clone, Default)]
+pub struct MockOptions {
+    /// When set, requests must carry `Authorization: Bearer <key>` (or
+    /// `api-key: <key>`); others get 401.
+    pub required_api_key: Option<String>,
+    /// Pause between streamed events.
+    pub chunk_delay: Duration,
+    /// Pause before every response.
+    pub latency: Duration,
+    /// Models listed by `GET /v1/models`.
+    pub models: Vec<String>,
+    /// Record requests for [`MockServer::requests`] (off for benchmarks).
+    pub record: bool,
+}
+
+impl MockOptions {
+    /// Defaults for tests: recording on, no delays, no key required.
+    pub fn recording() -> Self {
+        MockOptions {
+            record: true,
+            ..MockOptions::default()
+        }
+    }
+}
+
+/// One request the mock received.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl RecordedRequest {
+    /// First value of a header (name compared case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+struct Shared {
+    options: MockOptions,
+    recorded: Mutex<Vec<RecordedRequest>>,
+}
+
+/// A running mock provider. Dropping it stops the server.
+pub struct MockServer {
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT/v1`: the base URL to configure as a provider.
+    pub base_url: String,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl MockServer {
+    /// Starts a recording mock on `addr` (port 0 picks a free port).
+    pub async fn start(addr: SocketAddr) -> anyhow::Result<MockServer> {
+        Self::start_with(addr, MockOptions::recording()).await
+    }
+
+    /// Starts a mock with the given options.
+    pub async fn start_with(addr: SocketAddr, options: MockOptions) -> anyhow::Result<MockServer> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            options,
+            recorded: Mutex::new(Vec::new()),
+        });
+        let app = router(shared.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "mock server ended with an error");
+            }
+        });
+        Ok(MockServer {
+            addr,
+            base_url: format!("http://{addr}/v1"),
+            shared,
+            stop: Some(stop),
+        })
+    }
+
+    /// Requests received so far, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared
+            .recorded
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
+    /// Stops accepting connections.
+    pub fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(models))
+        .fallback(not_found)
+        .with_state(shared)
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
+        .unwrap_or(0)
+}
+
+fn error(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> Response {
+    (
+        status,
+        axum::Json(openai::error_body(message, kind, code)),
+    )
+        .into_response()
+}
+
+/// Records the request and checks the API key; `Err` is the response to send.
+fn admit(
+    shared: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Value,
+) -> Result<(), Box<Response>> {
+    if shared.options.record {
+        let rec = RecordedRequest {
+            method: method.to_string(),
+            path: uri.path().to_string(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .collect(),
+            body: body.clone(),
+        };
+        if let Ok(mut r) = shared.recorded.lock() {
+            r.push(rec);
+        }
+    }
+    if let Some(want) = &shared.options.required_api_key {
+        let bearer = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let api_key = headers.get("api-key").and_then(|v| v.to_str().ok());
+        if bearer != Some(want.as_str()) && api_key != Some(want.as_str()) {
+            return Err(Box::new(error(
+                StatusCode::UNAUTHORIZED,
+                "Incorrect API key provided.",
+                "invalid_request_error",
+                Some("invalid_api_key"),
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn parse_body(bytes: &Bytes) -> Result<Value, Box<Response>> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            &format!("We could not parse the JSON body of your request: {e}"),
+            "invalid_request_error",
+            None,
+        ))
+    })
+}
+
+/// Behaviour selected by the model name.
+enum Behaviour {
+    Normal,
+    Error(StatusCode),
+    Slow(Duration),
+    DropAfter(usize),
+}
+
+fn behaviour(model: &str) -> Behaviour {
+    let num = |prefix: &str| model.strip_prefix(prefix).and_then(|n| n.parse::<u64>().ok());
+    if let Some(code) = num("mock-error-") {
+        if let Some(status) = u16::try_from(code)
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+        {
+            return Behaviour::Error(status);
+        }
+    }
+    if let Some(ms) = num("mock-slow-") {
+        return Behaviour::Slow(Duration::from_millis(ms));
+    }
+    if let Some(n) = num("mock-drop-after-") {
+        return Behaviour::DropAfter(usize::try_from(n).unwrap_or(usize::MAX));
+    }
+    Behaviour::Normal
+}
+
+fn error_for_status(status: StatusCode) -> Response {
+    let (kind, code) = match status.as_u16() {
+        400 => ("invalid_request_error", None),
+        401 => ("invalid_request_error", Some("invalid_api_key")),
+        403 => ("invalid_request_error", Some("permission_denied")),
+        404 => ("invalid_request_error", Some("model_not_found")),
+        429 => ("rate_limit_error", Some("rate_limit_exceeded")),
+        _ => ("server_error", None),
+    };
+    let mut resp = error(
+        status,
+        &format!("The mock provider was asked to fail with {}", status.as_u16()),
+        kind,
+        code,
+    );
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        resp.headers_mut()
+            .insert("retry-after", http::HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+async fn chat_completions(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let body = match parse_body(&raw) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    if let Err(r) = admit(&shared, &method, &uri, &headers, &body) {
+        return *r;
+    }
+    let Some(model) = body.get("model").and_then(Value::as_str).map(str::to_owned) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "you must provide a model parameter",
+            "invalid_request_error",
+            None,
+        );
+    };
+    if !body.get("messages").is_some_and(Value::is_array) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Missing required parameter: 'messages'.",
+            "invalid_request_error",
+            Some("missing_required_parameter"),
+        );
+    }
+    if !shared.options.latency.is_zero() {
+        tokio::time::sleep(shared.options.latency).await;
+    }
+    let mut drop_after = None;
+    match behaviour(&model) {
+        Behaviour::Error(status) => return error_for_status(status),
+        Behaviour::Slow(d) => tokio::time::sleep(d).await,
+        Behaviour::DropAfter(n) => drop_after = Some(n),
+        Behaviour::Normal => {}
+    }
+    let reply = openai::reply_for(&body);
+    let id = format!("chatcmpl-mock{:016x}", fnv(&raw));
+    let created = now_secs();
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    if !stream {
+        return axum::Json(openai::completion_body(&id, &model, created, &reply)).into_response();
+    }
+    let include_usage = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let events = openai::stream_events(&id, &model, created, &reply, include_usage);
+    let delay = shared.options.chunk_delay;
+    let stream = futures::stream::unfold(
+        (events.into_iter().enumerate(), false),
+        move |(mut it, done)| async move {
+            if done {
+                return None;
+            }
+            let (i, ev) = it.next()?;
+            if drop_after.is_some_and(|n| i >= n) {
+                // Let the events already sent reach the client first, then
+                // an Err makes hyper abort the response mid-body.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                return Some((Err(std::io::Error::other("mock dropped the stream")), (it, true)));
+            }
+            if i > 0 && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Some((Ok::<_, std::io::Error>(ev), (it, false)))
+        },
+    );
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/event-stream; charset=utf-8")
+        .header("cache-control", "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn embeddings(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let body = match parse_body(&raw) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    if let Err(r) = admit(&shared, &method, &uri, &headers, &body) {
+        return *r;
+    }
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("mock-embed");
+    let inputs: Vec<String> = match body.get("input") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .collect(),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Missing required parameter: 'input'.",
+                "invalid_request_error",
+                None,
+            )
+        }
+    };
+    let dims = body
+        .get("dimensions")
+        .and_then(Value::as_u64)
+        .and_then(|d| usize::try_from(d).ok())
+        .unwrap_or(8)
+        .min(4096);
+    let tokens: usize = inputs.iter().map(|s| s.split_whitespace().count()).sum();
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| json!({"object": "embedding", "index": i, "embedding": openai::embedding_for(s, dims)}))
+        .collect();
+    axum::Json(json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}
+    }))
+    .into_response()
+}
+
+async fn models(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = admit(&shared, &method, &uri, &headers, &Value::Null) {
+        return *r;
+    }
+    let names: Vec<String> = if shared.options.models.is_empty() {
+        vec!["mock-small".into(), "mock-large".into()]
+    } else {
+        shared.options.models.clone()
+    };
+    let data: Vec<Value> = names
+        .iter()
+        .map(|m| json!({"id": m, "object": "model", "created": 0, "owned_by": "tollgate-mock"}))
+        .collect();
+    axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+async fn not_found(uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        &format!("Unknown path {}", uri.path()),
+        "invalid_request_error",
+        None,
+    )
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}

@@ -1,0 +1,19 @@
+//! Compiles the protos with a vendored `protoc`, so no system protoc is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    // Build scripts are single-threaded; prost-build reads PROTOC.
+    std::env::set_var("PROTOC", protoc);
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_protos(
+            &[
+                "tollgate/admin/v1/admin.proto",
+                "tollgate/sync/v1/sync.proto",
+            ],
+            &["."],
+        )?;
+    println!("cargo:rerun-if-changed=tollgate");
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! A connected set of admin-API clients that send the operator token on every
+//! call. Used by the `tollgate` CLI, `tollgate dev` and the end-to-end tests.
+
+use std::time::Duration;
+
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+use crate::admin::v1::{
+    data_plane_service_client::DataPlaneServiceClient, key_service_client::KeyServiceClient,
+    model_service_client::ModelServiceClient, provider_service_client::ProviderServiceClient,
+    tenant_service_client::TenantServiceClient, usage_service_client::UsageServiceClient,
+};
+
+/// Why a connection could not be made.
+#[derive(Debug)]
+pub enum ConnectError {
+    InvalidUrl(String),
+    InvalidToken,
+    Unreachable(String, tonic::transport::Error),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::InvalidUrl(u) => write!(f, "invalid control-plane URL {u:?}"),
+            ConnectError::InvalidToken => {
+                write!(f, "the token contains characters not allowed in a header")
+            }
+            ConnectError::Unreachable(u, e) => {
+                write!(f, "cannot reach the control plane at {u}: {e}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct BearerAuth(MetadataValue<Ascii>);
+
+impl BearerAuth {
+    pub fn new(token: &str) -> Result<Self, ConnectError> {
+        format!("Bearer {token}")
+            .parse()
+            .map(BearerAuth)
+            .map_err(|_| ConnectError::InvalidToken)
+    }
+}
+
+impl tonic::service::Interceptor for BearerAuth {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
+    }
+}
+
+/// A channel whose calls carry the bearer token.
+pub type Authed = InterceptedService<Channel, BearerAuth>;
+
+/// Clients of every admin service over one connection.
+#[derive(Clone)]
+pub struct AdminClient {
+    pub tenants: TenantServiceClient<Authed>,
+    pub providers: ProviderServiceClient<Authed>,
+    pub models: ModelServiceClient<Authed>,
+    pub keys: KeyServiceClient<Authed>,
+    pub usage: UsageServiceClient<Authed>,
+    pub data_planes: DataPlaneServiceClient<Authed>,
+}
+
+impl AdminClient {
+    /// Connects to `url` (e.g. `http://127.0.0.1:7400`) with an operator token.
+    pub async fn connect(url: &str, token: &str) -> Result<AdminClient, ConnectError> {
+        let auth = BearerAuth::new(token)?;
+        let channel = Endpoint::from_shared(url.to_string())
+            .map_err(|_| ConnectError::InvalidUrl(url.to_string()))?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(|e| ConnectError::Unreachable(url.to_string(), e))?;
+        Ok(AdminClient {
+            tenants: TenantServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            providers: ProviderServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            models: ModelServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            keys: KeyServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            usage: UsageServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            data_planes: DataPlaneServiceClient::with_interceptor(channel, auth),
+        })
+    }
+}
