@@ -1,1 +1,21 @@
-//! placeholder
+//! Tollgate control plane: admin API (gRPC + gRPC-web), encrypted store of
+//! tenants, providers, models and caller keys, config push to data planes
+//! and usage ingestion from them.
+//!
+//! Used by the `tollgate-cp` binary, in-process by `tollgate dev`, and by
+//! tests through [`start`].
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod crypto;
+pub mod data_planes;
+pub mod push;
+pub mod secret;
+pub mod secrets_files;
+pub mod server;
+pub mod store;
+pub mod sync_service;
+
+pub use config::{ControlPlaneConfig, MasterKeySource, DEFAULT_LISTEN};
+pub use server::{start, RunningControlPlane};

@@ -1,1 +1,149 @@
-fn main() {}
+//! `tollgate-cp`: the control plane as a process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use tollgate_cp::secrets_files::{ADMIN_TOKEN_FILE, DP_TOKEN_FILE};
+use tollgate_cp::{ControlPlaneConfig, MasterKeySource, DEFAULT_LISTEN};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Tollgate control plane: admin API, config push and usage ingestion.
+#[derive(Parser)]
+#[command(name = "tollgate-cp", version)]
+struct Args {
+    /// Directory for the database, master key, tokens and cp.url.
+    #[arg(long, env = "TOLLGATE_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Address of the gRPC / gRPC-web port (port 0 picks a free one).
+    #[arg(long, env = "TOLLGATE_CP_LISTEN", default_value_t = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// sqlite://... or postgres://... (default: <data-dir>/tollgate.db).
+    #[arg(long, env = "TOLLGATE_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// File holding the base64 master key (default: <data-dir>/master.key).
+    #[arg(long, env = "TOLLGATE_MASTER_KEY_FILE", conflicts_with = "master_key")]
+    master_key_file: Option<PathBuf>,
+    /// Base64 of the 32-byte master key.
+    #[arg(long, env = "TOLLGATE_MASTER_KEY", hide_env_values = true, hide = true)]
+    master_key: Option<String>,
+    /// Operator token (default: <data-dir>/admin.token, generated).
+    #[arg(
+        long,
+        env = "TOLLGATE_ADMIN_TOKEN",
+        hide_env_values = true,
+        hide = true
+    )]
+    admin_token: Option<String>,
+    /// Data-plane registration token (default: <data-dir>/dp.token, generated).
+    #[arg(long, env = "TOLLGATE_DP_TOKEN", hide_env_values = true, hide = true)]
+    dp_token: Option<String>,
+    /// Log line format; filter with RUST_LOG (default info).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Args").finish_non_exhaustive()
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        // stdout carries the ready line that scripts parse; logs go to stderr.
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received; stopping");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(args.log_format);
+
+    let master_key = match (args.master_key_file, args.master_key) {
+        (Some(f), _) => MasterKeySource::File(f),
+        (None, Some(k)) => MasterKeySource::Base64(k),
+        (None, None) => MasterKeySource::DataDir,
+    };
+    let token_origin = |overridden: bool, file: &str, var: &str, dir: &std::path::Path| {
+        if overridden {
+            format!("from {var}")
+        } else {
+            dir.join(file).display().to_string()
+        }
+    };
+    let admin_overridden = args.admin_token.is_some();
+    let dp_overridden = args.dp_token.is_some();
+    let config = ControlPlaneConfig {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        database_url: args.database_url,
+        master_key,
+        admin_token: args.admin_token,
+        dp_token: args.dp_token,
+    };
+    let cp = tollgate_cp::start(config).await?;
+
+    // Tests and scripts parse this exact line.
+    println!("tollgate-cp ready: {}", cp.url);
+    // Where the tokens are, never the tokens themselves.
+    println!(
+        "operator token: {}",
+        token_origin(
+            admin_overridden,
+            ADMIN_TOKEN_FILE,
+            "TOLLGATE_ADMIN_TOKEN",
+            &cp.data_dir
+        )
+    );
+    println!(
+        "data-plane token: {}",
+        token_origin(
+            dp_overridden,
+            DP_TOKEN_FILE,
+            "TOLLGATE_DP_TOKEN",
+            &cp.data_dir
+        )
+    );
+    cp.run_until(shutdown_signal()).await
+}

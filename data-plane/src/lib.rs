@@ -1,1 +1,327 @@
-//! placeholder
+//! Tollgate data plane: a Pingora proxy that speaks the OpenAI API,
+//! authenticates callers against a configuration snapshot pushed by the
+//! control plane (or read from a YAML file), calls the provider and meters
+//! every call.
+//!
+//! In-process use (`tollgate dev`, tests):
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! use tollgate_dp::{prepare, ConfigSourceSpec, DataPlaneConfig};
+//! let config = DataPlaneConfig::new(
+//!     "127.0.0.1:0".parse()?,
+//!     ConfigSourceSpec::File("gateway.yaml".into()),
+//! );
+//! let dp = prepare(config)?;
+//! println!("listening on {}", dp.url);
+//! let (stop, stop_rx) = tokio::sync::watch::channel(false);
+//! let running = std::thread::spawn(move || dp.run(stop_rx));
+//! // ...
+//! stop.send(true)?;
+//! running.join().map_err(|_| anyhow::anyhow!("data plane thread panicked"))??;
+//! # Ok(()) }
+//! ```
+
+pub mod access_log;
+pub mod backoff;
+pub mod config;
+pub mod http;
+pub mod metering;
+pub mod pipeline;
+pub mod providers;
+pub mod proxy;
+pub mod server;
+pub mod stream;
+pub mod sync;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::FutureExt;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::{RunArgs, Server};
+use pingora_core::services::background::background_service;
+use tokio::sync::watch;
+use tollgate_proto::sync::v1::sync_service_client::SyncServiceClient;
+
+use config::ConfigStore;
+use metering::{ChannelSink, CpUsageReporter, NullSink, UsageSink};
+use pipeline::{Drain, Gateway, Limits};
+use server::{BackgroundTask, BackgroundTasks, PreboundService, WatchShutdown};
+use sync::{ConfigSource, FileSource, GrpcSource, SnapshotApplier};
+
+pub use sync::{MemorySource, MemorySourceHandle};
+
+/// Default request body limit: 4 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Default upstream timeout.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(300);
+/// Capacity of the in-memory usage queue.
+const USAGE_QUEUE: usize = 10_000;
+
+/// Where the configuration comes from.
+pub enum ConfigSourceSpec {
+    /// The control plane at `url` (e.g. `http://127.0.0.1:7400`), with the
+    /// data-plane token.
+    Cp { url: String, token: String },
+    /// A static YAML file (see `docs/config-file.md`).
+    File(PathBuf),
+    /// Snapshots pushed in-process through a [`MemorySourceHandle`] (tests).
+    Memory(MemorySource),
+}
+
+impl std::fmt::Debug for ConfigSourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // The token is a credential: never printed.
+            ConfigSourceSpec::Cp { url, .. } => f
+                .debug_struct("Cp")
+                .field("url", url)
+                .field("token", &"<redacted>")
+                .finish(),
+            ConfigSourceSpec::File(path) => f.debug_tuple("File").field(path).finish(),
+            ConfigSourceSpec::Memory(_) => f.write_str("Memory"),
+        }
+    }
+}
+
+/// Everything needed to start a data plane.
+#[derive(Debug)]
+pub struct DataPlaneConfig {
+    /// Address of the proxy listener; port 0 picks a free port.
+    pub listen: SocketAddr,
+    pub source: ConfigSourceSpec,
+    /// Where the last accepted snapshot is persisted (control-plane mode).
+    pub data_dir: Option<PathBuf>,
+    /// Name reported to the control plane; a random `dp-…` when unset.
+    pub node_id: Option<String>,
+    pub max_body_bytes: usize,
+    /// Upstream: whole exchange (non-stream), response head and every gap
+    /// between chunks (stream).
+    pub upstream_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Proxy worker threads.
+    pub threads: usize,
+    /// On shutdown, how long calls in flight may take to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl DataPlaneConfig {
+    pub fn new(listen: SocketAddr, source: ConfigSourceSpec) -> Self {
+        DataPlaneConfig {
+            listen,
+            source,
+            data_dir: None,
+            node_id: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
+            connect_timeout: Duration::from_secs(10),
+            threads: 2,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+
+    pub fn with_data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    pub fn with_node_id(mut self, node_id: impl Into<String>) -> Self {
+        self.node_id = Some(node_id.into());
+        self
+    }
+}
+
+/// A data plane whose listener is bound and whose initial configuration (if
+/// any is available locally) is loaded; [`PreparedDataPlane::run`] serves.
+pub struct PreparedDataPlane {
+    /// `http://ADDR:PORT` with the real port.
+    pub url: String,
+    pub addr: SocketAddr,
+    pub node_id: String,
+    store: Arc<ConfigStore>,
+    server: Server,
+    drain: Arc<Drain>,
+    grace: Duration,
+    unreported_usage: Option<Arc<dyn Fn() -> usize + Send + Sync>>,
+}
+
+impl std::fmt::Debug for PreparedDataPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedDataPlane")
+            .field("url", &self.url)
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Binds the listener, loads what configuration is available locally
+/// (the YAML file, or the persisted snapshot) and assembles the server.
+/// Fails on a bad file, an unusable control-plane URL or token, or a busy
+/// port. Installs no signal handler.
+pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let node_id = config.node_id.clone().unwrap_or_else(|| {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        format!("dp-{}", &id[..12])
+    });
+
+    let store = Arc::new(ConfigStore::new());
+    let mut tasks: Vec<BackgroundTask> = Vec::new();
+    let mut unreported_usage: Option<Arc<dyn Fn() -> usize + Send + Sync>> = None;
+    let (source, sink, applier): (Box<dyn ConfigSource>, Arc<dyn UsageSink>, SnapshotApplier) =
+        match config.source {
+            ConfigSourceSpec::Cp { url, token } => {
+                let (endpoint, auth) = sync::grpc::cp_endpoint(&url, &token)?;
+                let persist = config
+                    .data_dir
+                    .as_deref()
+                    .map(|dir| sync::persist::SnapshotFile::new(dir, &token));
+                let applier = SnapshotApplier::new(store.clone(), persist);
+                // Static stability: serve the last accepted snapshot at once.
+                applier.load_persisted();
+                let (sink, rx) = ChannelSink::new(USAGE_QUEUE);
+                let sink = Arc::new(sink);
+                let progress = Arc::new(metering::reporter::ReporterProgress::default());
+                let (queued, unacked) = (sink.clone(), progress.clone());
+                unreported_usage = Some(Arc::new(move || queued.queued() + unacked.unacked()));
+                let (reporter_endpoint, reporter_auth, reporter_node) =
+                    (endpoint.clone(), auth.clone(), node_id.clone());
+                tasks.push(Box::new(move |shutdown| {
+                    async move {
+                        // Built here: the lazily (re)connecting channel
+                        // needs the background runtime.
+                        let client = SyncServiceClient::with_interceptor(
+                            reporter_endpoint.connect_lazy(),
+                            reporter_auth,
+                        );
+                        let transport = metering::reporter::GrpcUsageTransport::new(client);
+                        CpUsageReporter::new(Box::new(transport), reporter_node, rx, progress)
+                            .run(shutdown)
+                            .await;
+                    }
+                    .boxed()
+                }));
+                let source = Box::new(GrpcSource::new(endpoint, auth, node_id.clone()));
+                (source, sink, applier)
+            }
+            ConfigSourceSpec::File(path) => {
+                let snapshot = config::file::load_file(&path, 1)
+                    .with_context(|| format!("configuration file {}", path.display()))?;
+                let applier = SnapshotApplier::new(store.clone(), None);
+                applier.apply(&snapshot).map_err(|reason| {
+                    anyhow::anyhow!("configuration file {}: {reason}", path.display())
+                })?;
+                (Box::new(FileSource { path }), Arc::new(NullSink), applier)
+            }
+            ConfigSourceSpec::Memory(source) => (
+                Box::new(source),
+                Arc::new(NullSink),
+                SnapshotApplier::new(store.clone(), None),
+            ),
+        };
+    let applier = Arc::new(applier);
+    tasks.push(Box::new(move |shutdown| {
+        async move {
+            tracing::debug!(source = source.name(), "configuration source started");
+            source.run(applier, shutdown).await;
+        }
+        .boxed()
+    }));
+
+    let client = providers::http_client(config.connect_timeout)
+        .context("cannot build the upstream HTTP client")?;
+    let drain = Drain::new();
+    let gateway = Arc::new(Gateway {
+        store: store.clone(),
+        providers: providers::Providers::new(client),
+        sink,
+        limits: Limits {
+            max_body_bytes: config.max_body_bytes,
+            upstream_timeout: config.upstream_timeout,
+        },
+        drain: drain.clone(),
+    });
+
+    // Draining happens before Pingora is told to stop (see WatchShutdown),
+    // so Pingora's own grace period would only add idle waiting.
+    let conf = ServerConf {
+        threads: config.threads.max(1),
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let addr_str = addr.to_string();
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+        &server.configuration,
+        proxy::TollgateProxy { gateway },
+        "tollgate-proxy",
+    );
+    proxy.add_tcp(&addr_str);
+    server.add_service(PreboundService::new(proxy, addr_str, listener));
+    let mut background = background_service("tollgate-sync", BackgroundTasks::new(tasks));
+    background.threads = Some(1);
+    server.add_service(background);
+
+    Ok(PreparedDataPlane {
+        url: format!("http://{addr}"),
+        addr,
+        node_id,
+        store,
+        server,
+        drain,
+        grace: config.shutdown_grace,
+        unreported_usage,
+    })
+}
+
+impl PreparedDataPlane {
+    /// The configuration store (to check readiness or the served version).
+    pub fn config_version(&self) -> u64 {
+        self.store.version()
+    }
+
+    /// Serves until `shutdown` turns true (or its sender is dropped), then
+    /// drains calls in flight and returns. Blocking: run it on its own
+    /// thread, outside any async runtime.
+    pub fn run(self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let signal = WatchShutdown {
+            stop: shutdown,
+            drain: self.drain,
+            grace: self.grace,
+            unreported_usage: self.unreported_usage,
+        };
+        tracing::info!(url = %self.url, node_id = %self.node_id, "data plane serving");
+        self.server.run(RunArgs {
+            shutdown_signal: Box::new(signal),
+        });
+        tracing::info!("data plane stopped");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_debug_never_shows_the_token() {
+        let c = DataPlaneConfig::new(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            ConfigSourceSpec::Cp {
+                url: "http://cp:7400".into(),
+                token: "tgdp-very-secret".into(),
+            },
+        );
+        let dbg = format!("{c:?}");
+        assert!(dbg.contains("http://cp:7400"));
+        assert!(!dbg.contains("tgdp-very-secret"), "{dbg}");
+    }
+}

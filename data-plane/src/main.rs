@@ -1,1 +1,136 @@
-fn main() {}
+//! `tollgate-dp`: the data-plane binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{ArgGroup, Parser, ValueEnum};
+use tollgate_dp::{ConfigSourceSpec, DataPlaneConfig};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Tollgate data plane: an OpenAI-compatible gateway configured by the
+/// control plane (--cp, --token) or a static YAML file (--config).
+#[derive(Debug, Parser)]
+#[command(name = "tollgate-dp", version)]
+#[command(group(ArgGroup::new("source").required(true).args(["cp", "config"])))]
+struct Args {
+    /// Control-plane URL, e.g. http://127.0.0.1:7400.
+    #[arg(long, env = "TOLLGATE_CP_URL", requires = "token")]
+    cp: Option<String>,
+    /// Data-plane registration token (with --cp).
+    #[arg(long, env = "TOLLGATE_DP_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Static configuration file (YAML) instead of a control plane.
+    #[arg(long, conflicts_with = "cp")]
+    config: Option<PathBuf>,
+    /// Proxy listen address; port 0 picks a free port.
+    #[arg(long, env = "TOLLGATE_DP_LISTEN", default_value = "127.0.0.1:7480")]
+    listen: SocketAddr,
+    /// Directory for the persisted (encrypted) last snapshot.
+    #[arg(long, env = "TOLLGATE_DP_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Node id reported to the control plane (default: random dp-…).
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Largest accepted request body.
+    #[arg(long, default_value_t = tollgate_dp::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// Upstream timeout: whole call, or response head and each gap between
+    /// stream chunks.
+    #[arg(long, default_value_t = 300)]
+    upstream_timeout_secs: u64,
+    /// Proxy worker threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// On SIGTERM/SIGINT, how long calls in flight may take to finish.
+    #[arg(long, default_value_t = 10)]
+    shutdown_grace_secs: u64,
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+    };
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    let source = match (args.cp, args.token, args.config) {
+        (Some(url), Some(token), None) => ConfigSourceSpec::Cp { url, token },
+        (None, _, Some(path)) => ConfigSourceSpec::File(path),
+        _ => anyhow::bail!("give --cp URL --token TOKEN, or --config FILE"),
+    };
+    let mut config = DataPlaneConfig::new(args.listen, source);
+    config.data_dir = args.data_dir;
+    config.node_id = args.node_id;
+    config.max_body_bytes = args.max_body_bytes;
+    config.upstream_timeout = Duration::from_secs(args.upstream_timeout_secs.max(1));
+    config.threads = args.threads;
+    config.shutdown_grace = Duration::from_secs(args.shutdown_grace_secs);
+    if let Some(dir) = &config.data_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    }
+
+    let dp = tollgate_dp::prepare(config)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    spawn_signal_handler(stop_tx)?;
+    // Tests and scripts wait for this exact line on stdout.
+    println!("tollgate-dp ready: {}", dp.url);
+    dp.run(stop_rx)
+}
+
+/// SIGINT/SIGTERM → graceful shutdown through the watch channel.
+fn spawn_signal_handler(stop: tokio::sync::watch::Sender<bool>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal runtime")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
+                    tracing::error!(
+                        "cannot install signal handlers; stop the process with SIGKILL"
+                    );
+                    // Keep the sender: dropping it would mean "shut down".
+                    std::future::pending::<()>().await;
+                    drop(stop);
+                    return;
+                };
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("SIGINT received"),
+                }
+                let _ = stop.send(true);
+                // A second signal stops at once.
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                std::process::exit(130);
+            });
+        })
+        .context("cannot start the signal thread")?;
+    Ok(())
+}

@@ -1,1 +1,9 @@
+//! End-to-end tests: real `tollgate-cp` and `tollgate-dp` processes, a real
+//! mock provider, all on port 0.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod auth;
+mod errors;
+mod proxy;
+mod sync;
+mod usage;

@@ -1,1 +1,93 @@
-fn main() {}
+//! `tollgate`: admin CLI over the control plane's gRPC API, and `tollgate dev`
+//! (control plane + data plane + built-in mock provider in one process).
+
+mod admin;
+mod client;
+mod dev;
+mod output;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Tollgate AI gateway: admin CLI and local dev gateway"
+)]
+struct Cli {
+    /// Control-plane admin URL (default: <data-dir>/cp.url, else http://127.0.0.1:7400).
+    #[arg(long, global = true, env = "TOLLGATE_CP_URL")]
+    cp: Option<String>,
+    /// Operator token (default: <data-dir>/admin.token).
+    #[arg(
+        long,
+        global = true,
+        env = "TOLLGATE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// Directory of the local gateway's state (`tollgate dev` writes it).
+    #[arg(
+        long,
+        global = true,
+        env = "TOLLGATE_DATA_DIR",
+        default_value = ".tollgate"
+    )]
+    data_dir: PathBuf,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a local gateway: control plane (SQLite in --data-dir), data plane and
+    /// built-in mock provider, with a demo tenant and key.
+    Dev(dev::DevArgs),
+    /// Tenants.
+    #[command(subcommand)]
+    Tenant(admin::TenantCmd),
+    /// Provider credentials (bring your own key).
+    #[command(subcommand)]
+    Provider(admin::ProviderCmd),
+    /// Models exposed to callers.
+    #[command(subcommand)]
+    Model(admin::ModelCmd),
+    /// Caller API keys.
+    #[command(subcommand)]
+    Key(admin::KeyCmd),
+    /// Calls, tokens and cost per model (and key).
+    Usage(admin::UsageArgs),
+    /// Config version and connected data planes.
+    Status,
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Dev(args) = cli.command {
+        return dev::run(args, cli.data_dir).await;
+    }
+    let target = client::Target::resolve(cli.cp, cli.token, &cli.data_dir)?;
+    let mut admin = target.connect().await?;
+    match cli.command {
+        Command::Dev(_) => Ok(()),
+        Command::Tenant(c) => admin::tenant(&mut admin, c, cli.json).await,
+        Command::Provider(c) => admin::provider(&mut admin, c, cli.json).await,
+        Command::Model(c) => admin::model(&mut admin, c, cli.json).await,
+        Command::Key(c) => admin::key(&mut admin, c, cli.json).await,
+        Command::Usage(a) => admin::usage(&mut admin, a, cli.json).await,
+        Command::Status => admin::status(&mut admin, cli.json).await,
+    }
+}

@@ -7,7 +7,10 @@ use clap::Parser;
 use tollgate_mock::{MockOptions, MockServer};
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Mock OpenAI-compatible provider for tests, demos and benchmarks")]
+#[command(
+    version,
+    about = "Mock OpenAI-compatible provider for tests, demos and benchmarks"
+)]
 struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:7490")]

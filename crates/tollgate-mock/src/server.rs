@@ -162,11 +162,7 @@ fn now_secs() -> i64 {
 }
 
 fn error(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> Response {
-    (
-        status,
-        axum::Json(openai::error_body(message, kind, code)),
-    )
-        .into_response()
+    (status, axum::Json(openai::error_body(message, kind, code))).into_response()
 }
 
 /// Records the request and checks the API key; `Err` is the response to send.
@@ -183,7 +179,12 @@ fn admit(
             path: uri.path().to_string(),
             headers: headers
                 .iter()
-                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
                 .collect(),
             body: body.clone(),
         };
@@ -229,7 +230,11 @@ enum Behaviour {
 }
 
 fn behaviour(model: &str) -> Behaviour {
-    let num = |prefix: &str| model.strip_prefix(prefix).and_then(|n| n.parse::<u64>().ok());
+    let num = |prefix: &str| {
+        model
+            .strip_prefix(prefix)
+            .and_then(|n| n.parse::<u64>().ok())
+    };
     if let Some(code) = num("mock-error-") {
         if let Some(status) = u16::try_from(code)
             .ok()
@@ -258,7 +263,10 @@ fn error_for_status(status: StatusCode) -> Response {
     };
     let mut resp = error(
         status,
-        &format!("The mock provider was asked to fail with {}", status.as_u16()),
+        &format!(
+            "The mock provider was asked to fail with {}",
+            status.as_u16()
+        ),
         kind,
         code,
     );
@@ -333,7 +341,10 @@ async fn chat_completions(
                 // Let the events already sent reach the client first, then
                 // an Err makes hyper abort the response mid-body.
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                return Some((Err(std::io::Error::other("mock dropped the stream")), (it, true)));
+                return Some((
+                    Err(std::io::Error::other("mock dropped the stream")),
+                    (it, true),
+                ));
             }
             if i > 0 && !delay.is_zero() {
                 tokio::time::sleep(delay).await;
@@ -363,7 +374,10 @@ async fn embeddings(
     if let Err(r) = admit(&shared, &method, &uri, &headers, &body) {
         return *r;
     }
-    let model = body.get("model").and_then(Value::as_str).unwrap_or("mock-embed");
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("mock-embed");
     let inputs: Vec<String> = match body.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(a)) => a

@@ -14,9 +14,20 @@ async fn non_stream_and_stream_agree_and_are_recorded() {
     let client = reqwest::Client::new();
     let url = format!("{}/chat/completions", mock.base_url);
     let body = json!({"model": "mock-small", "messages": [{"role": "user", "content": "ping"}]});
-    let r: Value = client.post(&url).json(&body).send().await.unwrap().json().await.unwrap();
+    let r: Value = client
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["object"], "chat.completion");
-    let text = r["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+    let text = r["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(text.ends_with("You said: \"ping\""), "{text}");
 
     let mut sbody = body.clone();
@@ -91,5 +102,8 @@ async fn drop_after_aborts_the_stream() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.text().await.is_err(), "a dropped stream must not end cleanly");
+    assert!(
+        resp.text().await.is_err(),
+        "a dropped stream must not end cleanly"
+    );
 }

@@ -1,0 +1,112 @@
+//! `KeyService`. The caller key is generated here, returned once, and only
+//! its SHA-256 is stored.
+
+use tollgate_core::ids::{new_id, prefix};
+use tollgate_core::keys::{display_prefix, generate_caller_key, hash_caller_key};
+use tollgate_core::time::now_ms;
+use tollgate_proto::admin::v1 as pb;
+use tollgate_proto::admin::v1::key_service_server::KeyService;
+use tonic::{Request, Response, Status};
+
+use super::status::store_status;
+use super::{require_token, ApiState};
+use crate::store::{CallerKey, NewCallerKey};
+
+#[derive(Debug, Clone)]
+pub struct KeyApi {
+    state: ApiState,
+}
+
+impl KeyApi {
+    pub fn new(state: ApiState) -> Self {
+        Self { state }
+    }
+}
+
+fn key_to_proto(k: CallerKey) -> pb::CallerKey {
+    pb::CallerKey {
+        id: k.id,
+        tenant_id: k.tenant_id,
+        name: k.name,
+        prefix: k.prefix,
+        created_at_ms: k.created_at_ms,
+        expires_at_ms: k.expires_at_ms,
+        revoked_at_ms: k.revoked_at_ms,
+    }
+}
+
+#[tonic::async_trait]
+impl KeyService for KeyApi {
+    async fn create_key(
+        &self,
+        request: Request<pb::CreateKeyRequest>,
+    ) -> Result<Response<pb::CreateKeyResponse>, Status> {
+        let req = request.into_inner();
+        let tenant = self.state.tenant(&req.tenant).await?;
+        let name = req.name.trim().to_owned();
+        require_token("key name", &name)?;
+        if req.expires_at_ms < 0 {
+            return Err(Status::invalid_argument(
+                "expires_at_ms must be 0 (no expiry) or epoch milliseconds",
+            ));
+        }
+        if req.expires_at_ms != 0 && req.expires_at_ms <= now_ms() {
+            return Err(Status::invalid_argument("expires_at_ms is in the past"));
+        }
+        let secret = generate_caller_key();
+        let key = self
+            .state
+            .store
+            .create_key(NewCallerKey {
+                id: new_id(prefix::CALLER_KEY),
+                tenant_id: tenant.id,
+                name,
+                prefix: display_prefix(&secret),
+                key_hash: hash_caller_key(&secret),
+                expires_at_ms: req.expires_at_ms,
+            })
+            .await
+            .map_err(store_status)?;
+        tracing::info!(tenant_id = %key.tenant_id, key_id = %key.id, name = %key.name, "caller key created");
+        Ok(Response::new(pb::CreateKeyResponse {
+            key: Some(key_to_proto(key)),
+            secret,
+        }))
+    }
+
+    async fn list_keys(
+        &self,
+        request: Request<pb::ListKeysRequest>,
+    ) -> Result<Response<pb::ListKeysResponse>, Status> {
+        let tenant = self.state.tenant(&request.into_inner().tenant).await?;
+        let keys = self
+            .state
+            .store
+            .list_keys(&tenant.id)
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(pb::ListKeysResponse {
+            keys: keys.into_iter().map(key_to_proto).collect(),
+        }))
+    }
+
+    async fn revoke_key(
+        &self,
+        request: Request<pb::RevokeKeyRequest>,
+    ) -> Result<Response<pb::CallerKey>, Status> {
+        let req = request.into_inner();
+        let tenant = self.state.tenant(&req.tenant).await?;
+        let reference = req.key.trim();
+        if reference.is_empty() {
+            return Err(Status::invalid_argument("key is required (id or name)"));
+        }
+        let key = self
+            .state
+            .store
+            .revoke_key(&tenant.id, reference)
+            .await
+            .map_err(store_status)?;
+        tracing::info!(tenant_id = %key.tenant_id, key_id = %key.id, "caller key revoked");
+        Ok(Response::new(key_to_proto(key)))
+    }
+}

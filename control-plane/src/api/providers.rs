@@ -1,0 +1,208 @@
+//! `ProviderService`. The API key is write-only: it is sealed before it
+//! reaches the store, and responses carry only its fingerprint and last 4.
+
+use tollgate_core::ids::{new_id, prefix};
+use tollgate_core::keys::{secret_fingerprint, secret_last4};
+use tollgate_proto::admin::v1 as pb;
+use tollgate_proto::admin::v1::provider_service_server::ProviderService;
+use tonic::{Request, Response, Status};
+
+use super::status::{crypto_status, store_status};
+use super::{require_token, ApiState};
+use crate::crypto;
+use crate::secret::SecretString;
+use crate::store::{NewProvider, Provider};
+
+/// Provider kinds the data plane knows.
+pub const PROVIDER_KINDS: &[&str] = &["openai", "mock"];
+
+#[derive(Debug, Clone)]
+pub struct ProviderApi {
+    state: ApiState,
+}
+
+impl ProviderApi {
+    pub fn new(state: ApiState) -> Self {
+        Self { state }
+    }
+}
+
+fn provider_to_proto(p: Provider) -> pb::Provider {
+    pb::Provider {
+        id: p.id,
+        tenant_id: p.tenant_id,
+        name: p.name,
+        kind: p.kind,
+        base_url: p.base_url,
+        key_fingerprint: p.key_fingerprint,
+        key_last4: p.key_last4,
+        created_at_ms: p.created_at_ms,
+    }
+}
+
+/// A validated AddProvider request. The key is held as a [`SecretString`] so
+/// it cannot be printed by accident.
+#[derive(Debug)]
+struct ProviderInput {
+    name: String,
+    kind: String,
+    base_url: String,
+    api_key: SecretString,
+}
+
+fn validate(req: pb::AddProviderRequest) -> Result<ProviderInput, Status> {
+    let api_key = SecretString::new(req.api_key.trim());
+    let name = req.name.trim().to_owned();
+    require_token("provider name", &name)?;
+    let kind = req.kind.trim().to_ascii_lowercase();
+    if !PROVIDER_KINDS.contains(&kind.as_str()) {
+        return Err(Status::invalid_argument(format!(
+            "unknown provider kind {:?}; expected one of: {}",
+            req.kind,
+            PROVIDER_KINDS.join(", ")
+        )));
+    }
+    let base_url = req.base_url.trim().trim_end_matches('/').to_owned();
+    if kind == "openai" {
+        if base_url.is_empty() {
+            return Err(Status::invalid_argument(
+                "base_url is required for kind \"openai\" (e.g. https://api.openai.com/v1)",
+            ));
+        }
+        let rest = base_url
+            .strip_prefix("https://")
+            .or_else(|| base_url.strip_prefix("http://"));
+        match rest {
+            Some(host)
+                if !host.is_empty()
+                    && !host.starts_with('/')
+                    && !host.contains(char::is_whitespace) => {}
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "base_url {base_url:?} must be an http:// or https:// URL with a host"
+                )))
+            }
+        }
+    }
+    Ok(ProviderInput {
+        name,
+        kind,
+        base_url,
+        api_key,
+    })
+}
+
+#[tonic::async_trait]
+impl ProviderService for ProviderApi {
+    async fn add_provider(
+        &self,
+        request: Request<pb::AddProviderRequest>,
+    ) -> Result<Response<pb::Provider>, Status> {
+        let req = request.into_inner();
+        let tenant = self.state.tenant(&req.tenant).await?;
+        let input = validate(req)?;
+        let id = new_id(prefix::PROVIDER);
+        let (api_key_ciphertext, key_fingerprint, key_last4) = if input.api_key.is_empty() {
+            (String::new(), String::new(), String::new())
+        } else {
+            let key = input.api_key.expose();
+            let sealed = crypto::seal(self.state.kek.as_ref(), key, &id)
+                .await
+                .map_err(crypto_status)?;
+            (sealed, secret_fingerprint(key), secret_last4(key))
+        };
+        let p = self
+            .state
+            .store
+            .add_provider(NewProvider {
+                id,
+                tenant_id: tenant.id,
+                name: input.name,
+                kind: input.kind,
+                base_url: input.base_url,
+                api_key_ciphertext,
+                key_fingerprint,
+                key_last4,
+            })
+            .await
+            .map_err(store_status)?;
+        tracing::info!(tenant_id = %p.tenant_id, provider_id = %p.id, name = %p.name, kind = %p.kind, "provider added");
+        Ok(Response::new(provider_to_proto(p)))
+    }
+
+    async fn list_providers(
+        &self,
+        request: Request<pb::ListProvidersRequest>,
+    ) -> Result<Response<pb::ListProvidersResponse>, Status> {
+        let tenant = self.state.tenant(&request.into_inner().tenant).await?;
+        let providers = self
+            .state
+            .store
+            .list_providers(&tenant.id)
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(pb::ListProvidersResponse {
+            providers: providers.into_iter().map(provider_to_proto).collect(),
+        }))
+    }
+
+    async fn delete_provider(
+        &self,
+        request: Request<pb::DeleteProviderRequest>,
+    ) -> Result<Response<pb::DeleteProviderResponse>, Status> {
+        let req = request.into_inner();
+        let tenant = self.state.tenant(&req.tenant).await?;
+        let reference = req.provider.trim();
+        if reference.is_empty() {
+            return Err(Status::invalid_argument(
+                "provider is required (id or name)",
+            ));
+        }
+        self.state
+            .store
+            .delete_provider(&tenant.id, reference)
+            .await
+            .map_err(store_status)?;
+        tracing::info!(tenant_id = %tenant.id, provider = %reference, "provider deleted");
+        Ok(Response::new(pb::DeleteProviderResponse {}))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn req(kind: &str, base_url: &str) -> pb::AddProviderRequest {
+        pb::AddProviderRequest {
+            tenant: "acme".into(),
+            name: "main".into(),
+            kind: kind.into(),
+            base_url: base_url.into(),
+            api_key: "sk-secret-value-1234".into(),
+        }
+    }
+
+    #[test]
+    fn validation_rules() {
+        let ok = validate(req("openai", "https://api.openai.com/v1/")).unwrap();
+        assert_eq!(ok.base_url, "https://api.openai.com/v1");
+        assert!(!format!("{ok:?}").contains("sk-secret"));
+        assert!(validate(req("mock", "")).is_ok());
+        assert!(validate(req("OpenAI", "http://localhost:8080")).is_ok());
+        for (kind, url) in [
+            ("openai", ""),
+            ("openai", "ftp://x"),
+            ("openai", "https://"),
+            ("openai", "api.openai.com"),
+            ("anthropic", "https://x"),
+        ] {
+            let e = validate(req(kind, url)).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{kind} {url}");
+            assert!(!e.message().contains("sk-secret"));
+        }
+        let mut r = req("mock", "");
+        r.name = "has space".into();
+        assert!(validate(r).is_err());
+    }
+}

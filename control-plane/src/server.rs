@@ -1,0 +1,241 @@
+//! Start-up and shutdown: secrets, store, snapshot broadcaster and one tonic
+//! server (gRPC and gRPC-web on one port) for the admin and sync services.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tollgate_proto::admin::v1::data_plane_service_server::DataPlaneServiceServer;
+use tollgate_proto::admin::v1::key_service_server::KeyServiceServer;
+use tollgate_proto::admin::v1::model_service_server::ModelServiceServer;
+use tollgate_proto::admin::v1::provider_service_server::ProviderServiceServer;
+use tollgate_proto::admin::v1::tenant_service_server::TenantServiceServer;
+use tollgate_proto::admin::v1::usage_service_server::UsageServiceServer;
+use tollgate_proto::sync::v1::sync_service_server::SyncServiceServer;
+use tonic::transport::Server;
+
+use crate::api::data_planes::DataPlaneApi;
+use crate::api::keys::KeyApi;
+use crate::api::models::ModelApi;
+use crate::api::providers::ProviderApi;
+use crate::api::tenants::TenantApi;
+use crate::api::usage::UsageApi;
+use crate::api::ApiState;
+use crate::auth::BearerAuth;
+use crate::config::ControlPlaneConfig;
+use crate::crypto::{KeyEncryptionKey, LocalKek};
+use crate::data_planes::DataPlaneRegistry;
+use crate::push::SnapshotBroadcaster;
+use crate::secrets_files::{
+    self, ADMIN_TOKEN_FILE, ADMIN_TOKEN_PREFIX, DP_TOKEN_FILE, DP_TOKEN_PREFIX, URL_FILE,
+};
+use crate::store::{sqlite_url, Store};
+use crate::sync_service::SyncApi;
+
+/// Snapshots grow with the configuration; allow large ones both ways.
+const MAX_SYNC_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// A control plane serving on [`RunningControlPlane::url`].
+pub struct RunningControlPlane {
+    /// `http://<bound address>`, e.g. `http://127.0.0.1:7400`.
+    pub url: String,
+    pub addr: SocketAddr,
+    /// Operator token for the admin services (`authorization: Bearer ...`).
+    pub admin_token: String,
+    /// Registration token for data planes.
+    pub dp_token: String,
+    /// Absolute path of the data directory.
+    pub data_dir: PathBuf,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    broadcaster: JoinHandle<()>,
+    store: Store,
+}
+
+impl std::fmt::Debug for RunningControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningControlPlane")
+            .field("url", &self.url)
+            .field("data_dir", &self.data_dir)
+            .field("admin_token", &"<redacted>")
+            .field("dp_token", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts the control plane: prepares the data directory (generating the
+/// master key and tokens on first start), opens and migrates the database,
+/// builds the first snapshot, binds `config.listen` and serves. Returns once
+/// the port accepts connections.
+pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlPlane> {
+    secrets_files::ensure_data_dir(&config.data_dir)?;
+    let data_dir = std::fs::canonicalize(&config.data_dir)
+        .with_context(|| format!("data directory {}", config.data_dir.display()))?;
+
+    let master = secrets_files::load_master_key(&config.master_key, &data_dir)?;
+    let kek: Arc<dyn KeyEncryptionKey> = Arc::new(LocalKek::new(&master)?);
+    let admin_token = secrets_files::load_token(
+        config.admin_token.as_deref(),
+        &data_dir,
+        ADMIN_TOKEN_FILE,
+        ADMIN_TOKEN_PREFIX,
+    )?;
+    let dp_token = secrets_files::load_token(
+        config.dp_token.as_deref(),
+        &data_dir,
+        DP_TOKEN_FILE,
+        DP_TOKEN_PREFIX,
+    )?;
+
+    let db_url = match &config.database_url {
+        Some(url) => url.clone(),
+        None => sqlite_url(&data_dir.join(secrets_files::DATABASE_FILE)),
+    };
+    let store = Store::connect(&db_url)
+        .await
+        .context("opening the database")?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (snapshots, broadcaster) =
+        match SnapshotBroadcaster::start(store.clone(), kek.clone(), shutdown_rx.clone()).await {
+            Ok(v) => v,
+            Err(e) => {
+                store.close().await;
+                return Err(e).context("building the first config snapshot");
+            }
+        };
+    let registry = Arc::new(DataPlaneRegistry::default());
+
+    let listener = match TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = shutdown_tx.send(true);
+            let _ = broadcaster.await;
+            store.close().await;
+            return Err(e).with_context(|| format!("binding {}", config.listen));
+        }
+    };
+    let addr = listener.local_addr()?;
+    let url = format!("http://{addr}");
+
+    let state = ApiState {
+        store: store.clone(),
+        kek,
+        registry: registry.clone(),
+    };
+    let admin = BearerAuth::operator(&admin_token, &data_dir);
+    let dp = BearerAuth::data_plane(&dp_token, &data_dir);
+    let sync = SyncServiceServer::new(SyncApi::new(
+        store.clone(),
+        snapshots,
+        registry,
+        shutdown_rx.clone(),
+    ))
+    .max_decoding_message_size(MAX_SYNC_MESSAGE)
+    .max_encoding_message_size(MAX_SYNC_MESSAGE);
+
+    let router = Server::builder()
+        // gRPC-web for the browser dashboard: HTTP/1.1 plus the web layer.
+        .accept_http1(true)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_service(TenantServiceServer::with_interceptor(
+            TenantApi::new(state.clone()),
+            admin.clone(),
+        ))
+        .add_service(ProviderServiceServer::with_interceptor(
+            ProviderApi::new(state.clone()),
+            admin.clone(),
+        ))
+        .add_service(ModelServiceServer::with_interceptor(
+            ModelApi::new(state.clone()),
+            admin.clone(),
+        ))
+        .add_service(KeyServiceServer::with_interceptor(
+            KeyApi::new(state.clone()),
+            admin.clone(),
+        ))
+        .add_service(UsageServiceServer::with_interceptor(
+            UsageApi::new(state.clone()),
+            admin.clone(),
+        ))
+        .add_service(DataPlaneServiceServer::with_interceptor(
+            DataPlaneApi::new(state),
+            admin,
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            sync, dp,
+        ));
+
+    let mut stop = shutdown_rx;
+    let server = tokio::spawn(router.serve_with_incoming_shutdown(
+        TcpListenerStream::new(listener),
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        },
+    ));
+
+    let url_file = data_dir.join(URL_FILE);
+    if let Err(e) = secrets_files::replace_file(&url_file, url.as_bytes(), 0o644) {
+        tracing::warn!(path = %url_file.display(), error = %e, "could not write the URL file");
+    }
+    tracing::info!(%url, data_dir = %data_dir.display(), "control plane listening");
+
+    Ok(RunningControlPlane {
+        url,
+        addr,
+        admin_token: admin_token.into_exposed(),
+        dp_token: dp_token.into_exposed(),
+        data_dir,
+        shutdown: shutdown_tx,
+        server,
+        broadcaster,
+        store,
+    })
+}
+
+impl RunningControlPlane {
+    /// Graceful stop: no new connections, subscription streams ended,
+    /// in-flight calls finished, database pool closed.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.finish().await
+    }
+
+    /// Runs until the server stops on its own (an error).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Runs until `signal` completes, then shuts down gracefully; returns
+    /// early with the error if the server fails first.
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let ended_early = tokio::select! {
+            () = signal => None,
+            res = &mut self.server => Some(res),
+        };
+        let _ = self.shutdown.send(true);
+        match ended_early {
+            None => self.finish().await,
+            Some(res) => {
+                let _ = self.broadcaster.await;
+                self.store.close().await;
+                res.context("server task")?.context("server")?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn finish(self) -> anyhow::Result<()> {
+        let served = self.server.await;
+        let _ = self.broadcaster.await;
+        self.store.close().await;
+        served.context("server task")?.context("server")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,271 @@
+//! Usage records reported by data planes, and the aggregates over them.
+//! Ingestion is idempotent on the data plane's record id.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use tollgate_core::usage::Usage;
+
+use super::{from_bool, to_bool, Store, StoreResult};
+
+/// One call as metered by a data plane.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UsageRecord {
+    pub id: String,
+    pub request_id: String,
+    pub tenant_id: String,
+    pub key_id: String,
+    pub model: String,
+    pub provider_id: String,
+    pub upstream_model: String,
+    pub started_at_ms: i64,
+    pub latency_ms: i64,
+    pub status_code: u32,
+    pub error_code: String,
+    pub stream: bool,
+    pub usage: Usage,
+    pub cost_micros: i64,
+    /// Data plane that reported the record.
+    pub node_id: String,
+    pub received_at_ms: i64,
+}
+
+/// Window and grouping of a usage summary; times are epoch ms, `[since, until)`.
+#[derive(Debug, Clone, Copy)]
+pub struct UsageFilter {
+    pub since_ms: i64,
+    pub until_ms: i64,
+    pub by_key: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UsageSummaryRow {
+    pub model: String,
+    /// Empty unless grouped by key.
+    pub key_id: String,
+    pub calls: i64,
+    pub errors: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost_micros: i64,
+}
+
+const RECORD_COLUMNS: &str = "id, request_id, tenant_id, key_id, model, provider_id, \
+     upstream_model, started_at_ms, latency_ms, status_code, error_code, stream, prompt_tokens, \
+     completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_micros, \
+     node_id, received_at_ms";
+
+fn record_from_row(row: &AnyRow) -> StoreResult<UsageRecord> {
+    let status: i64 = row.try_get("status_code")?;
+    Ok(UsageRecord {
+        id: row.try_get("id")?,
+        request_id: row.try_get("request_id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        key_id: row.try_get("key_id")?,
+        model: row.try_get("model")?,
+        provider_id: row.try_get("provider_id")?,
+        upstream_model: row.try_get("upstream_model")?,
+        started_at_ms: row.try_get("started_at_ms")?,
+        latency_ms: row.try_get("latency_ms")?,
+        status_code: u32::try_from(status).unwrap_or(0),
+        error_code: row.try_get("error_code")?,
+        stream: to_bool(row.try_get("stream")?),
+        usage: Usage {
+            prompt_tokens: row.try_get("prompt_tokens")?,
+            completion_tokens: row.try_get("completion_tokens")?,
+            cache_read_tokens: row.try_get("cache_read_tokens")?,
+            cache_write_tokens: row.try_get("cache_write_tokens")?,
+            reasoning_tokens: row.try_get("reasoning_tokens")?,
+        },
+        cost_micros: row.try_get("cost_micros")?,
+        node_id: row.try_get("node_id")?,
+        received_at_ms: row.try_get("received_at_ms")?,
+    })
+}
+
+impl Store {
+    /// Stores a batch in one transaction. Returns how many ids were already
+    /// present (duplicates are acknowledged, not stored twice).
+    pub async fn insert_usage_records(&self, records: &[UsageRecord]) -> StoreResult<u32> {
+        let mut tx = self.pool.begin().await?;
+        let mut duplicates = 0_u32;
+        for r in records {
+            let done = sqlx::query(&format!(
+                "INSERT INTO usage_records ({RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+                 ON CONFLICT (id) DO NOTHING"
+            ))
+            .bind(&r.id)
+            .bind(&r.request_id)
+            .bind(&r.tenant_id)
+            .bind(&r.key_id)
+            .bind(&r.model)
+            .bind(&r.provider_id)
+            .bind(&r.upstream_model)
+            .bind(r.started_at_ms)
+            .bind(r.latency_ms)
+            .bind(i64::from(r.status_code))
+            .bind(&r.error_code)
+            .bind(from_bool(r.stream))
+            .bind(r.usage.prompt_tokens)
+            .bind(r.usage.completion_tokens)
+            .bind(r.usage.cache_read_tokens)
+            .bind(r.usage.cache_write_tokens)
+            .bind(r.usage.reasoning_tokens)
+            .bind(r.cost_micros)
+            .bind(&r.node_id)
+            .bind(r.received_at_ms)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                duplicates += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(duplicates)
+    }
+
+    /// Aggregates per model (and key) of one tenant over `[since, until)`.
+    pub async fn usage_summary(
+        &self,
+        tenant_id: &str,
+        filter: UsageFilter,
+    ) -> StoreResult<Vec<UsageSummaryRow>> {
+        let group = if filter.by_key {
+            "model, key_id"
+        } else {
+            "model"
+        };
+        let key_col = if filter.by_key {
+            "key_id"
+        } else {
+            "'' AS key_id"
+        };
+        let sql = format!(
+            "SELECT model, {key_col}, \
+             CAST(COUNT(*) AS BIGINT) AS calls, \
+             CAST(COALESCE(SUM(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END), 0) AS BIGINT) AS errors, \
+             CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
+             CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
+             CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS cost_micros \
+             FROM usage_records \
+             WHERE tenant_id = $1 AND started_at_ms >= $2 AND started_at_ms < $3 \
+             GROUP BY {group} ORDER BY {group}"
+        );
+        sqlx::query(&sql)
+            .bind(tenant_id)
+            .bind(filter.since_ms)
+            .bind(filter.until_ms)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(UsageSummaryRow {
+                    model: row.try_get("model")?,
+                    key_id: row.try_get("key_id")?,
+                    calls: row.try_get("calls")?,
+                    errors: row.try_get("errors")?,
+                    prompt_tokens: row.try_get("prompt_tokens")?,
+                    completion_tokens: row.try_get("completion_tokens")?,
+                    cost_micros: row.try_get("cost_micros")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The newest `limit` records of a tenant.
+    pub async fn list_usage_records(
+        &self,
+        tenant_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<UsageRecord>> {
+        sqlx::query(&format!(
+            "SELECT {RECORD_COLUMNS} FROM usage_records WHERE tenant_id = $1 \
+             ORDER BY started_at_ms DESC, id DESC LIMIT $2"
+        ))
+        .bind(tenant_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(record_from_row)
+        .collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::super::test_support::temp_store;
+    use super::*;
+
+    fn rec(id: &str, model: &str, key: &str, started: i64, status: u32) -> UsageRecord {
+        UsageRecord {
+            id: id.into(),
+            request_id: format!("req-{id}"),
+            tenant_id: "tn_a".into(),
+            key_id: key.into(),
+            model: model.into(),
+            provider_id: "pv_1".into(),
+            upstream_model: model.into(),
+            started_at_ms: started,
+            latency_ms: 12,
+            status_code: status,
+            error_code: String::new(),
+            stream: true,
+            usage: Usage {
+                prompt_tokens: 10,
+                completion_tokens: 5,
+                cache_read_tokens: 2,
+                cache_write_tokens: 1,
+                reasoning_tokens: 3,
+            },
+            cost_micros: 100,
+            node_id: "dp-1".into(),
+            received_at_ms: 5000,
+        }
+    }
+
+    #[tokio::test]
+    async fn ingest_is_idempotent_and_aggregates() {
+        let (store, _dir) = temp_store().await;
+        let batch = vec![
+            rec("u1", "gpt", "ck_1", 1000, 200),
+            rec("u2", "gpt", "ck_2", 2000, 429),
+            rec("u3", "claude", "ck_1", 3000, 200),
+        ];
+        assert_eq!(store.insert_usage_records(&batch).await.unwrap(), 0);
+        assert_eq!(store.insert_usage_records(&batch).await.unwrap(), 3);
+
+        let all = UsageFilter {
+            since_ms: 0,
+            until_ms: i64::MAX,
+            by_key: false,
+        };
+        let rows = store.usage_summary("tn_a", all).await.unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].model, "gpt");
+        assert_eq!(rows[1].calls, 2);
+        assert_eq!(rows[1].errors, 1);
+        assert_eq!(rows[1].prompt_tokens, 20);
+        assert_eq!(rows[1].completion_tokens, 10);
+        assert_eq!(rows[1].cost_micros, 200);
+
+        let window = UsageFilter {
+            since_ms: 1000,
+            until_ms: 3000,
+            by_key: true,
+        };
+        let rows = store.usage_summary("tn_a", window).await.unwrap();
+        let keys: Vec<_> = rows
+            .iter()
+            .map(|r| (r.model.as_str(), r.key_id.as_str(), r.calls))
+            .collect();
+        assert_eq!(keys, [("gpt", "ck_1", 1), ("gpt", "ck_2", 1)]);
+        assert!(store.usage_summary("tn_b", all).await.unwrap().is_empty());
+
+        let listed = store.list_usage_records("tn_a", 2).await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0], batch[2]);
+        assert_eq!(listed[1].id, "u2");
+    }
+}

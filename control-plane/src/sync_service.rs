@@ -1,0 +1,294 @@
+//! `tollgate.sync.v1.SyncService`: config push to data planes and usage
+//! ingestion from them.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tollgate_core::time::now_ms;
+use tollgate_core::usage::Usage;
+use tollgate_proto::sync::v1 as pb;
+use tollgate_proto::sync::v1::sync_service_server::SyncService;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::api::status::store_status;
+use crate::data_planes::DataPlaneRegistry;
+use crate::push::SnapshotBroadcaster;
+use crate::store::{Store, UsageRecord};
+
+/// Largest accepted usage batch; data planes send smaller ones.
+pub const MAX_USAGE_BATCH: usize = 1000;
+
+/// Longest the control plane waits for Hello on a new subscription.
+const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Longest a new subscription waits for the snapshot of the latest commit.
+const CATCH_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub struct SyncApi {
+    store: Store,
+    snapshots: SnapshotBroadcaster,
+    registry: Arc<DataPlaneRegistry>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl SyncApi {
+    pub fn new(
+        store: Store,
+        snapshots: SnapshotBroadcaster,
+        registry: Arc<DataPlaneRegistry>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            store,
+            snapshots,
+            registry,
+            shutdown,
+        }
+    }
+}
+
+type OutStream = Pin<Box<dyn Stream<Item = Result<pb::ControlPlaneMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl SyncService for SyncApi {
+    type SubscribeStream = OutStream;
+
+    /// Answers at once and reads Hello inside the stream: a data plane that
+    /// waits for the response before sending Hello must not deadlock. A bad
+    /// or missing Hello ends the stream with InvalidArgument.
+    async fn subscribe(
+        &self,
+        request: Request<Streaming<pb::DataPlaneMessage>>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(4);
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut inbound = inbound;
+            let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut inbound)).await {
+                Ok(Ok(h)) => h,
+                Ok(Err(status)) => {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+                Err(_) => {
+                    let _ = tx
+                        .send(Err(Status::invalid_argument(format!(
+                            "no Hello within {} s of opening Subscribe",
+                            HELLO_TIMEOUT.as_secs()
+                        ))))
+                        .await;
+                    return;
+                }
+            };
+            let node_id = hello.node_id;
+            let session = me.registry.connected(&node_id, &hello.software_version);
+            tracing::info!(
+                node_id = %node_id,
+                software_version = %hello.software_version,
+                current_version = hello.current_version,
+                "data plane subscribed"
+            );
+            Session {
+                store: me.store,
+                node_id,
+                session,
+                inbound,
+                out: tx,
+                snapshots: me.snapshots.subscribe(),
+                registry: me.registry,
+                shutdown: me.shutdown,
+            }
+            .run()
+            .await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn report_usage(
+        &self,
+        request: Request<pb::UsageBatch>,
+    ) -> Result<Response<pb::UsageBatchAck>, Status> {
+        let batch = request.into_inner();
+        if batch.records.len() > MAX_USAGE_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "batch has {} records; at most {MAX_USAGE_BATCH} per call",
+                batch.records.len()
+            )));
+        }
+        let received_at_ms = now_ms();
+        let records = batch
+            .records
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| usage_from_proto(i, r, &batch.node_id, received_at_ms))
+            .collect::<Result<Vec<_>, Status>>()?;
+        let duplicates = self
+            .store
+            .insert_usage_records(&records)
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(pb::UsageBatchAck {
+            stored_ids: records.into_iter().map(|r| r.id).collect(),
+            duplicates,
+        }))
+    }
+}
+
+async fn read_hello(inbound: &mut Streaming<pb::DataPlaneMessage>) -> Result<pb::Hello, Status> {
+    match inbound.message().await? {
+        Some(pb::DataPlaneMessage {
+            kind: Some(pb::data_plane_message::Kind::Hello(h)),
+        }) if !h.node_id.trim().is_empty() => Ok(h),
+        Some(pb::DataPlaneMessage {
+            kind: Some(pb::data_plane_message::Kind::Hello(_)),
+        }) => Err(Status::invalid_argument("hello.node_id must not be empty")),
+        _ => Err(Status::invalid_argument(
+            "the first message on Subscribe must be Hello",
+        )),
+    }
+}
+
+/// Validates one record; a bad record rejects the whole batch, naming it, so
+/// the data plane never believes an unstored record was stored.
+fn usage_from_proto(
+    index: usize,
+    r: pb::UsageRecord,
+    node_id: &str,
+    received_at_ms: i64,
+) -> Result<UsageRecord, Status> {
+    if r.id.trim().is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "usage record #{index}: id must not be empty"
+        )));
+    }
+    if r.tenant_id.trim().is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "usage record {}: tenant_id must not be empty",
+            r.id
+        )));
+    }
+    Ok(UsageRecord {
+        id: r.id,
+        request_id: r.request_id,
+        tenant_id: r.tenant_id,
+        key_id: r.key_id,
+        model: r.model,
+        provider_id: r.provider_id,
+        upstream_model: r.upstream_model,
+        started_at_ms: r.started_at_ms,
+        latency_ms: r.latency_ms,
+        status_code: r.status_code,
+        error_code: r.error_code,
+        stream: r.stream,
+        usage: Usage {
+            prompt_tokens: r.prompt_tokens,
+            completion_tokens: r.completion_tokens,
+            cache_read_tokens: r.cache_read_tokens,
+            cache_write_tokens: r.cache_write_tokens,
+            reasoning_tokens: r.reasoning_tokens,
+        },
+        cost_micros: r.cost_micros,
+        node_id: node_id.to_owned(),
+        received_at_ms,
+    })
+}
+
+/// One subscribed data plane: forwards snapshots out and acks in, until the
+/// data plane goes away or the control plane shuts down.
+struct Session {
+    store: Store,
+    node_id: String,
+    session: u64,
+    inbound: Streaming<pb::DataPlaneMessage>,
+    out: mpsc::Sender<Result<pb::ControlPlaneMessage, Status>>,
+    snapshots: watch::Receiver<Arc<pb::Snapshot>>,
+    registry: Arc<DataPlaneRegistry>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Session {
+    async fn run(mut self) {
+        let mut sent = 0_u64;
+        self.catch_up().await;
+        // The latest snapshot at once; `borrow_and_update` marks it seen so
+        // `changed` below fires only for newer ones.
+        let first = self.snapshots.borrow_and_update().clone();
+        if self.send(&first, &mut sent).await {
+            loop {
+                tokio::select! {
+                    _ = self.shutdown.changed() => break,
+                    changed = self.snapshots.changed() => {
+                        if changed.is_err() { break; }
+                        let snap = self.snapshots.borrow_and_update().clone();
+                        if !self.send(&snap, &mut sent).await { break; }
+                    }
+                    msg = self.inbound.message() => match msg {
+                        Ok(Some(m)) => self.on_message(m),
+                        Ok(None) => break,
+                        Err(status) => {
+                            tracing::debug!(node_id = %self.node_id, error = %status, "subscribe stream error");
+                            break;
+                        }
+                    },
+                }
+            }
+        }
+        self.registry.disconnected(&self.node_id, self.session);
+        tracing::info!(node_id = %self.node_id, "data plane unsubscribed");
+    }
+
+    /// Waits (briefly) until the published snapshot includes every write
+    /// committed before this subscription, so a data plane that connects
+    /// right after a change starts with it rather than one version behind.
+    async fn catch_up(&mut self) {
+        let committed = match self.store.config_version().await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read config version; sending the latest snapshot");
+                return;
+            }
+        };
+        let wait = self.snapshots.wait_for(|s| s.version >= committed);
+        if tokio::time::timeout(CATCH_UP_TIMEOUT, wait).await.is_err() {
+            tracing::warn!(node_id = %self.node_id, committed, "snapshot lags the committed version; sending the latest");
+        }
+    }
+
+    /// False when the data plane is gone.
+    async fn send(&self, snap: &Arc<pb::Snapshot>, sent: &mut u64) -> bool {
+        if snap.version <= *sent {
+            return true;
+        }
+        *sent = snap.version;
+        let msg = pb::ControlPlaneMessage {
+            kind: Some(pb::control_plane_message::Kind::Snapshot(
+                pb::Snapshot::clone(snap),
+            )),
+        };
+        tracing::debug!(node_id = %self.node_id, version = snap.version, "sending snapshot");
+        self.out.send(Ok(msg)).await.is_ok()
+    }
+
+    fn on_message(&self, m: pb::DataPlaneMessage) {
+        match m.kind {
+            Some(pb::data_plane_message::Kind::Ack(ack)) => {
+                if ack.accepted {
+                    tracing::debug!(node_id = %self.node_id, version = ack.version, "snapshot applied");
+                } else {
+                    tracing::warn!(node_id = %self.node_id, version = ack.version, reason = %ack.reason, "snapshot rejected");
+                }
+                self.registry
+                    .ack(&self.node_id, ack.version, ack.accepted, &ack.reason);
+            }
+            Some(pb::data_plane_message::Kind::Hello(_)) | None => {
+                // A repeated Hello is harmless; treat as a keep-alive.
+                self.registry.ack(&self.node_id, 0, true, "");
+            }
+        }
+    }
+}

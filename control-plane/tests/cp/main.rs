@@ -1,0 +1,13 @@
+//! Integration tests: a real control plane on 127.0.0.1:0 with a temp data
+//! dir, driven through the generated tonic clients.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod admin;
+mod binary;
+mod harness;
+mod isolation;
+mod lifecycle;
+mod postgres;
+mod sync;
+mod usage;

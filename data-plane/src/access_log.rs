@@ -1,0 +1,45 @@
+//! One access-log event per call (tracing target `access`; one JSON line
+//! with `--log-format json`). Metadata only: never bodies, never keys.
+
+use pingora_proxy::Session;
+
+use crate::pipeline::CallContext;
+
+pub fn log(session: &Session, ctx: &CallContext, latency_ms: i64) {
+    let req = session.req_header();
+    let usage = ctx.usage.unwrap_or_default();
+    let (model, provider, upstream_model) = match &ctx.route {
+        Some(r) => (
+            r.public_name.as_str(),
+            r.provider.name.as_str(),
+            r.upstream_model.as_str(),
+        ),
+        None => ("", "", ""),
+    };
+    let (tenant_id, key_id) = match &ctx.key {
+        Some(k) => (k.tenant_id.as_str(), k.id.as_str()),
+        None => ("", ""),
+    };
+    tracing::info!(
+        target: "access",
+        request_id = %ctx.request_id,
+        method = %req.method,
+        path = req.uri.path(),
+        status = ctx.status,
+        latency_ms,
+        tenant_id,
+        key_id,
+        model,
+        provider,
+        upstream_model,
+        stream = ctx.stream,
+        prompt_tokens = usage.prompt_tokens,
+        completion_tokens = usage.completion_tokens,
+        cache_read_tokens = usage.cache_read_tokens,
+        reasoning_tokens = usage.reasoning_tokens,
+        error_code = ctx.error_code.unwrap_or(""),
+        bytes_sent = session.body_bytes_sent(),
+        config_version = ctx.config.as_ref().map_or(0, |c| c.version),
+        "request"
+    );
+}

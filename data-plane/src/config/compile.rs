@@ -1,0 +1,389 @@
+//! Snapshot (protobuf, from the control plane or a YAML file) → validated
+//! lookup tables. Anything invalid rejects the whole snapshot with a reason;
+//! the caller keeps serving the previous one.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::json;
+use tollgate_proto::sync::v1 as pb;
+
+use super::{
+    CallerKey, CompiledConfig, ProviderKind, ProviderTarget, Route, SecretString, TenantRuntime,
+};
+
+/// Why a snapshot was rejected. The text goes back to the control plane as
+/// the reject reason, so it never contains a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    #[error("tenant {tenant:?}: duplicate tenant id")]
+    DuplicateTenant { tenant: String },
+    #[error("tenant {tenant:?}: provider {provider:?} has unknown kind {kind:?} (expected openai or mock)")]
+    UnknownKind {
+        tenant: String,
+        provider: String,
+        kind: String,
+    },
+    #[error("tenant {tenant:?}: provider {provider:?} has an invalid base_url: {why}")]
+    BadBaseUrl {
+        tenant: String,
+        provider: String,
+        why: String,
+    },
+    #[error("tenant {tenant:?}: provider {provider:?}: the API key cannot be sent in a header")]
+    BadApiKey { tenant: String, provider: String },
+    #[error("tenant {tenant:?}: duplicate provider id {provider:?}")]
+    DuplicateProvider { tenant: String, provider: String },
+    #[error("tenant {tenant:?}: model {model:?} references unknown provider id {provider:?}")]
+    UnknownProvider {
+        tenant: String,
+        model: String,
+        provider: String,
+    },
+    #[error("tenant {tenant:?}: duplicate model name {model:?}")]
+    DuplicateModel { tenant: String, model: String },
+    #[error("tenant {tenant:?}: empty model name")]
+    EmptyModelName { tenant: String },
+    #[error("tenant {tenant:?}: key {key:?} has a malformed key_hash (expected 64 lowercase hex characters)")]
+    BadKeyHash { tenant: String, key: String },
+    #[error("tenant {tenant:?}: key {key:?} has the same hash as another key")]
+    DuplicateKeyHash { tenant: String, key: String },
+}
+
+/// Compiles a snapshot into the tables the proxy serves from.
+pub fn compile(snapshot: &pb::Snapshot) -> Result<CompiledConfig, CompileError> {
+    let mut tenants = HashMap::with_capacity(snapshot.tenants.len());
+    let mut keys = HashMap::new();
+    for t in &snapshot.tenants {
+        if tenants.contains_key(&t.id) {
+            return Err(CompileError::DuplicateTenant {
+                tenant: t.id.clone(),
+            });
+        }
+        let providers = compile_providers(t)?;
+        let mut models = HashMap::with_capacity(t.models.len());
+        for m in &t.models {
+            if m.name.is_empty() {
+                return Err(CompileError::EmptyModelName {
+                    tenant: t.name.clone(),
+                });
+            }
+            let Some(provider) = providers.get(&m.provider_id) else {
+                return Err(CompileError::UnknownProvider {
+                    tenant: t.name.clone(),
+                    model: m.name.clone(),
+                    provider: m.provider_id.clone(),
+                });
+            };
+            let route = Route {
+                model_id: m.id.clone(),
+                public_name: m.name.clone(),
+                provider: provider.clone(),
+                upstream_model: if m.upstream_model.is_empty() {
+                    m.name.clone()
+                } else {
+                    m.upstream_model.clone()
+                },
+            };
+            if models.insert(m.name.clone(), Arc::new(route)).is_some() {
+                return Err(CompileError::DuplicateModel {
+                    tenant: t.name.clone(),
+                    model: m.name.clone(),
+                });
+            }
+        }
+        for k in &t.keys {
+            if !is_sha256_hex(&k.key_hash) {
+                return Err(CompileError::BadKeyHash {
+                    tenant: t.name.clone(),
+                    key: k.name.clone(),
+                });
+            }
+            let key = CallerKey {
+                id: k.id.clone(),
+                tenant_id: t.id.clone(),
+                name: k.name.clone(),
+                expires_at_ms: k.expires_at_ms,
+            };
+            if keys.insert(k.key_hash.clone(), Arc::new(key)).is_some() {
+                return Err(CompileError::DuplicateKeyHash {
+                    tenant: t.name.clone(),
+                    key: k.name.clone(),
+                });
+            }
+        }
+        let models_list_body = models_list_body(t);
+        tenants.insert(
+            t.id.clone(),
+            Arc::new(TenantRuntime {
+                id: t.id.clone(),
+                name: t.name.clone(),
+                active: t.active,
+                models,
+                models_list_body,
+            }),
+        );
+    }
+    Ok(CompiledConfig {
+        version: snapshot.version,
+        keys,
+        tenants,
+    })
+}
+
+fn compile_providers(
+    t: &pb::TenantConfig,
+) -> Result<HashMap<String, Arc<ProviderTarget>>, CompileError> {
+    let mut out = HashMap::with_capacity(t.providers.len());
+    for p in &t.providers {
+        let Some(kind) = ProviderKind::parse(&p.kind) else {
+            return Err(CompileError::UnknownKind {
+                tenant: t.name.clone(),
+                provider: p.name.clone(),
+                kind: p.kind.clone(),
+            });
+        };
+        let base_url = p.base_url.trim_end_matches('/').to_string();
+        if kind == ProviderKind::OpenAi {
+            check_base_url(&base_url).map_err(|why| CompileError::BadBaseUrl {
+                tenant: t.name.clone(),
+                provider: p.name.clone(),
+                why,
+            })?;
+        }
+        let auth_header = if p.api_key.is_empty() {
+            None
+        } else {
+            let mut v =
+                http::HeaderValue::try_from(format!("Bearer {}", p.api_key)).map_err(|_| {
+                    CompileError::BadApiKey {
+                        tenant: t.name.clone(),
+                        provider: p.name.clone(),
+                    }
+                })?;
+            v.set_sensitive(true);
+            Some(v)
+        };
+        let target = ProviderTarget {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            kind,
+            chat_url: format!("{base_url}/chat/completions"),
+            base_url,
+            api_key: SecretString::new(p.api_key.clone()),
+            auth_header,
+        };
+        if out.insert(p.id.clone(), Arc::new(target)).is_some() {
+            return Err(CompileError::DuplicateProvider {
+                tenant: t.name.clone(),
+                provider: p.id.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn check_base_url(base_url: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(base_url).map_err(|e| e.to_string())?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!("scheme {:?} is not http or https", url.scheme()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("no host".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not carry a query or fragment".into());
+    }
+    Ok(())
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn models_list_body(t: &pb::TenantConfig) -> Bytes {
+    let mut models: Vec<&pb::ModelConfig> = t.models.iter().collect();
+    models.sort_by(|a, b| a.name.cmp(&b.name));
+    let owner: HashMap<&str, &str> = t
+        .providers
+        .iter()
+        .map(|p| (p.id.as_str(), p.name.as_str()))
+        .collect();
+    let mut seen = HashSet::new();
+    let data: Vec<serde_json::Value> = models
+        .into_iter()
+        .filter(|m| seen.insert(m.name.as_str()))
+        .map(|m| {
+            json!({
+                "id": m.name,
+                "object": "model",
+                "created": m.created_at_ms / 1000,
+                "owned_by": owner.get(m.provider_id.as_str()).copied().unwrap_or("tollgate"),
+            })
+        })
+        .collect();
+    Bytes::from(json!({"object": "list", "data": data}).to_string())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod tests {
+    use super::*;
+    use tollgate_core::keys::hash_caller_key;
+
+    /// A snapshot with tenant `acme` (provider `up` → openai at a local
+    /// URL, models `gpt-test` and `mock-fast`) and tenant `other`.
+    pub(crate) fn snapshot(version: u64) -> pb::Snapshot {
+        pb::Snapshot {
+            version,
+            created_at_ms: 1,
+            tenants: vec![
+                pb::TenantConfig {
+                    id: "tn_acme".into(),
+                    name: "acme".into(),
+                    active: true,
+                    providers: vec![
+                        pb::ProviderConfig {
+                            id: "pv_up".into(),
+                            name: "up".into(),
+                            kind: "openai".into(),
+                            base_url: "http://127.0.0.1:9/v1/".into(),
+                            api_key: "sk-upstream-secret".into(),
+                        },
+                        pb::ProviderConfig {
+                            id: "pv_mock".into(),
+                            name: "builtin".into(),
+                            kind: "mock".into(),
+                            base_url: String::new(),
+                            api_key: String::new(),
+                        },
+                    ],
+                    models: vec![
+                        pb::ModelConfig {
+                            id: "md_1".into(),
+                            name: "gpt-test".into(),
+                            provider_id: "pv_up".into(),
+                            upstream_model: "mock-small".into(),
+                            created_at_ms: 5_000,
+                        },
+                        pb::ModelConfig {
+                            id: "md_2".into(),
+                            name: "mock-fast".into(),
+                            provider_id: "pv_mock".into(),
+                            upstream_model: String::new(),
+                            created_at_ms: 6_000,
+                        },
+                    ],
+                    keys: vec![pb::CallerKeyConfig {
+                        id: "ck_1".into(),
+                        name: "backend".into(),
+                        key_hash: hash_caller_key("tg-acme-key"),
+                        expires_at_ms: 0,
+                    }],
+                },
+                pb::TenantConfig {
+                    id: "tn_other".into(),
+                    name: "other".into(),
+                    active: false,
+                    providers: vec![],
+                    models: vec![],
+                    keys: vec![pb::CallerKeyConfig {
+                        id: "ck_2".into(),
+                        name: "k".into(),
+                        key_hash: hash_caller_key("tg-other-key"),
+                        expires_at_ms: 0,
+                    }],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn compiles_lookup_tables() {
+        let c = compile(&snapshot(7)).unwrap();
+        assert_eq!(c.version, 7);
+        let key = &c.keys[&hash_caller_key("tg-acme-key")];
+        assert_eq!(key.id, "ck_1");
+        assert_eq!(key.tenant_id, "tn_acme");
+        let acme = &c.tenants["tn_acme"];
+        let route = &acme.models["gpt-test"];
+        assert_eq!(route.upstream_model, "mock-small");
+        assert_eq!(route.provider.name, "up");
+        assert_eq!(route.provider.base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(
+            route.provider.chat_url,
+            "http://127.0.0.1:9/v1/chat/completions"
+        );
+        assert_eq!(
+            route
+                .provider
+                .auth_header
+                .as_ref()
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            "Bearer sk-upstream-secret"
+        );
+        assert!(route.provider.auth_header.as_ref().unwrap().is_sensitive());
+        // Empty upstream model: the public name.
+        assert_eq!(acme.models["mock-fast"].upstream_model, "mock-fast");
+        assert!(acme.models["mock-fast"].provider.auth_header.is_none());
+        let list: serde_json::Value = serde_json::from_slice(&acme.models_list_body).unwrap();
+        assert_eq!(
+            list,
+            json!({"object": "list", "data": [
+                {"id": "gpt-test", "object": "model", "created": 5, "owned_by": "up"},
+                {"id": "mock-fast", "object": "model", "created": 6, "owned_by": "builtin"}
+            ]})
+        );
+        assert!(!c.tenants["tn_other"].active);
+        // A revoked key is simply absent.
+        assert!(!c.keys.contains_key(&hash_caller_key("tg-revoked")));
+    }
+
+    fn reject(mutate: impl FnOnce(&mut pb::Snapshot)) -> String {
+        let mut s = snapshot(1);
+        mutate(&mut s);
+        compile(&s).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn rejects_invalid_snapshots_with_a_reason() {
+        let r = reject(|s| s.tenants[0].models[0].provider_id = "pv_gone".into());
+        assert!(r.contains("unknown provider id \"pv_gone\""), "{r}");
+        let r = reject(|s| s.tenants[0].providers[0].kind = "anthropic".into());
+        assert!(r.contains("unknown kind \"anthropic\""), "{r}");
+        let r = reject(|s| s.tenants[0].providers[0].base_url = "not a url".into());
+        assert!(r.contains("invalid base_url"), "{r}");
+        let r = reject(|s| s.tenants[0].providers[0].base_url = "ftp://x/v1".into());
+        assert!(r.contains("invalid base_url"), "{r}");
+        let r = reject(|s| {
+            let h = s.tenants[0].keys[0].key_hash.clone();
+            s.tenants[1].keys[0].key_hash = h;
+        });
+        assert!(r.contains("same hash"), "{r}");
+        let r = reject(|s| s.tenants[0].keys[0].key_hash = "ABC".into());
+        assert!(r.contains("malformed key_hash"), "{r}");
+        let r = reject(|s| {
+            let m = s.tenants[0].models[0].clone();
+            s.tenants[0].models.push(m);
+        });
+        assert!(r.contains("duplicate model name"), "{r}");
+        let r = reject(|s| s.tenants[0].providers[0].api_key = "bad\nkey".into());
+        assert!(r.contains("API key cannot be sent"), "{r}");
+        assert!(!r.contains("bad\nkey"));
+        let r = reject(|s| {
+            let t = s.tenants[0].clone();
+            s.tenants.push(t);
+        });
+        assert!(r.contains("duplicate tenant id"), "{r}");
+    }
+
+    #[test]
+    fn mock_kind_needs_no_base_url() {
+        let mut s = snapshot(1);
+        s.tenants[0].providers[1].base_url = "whatever".into();
+        assert!(compile(&s).is_ok());
+    }
+}

@@ -1,0 +1,204 @@
+//! The configuration the proxy serves: compiled once per snapshot version
+//! into lookup tables (key hash → key, tenant → model name → route), held in
+//! an [`ArcSwapOption`] so the hot path is one atomic load and hash lookups.
+
+pub mod compile;
+pub mod file;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+
+pub use compile::{compile, CompileError};
+
+/// A caller key as the proxy knows it: only its hash is ever stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerKey {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    /// 0: never expires.
+    pub expires_at_ms: i64,
+}
+
+impl CallerKey {
+    pub fn is_expired(&self, now_ms: i64) -> bool {
+        self.expires_at_ms != 0 && self.expires_at_ms <= now_ms
+    }
+}
+
+/// The family of wire protocol a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// Any OpenAI-compatible base URL.
+    OpenAi,
+    /// Built in: answers in-process, no network.
+    Mock,
+}
+
+impl ProviderKind {
+    pub fn parse(s: &str) -> Option<ProviderKind> {
+        match s {
+            "openai" => Some(ProviderKind::OpenAi),
+            "mock" => Some(ProviderKind::Mock),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Mock => "mock",
+        }
+    }
+}
+
+/// A provider credential. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretString(String);
+
+impl SecretString {
+    pub fn new(s: impl Into<String>) -> Self {
+        SecretString(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str("\"<redacted>\"")
+        }
+    }
+}
+
+/// One upstream provider of a tenant, with everything a call needs prebuilt.
+#[derive(Clone)]
+pub struct ProviderTarget {
+    pub id: String,
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Without a trailing slash.
+    pub base_url: String,
+    pub api_key: SecretString,
+    /// `{base_url}/chat/completions`.
+    pub chat_url: String,
+    /// `Bearer <api_key>`, marked sensitive; `None` when there is no key.
+    pub auth_header: Option<http::HeaderValue>,
+}
+
+impl fmt::Debug for ProviderTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderTarget")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a public model name of a tenant goes.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub model_id: String,
+    pub public_name: String,
+    pub provider: Arc<ProviderTarget>,
+    pub upstream_model: String,
+}
+
+/// Everything about one tenant the proxy needs per request.
+#[derive(Debug, Clone)]
+pub struct TenantRuntime {
+    pub id: String,
+    pub name: String,
+    pub active: bool,
+    pub models: HashMap<String, Arc<Route>>,
+    /// Prebuilt `GET /v1/models` answer (OpenAI list shape, sorted by id).
+    pub models_list_body: Bytes,
+}
+
+/// One compiled snapshot version.
+#[derive(Debug, Clone, Default)]
+pub struct CompiledConfig {
+    pub version: u64,
+    /// Key hash (lowercase hex SHA-256) → key.
+    pub keys: HashMap<String, Arc<CallerKey>>,
+    pub tenants: HashMap<String, Arc<TenantRuntime>>,
+}
+
+/// The configuration currently served; empty until the first one arrives.
+#[derive(Debug, Default)]
+pub struct ConfigStore {
+    current: ArcSwapOption<CompiledConfig>,
+}
+
+impl ConfigStore {
+    pub fn new() -> Self {
+        ConfigStore::default()
+    }
+
+    /// The configuration to serve this request with.
+    pub fn load(&self) -> Option<Arc<CompiledConfig>> {
+        self.current.load_full()
+    }
+
+    pub fn store(&self, config: Arc<CompiledConfig>) {
+        self.current.store(Some(config));
+    }
+
+    /// Version served now, 0 when none.
+    pub fn version(&self) -> u64 {
+        self.current.load().as_ref().map_or(0, |c| c.version)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.current.load().is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let t = ProviderTarget {
+            id: "pv_1".into(),
+            name: "up".into(),
+            kind: ProviderKind::OpenAi,
+            base_url: "http://x/v1".into(),
+            api_key: SecretString::new("sk-very-secret-123"),
+            chat_url: "http://x/v1/chat/completions".into(),
+            auth_header: None,
+        };
+        let dbg = format!("{t:?}");
+        assert!(!dbg.contains("sk-very-secret"), "{dbg}");
+        assert!(dbg.contains("<redacted>"));
+    }
+
+    #[test]
+    fn expiry_zero_means_never() {
+        let mut k = CallerKey {
+            id: "ck".into(),
+            tenant_id: "t".into(),
+            name: "n".into(),
+            expires_at_ms: 0,
+        };
+        assert!(!k.is_expired(i64::MAX));
+        k.expires_at_ms = 1000;
+        assert!(!k.is_expired(999));
+        assert!(k.is_expired(1000));
+    }
+}

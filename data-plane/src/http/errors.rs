@@ -1,0 +1,340 @@
+//! The one place where a failure becomes an HTTP response: a status and an
+//! OpenAI-shaped body `{"error":{"message","type","code","param"}}`.
+//!
+//! Every variant says who failed: the caller (4xx), the gateway (503) or the
+//! upstream provider (502/504, or the provider's own 4xx passed through).
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+/// A failure that reaches the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    /// No key, an unknown key, a revoked key (absent from the snapshot) or an
+    /// expired key. The presented key is never echoed.
+    #[error("invalid API key")]
+    InvalidApiKey,
+    /// The key's tenant is switched off.
+    #[error("tenant is inactive")]
+    TenantInactive,
+    /// The caller asked for a model its tenant does not have.
+    #[error("model {0:?} not found")]
+    ModelNotFound(String),
+    /// No such route.
+    #[error("unknown path {0}")]
+    UnknownRoute(String),
+    /// The route exists with another method.
+    #[error("method {method} not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    /// Malformed or invalid request body; `param` names the offending field.
+    #[error("invalid request: {message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<&'static str>,
+    },
+    /// The body is larger than the configured limit.
+    #[error("request body larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    /// The gateway has no configuration yet, or is shutting down.
+    #[error("not ready: {0}")]
+    NotReady(&'static str),
+    /// The provider could not be reached.
+    #[error("upstream connect error")]
+    UpstreamConnect,
+    /// The provider did not answer in time.
+    #[error("upstream timeout")]
+    UpstreamTimeout,
+    /// The provider rejected the gateway's own credentials.
+    #[error("upstream rejected the gateway's credentials")]
+    UpstreamAuth,
+    /// The provider failed in a way that has no better mapping.
+    #[error("upstream error: {0}")]
+    Upstream(String),
+    /// The provider answered with an error status; its status and an
+    /// OpenAI-shaped body (normalised if needed) are passed through.
+    #[error("upstream answered {status}")]
+    UpstreamStatus { status: u16, body: Bytes },
+    /// A bug or an impossible state inside the gateway.
+    #[error("internal error")]
+    Internal,
+}
+
+impl GatewayError {
+    /// HTTP status of the response.
+    pub fn status(&self) -> u16 {
+        match self {
+            GatewayError::InvalidApiKey => 401,
+            GatewayError::TenantInactive => 403,
+            GatewayError::ModelNotFound(_) | GatewayError::UnknownRoute(_) => 404,
+            GatewayError::MethodNotAllowed { .. } => 405,
+            GatewayError::InvalidRequest { .. } => 400,
+            GatewayError::BodyTooLarge { .. } => 413,
+            GatewayError::NotReady(_) => 503,
+            GatewayError::UpstreamConnect
+            | GatewayError::UpstreamAuth
+            | GatewayError::Upstream(_) => 502,
+            GatewayError::UpstreamTimeout => 504,
+            GatewayError::UpstreamStatus { status, .. } => *status,
+            GatewayError::Internal => 500,
+        }
+    }
+
+    /// The OpenAI `error.type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GatewayError::InvalidApiKey
+            | GatewayError::ModelNotFound(_)
+            | GatewayError::UnknownRoute(_)
+            | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::InvalidRequest { .. }
+            | GatewayError::BodyTooLarge { .. } => "invalid_request_error",
+            GatewayError::TenantInactive => "permission_error",
+            GatewayError::NotReady(_) => "service_unavailable",
+            GatewayError::UpstreamConnect
+            | GatewayError::UpstreamTimeout
+            | GatewayError::UpstreamAuth
+            | GatewayError::Upstream(_)
+            | GatewayError::UpstreamStatus { .. } => "upstream_error",
+            GatewayError::Internal => "server_error",
+        }
+    }
+
+    /// The OpenAI `error.code`, also recorded in usage records and the access
+    /// log.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::InvalidApiKey => "invalid_api_key",
+            GatewayError::TenantInactive => "tenant_inactive",
+            GatewayError::ModelNotFound(_) => "model_not_found",
+            GatewayError::UnknownRoute(_) => "unknown_route",
+            GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
+            GatewayError::InvalidRequest { .. } => "invalid_request",
+            GatewayError::BodyTooLarge { .. } => "request_too_large",
+            GatewayError::NotReady(_) => "not_ready",
+            GatewayError::UpstreamConnect => "upstream_connect_error",
+            GatewayError::UpstreamTimeout => "upstream_timeout",
+            GatewayError::UpstreamAuth => "upstream_auth_error",
+            GatewayError::Upstream(_) => "upstream_error",
+            GatewayError::UpstreamStatus { .. } => "upstream_status",
+            GatewayError::Internal => "internal_error",
+        }
+    }
+
+    fn param(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::InvalidRequest { param, .. } => *param,
+            GatewayError::ModelNotFound(_) => Some("model"),
+            _ => None,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            GatewayError::InvalidApiKey => {
+                "Invalid or missing API key. Send it as 'Authorization: Bearer <key>' or 'api-key: <key>'.".into()
+            }
+            GatewayError::TenantInactive => "The key's tenant is inactive.".into(),
+            GatewayError::ModelNotFound(m) => {
+                format!("The model '{m}' does not exist or you do not have access to it.")
+            }
+            GatewayError::UnknownRoute(p) => format!("Unknown path {p}."),
+            GatewayError::MethodNotAllowed { method, path } => {
+                format!("Method {method} is not allowed on {path}.")
+            }
+            GatewayError::InvalidRequest { message, .. } => message.clone(),
+            GatewayError::BodyTooLarge { limit } => {
+                format!("The request body is larger than the limit of {limit} bytes.")
+            }
+            GatewayError::NotReady(why) => format!("The gateway is not ready: {why}."),
+            GatewayError::UpstreamConnect => "The gateway could not connect to the provider.".into(),
+            GatewayError::UpstreamTimeout => "The provider did not answer in time.".into(),
+            GatewayError::UpstreamAuth => {
+                "The provider rejected the gateway's credentials for it.".into()
+            }
+            GatewayError::Upstream(why) => format!("The provider failed: {why}."),
+            GatewayError::UpstreamStatus { status, .. } => {
+                format!("The provider answered with status {status}.")
+            }
+            GatewayError::Internal => "Internal gateway error.".into(),
+        }
+    }
+
+    /// The JSON body of the response.
+    pub fn body(&self) -> Bytes {
+        if let GatewayError::UpstreamStatus { body, .. } = self {
+            return body.clone();
+        }
+        Bytes::from(
+            error_json(
+                &self.message(),
+                self.kind(),
+                Some(self.code()),
+                self.param(),
+            )
+            .to_string(),
+        )
+    }
+
+    /// True when the caller may retry the same request and hope for success.
+    pub fn retryable(&self) -> bool {
+        matches!(self.status(), 429 | 500..=599)
+    }
+}
+
+/// An OpenAI-shaped error object.
+pub fn error_json(message: &str, kind: &str, code: Option<&str>, param: Option<&str>) -> Value {
+    json!({"error": {"message": message, "type": kind, "code": code, "param": param}})
+}
+
+/// An upstream error answer in the OpenAI shape: the provider's body when it
+/// already is one, else a wrapper that keeps a short excerpt of what it said.
+pub fn normalize_upstream_error(status: u16, body: &[u8]) -> Bytes {
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        if v.pointer("/error/message").is_some_and(Value::is_string) {
+            return Bytes::copy_from_slice(body);
+        }
+    }
+    let excerpt: String = String::from_utf8_lossy(body).chars().take(200).collect();
+    let kind = match status {
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "upstream_error",
+    };
+    let message = if excerpt.trim().is_empty() {
+        format!("The provider answered with status {status}.")
+    } else {
+        format!(
+            "The provider answered with status {status}: {}",
+            excerpt.trim()
+        )
+    };
+    Bytes::from(error_json(&message, kind, None, None).to_string())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn parse(e: &GatewayError) -> Value {
+        serde_json::from_slice(&e.body()).unwrap()
+    }
+
+    #[test]
+    fn statuses_and_codes() {
+        let cases: Vec<(GatewayError, u16, &str, &str)> = vec![
+            (
+                GatewayError::InvalidApiKey,
+                401,
+                "invalid_request_error",
+                "invalid_api_key",
+            ),
+            (
+                GatewayError::TenantInactive,
+                403,
+                "permission_error",
+                "tenant_inactive",
+            ),
+            (
+                GatewayError::ModelNotFound("gpt-x".into()),
+                404,
+                "invalid_request_error",
+                "model_not_found",
+            ),
+            (
+                GatewayError::UnknownRoute("/v1/nope".into()),
+                404,
+                "invalid_request_error",
+                "unknown_route",
+            ),
+            (
+                GatewayError::MethodNotAllowed {
+                    method: "GET".into(),
+                    path: "/v1/chat/completions".into(),
+                },
+                405,
+                "invalid_request_error",
+                "method_not_allowed",
+            ),
+            (
+                GatewayError::BodyTooLarge { limit: 10 },
+                413,
+                "invalid_request_error",
+                "request_too_large",
+            ),
+            (
+                GatewayError::NotReady("no configuration yet"),
+                503,
+                "service_unavailable",
+                "not_ready",
+            ),
+            (
+                GatewayError::UpstreamConnect,
+                502,
+                "upstream_error",
+                "upstream_connect_error",
+            ),
+            (
+                GatewayError::UpstreamTimeout,
+                504,
+                "upstream_error",
+                "upstream_timeout",
+            ),
+            (
+                GatewayError::UpstreamAuth,
+                502,
+                "upstream_error",
+                "upstream_auth_error",
+            ),
+        ];
+        for (e, status, kind, code) in cases {
+            assert_eq!(e.status(), status, "{e:?}");
+            let v = parse(&e);
+            assert_eq!(v["error"]["type"], kind, "{e:?}");
+            assert_eq!(v["error"]["code"], code, "{e:?}");
+            assert!(v["error"]["message"].as_str().unwrap().len() > 5);
+            assert!(v["error"].get("param").is_some());
+        }
+    }
+
+    #[test]
+    fn invalid_request_names_the_param_and_model_not_found_names_the_model() {
+        let e = GatewayError::InvalidRequest {
+            message: "'messages' must be an array".into(),
+            param: Some("messages"),
+        };
+        let v = parse(&e);
+        assert_eq!(e.status(), 400);
+        assert_eq!(v["error"]["param"], "messages");
+        assert_eq!(v["error"]["message"], "'messages' must be an array");
+        let v = parse(&GatewayError::ModelNotFound("no-such-model".into()));
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-model"));
+        assert_eq!(v["error"]["param"], "model");
+    }
+
+    #[test]
+    fn upstream_errors_are_normalized_only_when_needed() {
+        let openai = br#"{"error":{"message":"slow down","type":"rate_limit_error","code":"rate_limit_exceeded","param":null}}"#;
+        assert_eq!(normalize_upstream_error(429, openai).as_ref(), openai);
+        let v: Value =
+            serde_json::from_slice(&normalize_upstream_error(500, b"<html>boom</html>")).unwrap();
+        assert_eq!(v["error"]["type"], "upstream_error");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("500: <html>boom</html>"));
+        let v: Value = serde_json::from_slice(&normalize_upstream_error(404, b"")).unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        let pass = GatewayError::UpstreamStatus {
+            status: 429,
+            body: Bytes::from_static(openai),
+        };
+        assert_eq!(pass.status(), 429);
+        assert_eq!(pass.body().as_ref(), openai);
+        assert!(pass.retryable());
+        assert!(!GatewayError::InvalidApiKey.retryable());
+    }
+}

@@ -1,0 +1,44 @@
+//! Writing responses downstream. Every response carries `x-request-id`;
+//! proxied calls also carry `x-tollgate-provider`.
+
+use bytes::Bytes;
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+
+use crate::pipeline::CallContext;
+
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+pub const CONTENT_TYPE_SSE: &str = "text/event-stream; charset=utf-8";
+
+/// A response head with the gateway's headers.
+pub fn head(
+    status: u16,
+    ctx: &CallContext,
+    content_type: &'static str,
+    content_length: Option<usize>,
+) -> pingora_core::Result<Box<ResponseHeader>> {
+    let mut h = ResponseHeader::build(status, Some(6))?;
+    h.insert_header(http::header::CONTENT_TYPE, content_type)?;
+    h.insert_header("x-request-id", ctx.request_id.as_str())?;
+    if let Some(route) = &ctx.route {
+        h.insert_header("x-tollgate-provider", route.provider.name.as_str())?;
+    }
+    match content_length {
+        Some(n) => h.insert_header(http::header::CONTENT_LENGTH, n)?,
+        None => h.insert_header(http::header::CACHE_CONTROL, "no-cache")?,
+    }
+    Ok(Box::new(h))
+}
+
+/// Writes a complete JSON response.
+pub async fn write_json(
+    session: &mut Session,
+    ctx: &mut CallContext,
+    status: u16,
+    body: Bytes,
+) -> pingora_core::Result<()> {
+    let h = head(status, ctx, CONTENT_TYPE_JSON, Some(body.len()))?;
+    ctx.status = status;
+    session.write_response_header(h, false).await?;
+    session.write_response_body(Some(body), true).await
+}

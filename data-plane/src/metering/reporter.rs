@@ -1,0 +1,240 @@
+//! Sends usage records to the control plane in batches (up to 500 records
+//! or 1 s) and re-sends a batch, with the same record ids, until the control
+//! plane has acknowledged every record in it. A record in memory is never
+//! dropped because the control plane is down.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, watch};
+use tollgate_proto::sync::v1 as pb;
+
+use super::UsageRecord;
+use crate::backoff::Backoff;
+use crate::sync::grpc::SyncClient;
+use crate::sync::shutdown_requested;
+
+/// Largest batch sent in one call.
+pub const MAX_BATCH: usize = 500;
+/// Longest a record waits for its batch to fill.
+pub const MAX_BATCH_DELAY: Duration = Duration::from_secs(1);
+
+/// How a batch reaches the control plane.
+#[async_trait]
+pub trait UsageTransport: Send + Sync {
+    /// Sends a batch; returns the ids the control plane stored.
+    async fn report(&self, batch: pb::UsageBatch) -> Result<Vec<String>, String>;
+}
+
+/// `SyncService/ReportUsage` over a lazily (re)connecting channel.
+pub struct GrpcUsageTransport {
+    client: SyncClient,
+}
+
+impl GrpcUsageTransport {
+    pub fn new(client: SyncClient) -> Self {
+        GrpcUsageTransport { client }
+    }
+}
+
+#[async_trait]
+impl UsageTransport for GrpcUsageTransport {
+    async fn report(&self, batch: pb::UsageBatch) -> Result<Vec<String>, String> {
+        let mut client = self.client.clone();
+        let mut req = tonic::Request::new(batch);
+        req.set_timeout(Duration::from_secs(10));
+        client
+            .report_usage(req)
+            .await
+            .map(|r| r.into_inner().stored_ids)
+            .map_err(|s| format!("{} {}", s.code(), s.message()))
+    }
+}
+
+/// Records the reporter holds that the control plane has not acknowledged
+/// (those still queued in the channel are counted by the sink).
+#[derive(Debug, Default)]
+pub struct ReporterProgress {
+    unacked: AtomicUsize,
+}
+
+impl ReporterProgress {
+    pub fn unacked(&self) -> usize {
+        self.unacked.load(Ordering::Relaxed)
+    }
+}
+
+/// Drains the usage channel into the control plane.
+pub struct CpUsageReporter {
+    transport: Box<dyn UsageTransport>,
+    node_id: String,
+    rx: mpsc::Receiver<UsageRecord>,
+    progress: Arc<ReporterProgress>,
+    base_delay: Duration,
+}
+
+impl CpUsageReporter {
+    /// `progress` is shared with whoever waits for usage to be reported
+    /// (graceful shutdown).
+    pub fn new(
+        transport: Box<dyn UsageTransport>,
+        node_id: String,
+        rx: mpsc::Receiver<UsageRecord>,
+        progress: Arc<ReporterProgress>,
+    ) -> Self {
+        CpUsageReporter {
+            transport,
+            node_id,
+            rx,
+            progress,
+            base_delay: Duration::from_millis(200),
+        }
+    }
+
+    /// Records taken off the queue and not yet acknowledged.
+    fn note(&self, batch: usize) {
+        self.progress.unacked.store(batch, Ordering::Relaxed);
+    }
+
+    /// Runs until shutdown (or until every sender is gone and all is sent).
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Backoff::new(self.base_delay, Duration::from_secs(30));
+        let mut batch: Vec<UsageRecord> = Vec::new();
+        loop {
+            // Wait for the first record of a batch.
+            let first = tokio::select! {
+                _ = shutdown_requested(&mut shutdown) => return,
+                r = self.rx.recv() => r,
+            };
+            let Some(first) = first else { return };
+            batch.push(first);
+            self.note(batch.len());
+            let deadline = tokio::time::Instant::now() + MAX_BATCH_DELAY;
+            while batch.len() < MAX_BATCH {
+                tokio::select! {
+                    r = self.rx.recv() => match r {
+                        Some(r) => {
+                            batch.push(r);
+                            self.note(batch.len());
+                        }
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            self.note(batch.len());
+            // Send until every record is acknowledged.
+            while !batch.is_empty() {
+                let request = pb::UsageBatch {
+                    node_id: self.node_id.clone(),
+                    records: batch.iter().map(UsageRecord::to_proto).collect(),
+                };
+                match self.transport.report(request).await {
+                    Ok(stored) => {
+                        let stored: HashSet<String> = stored.into_iter().collect();
+                        let before = batch.len();
+                        batch.retain(|r| !stored.contains(&r.id));
+                        tracing::debug!(
+                            sent = before,
+                            stored = before - batch.len(),
+                            "usage reported"
+                        );
+                        self.note(batch.len());
+                        if batch.is_empty() {
+                            backoff.reset();
+                            break;
+                        }
+                        tracing::warn!(
+                            unacknowledged = batch.len(),
+                            "control plane did not store every usage record; re-sending"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, pending = batch.len(), "usage report failed; will retry");
+                    }
+                }
+                let delay = backoff.next_delay();
+                tokio::select! {
+                    _ = shutdown_requested(&mut shutdown) => {
+                        tracing::warn!(lost = batch.len() + self.rx.len(), "shutting down with usage records not acknowledged");
+                        return;
+                    }
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::metering::tests::record;
+    use std::sync::Mutex;
+
+    /// Fails the first `fail` calls, then stores everything but `withhold`
+    /// once; records every batch's ids.
+    struct FakeCp {
+        fail: Mutex<u32>,
+        withhold_once: Mutex<Option<String>>,
+        seen: Arc<Mutex<Vec<Vec<String>>>>,
+    }
+
+    #[async_trait]
+    impl UsageTransport for FakeCp {
+        async fn report(&self, batch: pb::UsageBatch) -> Result<Vec<String>, String> {
+            let ids: Vec<String> = batch.records.iter().map(|r| r.id.clone()).collect();
+            self.seen.lock().unwrap().push(ids.clone());
+            {
+                let mut fail = self.fail.lock().unwrap();
+                if *fail > 0 {
+                    *fail -= 1;
+                    return Err("unavailable".into());
+                }
+            }
+            let withhold = self.withhold_once.lock().unwrap().take();
+            Ok(ids
+                .into_iter()
+                .filter(|i| Some(i) != withhold.as_ref())
+                .collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_with_the_same_ids_until_all_are_stored() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel(100);
+        let records: Vec<UsageRecord> = (0..3).map(record).collect();
+        let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+        let fake = FakeCp {
+            fail: Mutex::new(2),
+            withhold_once: Mutex::new(Some(ids[1].clone())),
+            seen: seen.clone(),
+        };
+        let progress = Arc::new(ReporterProgress::default());
+        let mut reporter =
+            CpUsageReporter::new(Box::new(fake), "dp-1".into(), rx, progress.clone());
+        reporter.base_delay = Duration::from_millis(1);
+        for r in records {
+            tx.send(r).await.unwrap();
+        }
+        drop(tx);
+        let (_stop, stop_rx) = watch::channel(false);
+        tokio::time::timeout(Duration::from_secs(10), reporter.run(stop_rx))
+            .await
+            .unwrap();
+        let seen = seen.lock().unwrap().clone();
+        // Two failures and a partial ack: the same batch three times, then
+        // only the withheld record.
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        assert_eq!(seen[0], ids);
+        assert_eq!(seen[1], ids);
+        assert_eq!(seen[2], ids);
+        assert_eq!(seen[3], vec![ids[1].clone()]);
+        assert_eq!(progress.unacked(), 0);
+    }
+}

@@ -1,0 +1,107 @@
+//! Provider adapters: one module per provider family behind
+//! [`ProviderAdapter`]. An adapter turns the caller's (OpenAI-shaped) request
+//! into the provider's, performs the call, and maps the provider's failures
+//! to [`GatewayError`]s. Responses come back OpenAI-shaped: a complete body
+//! with its usage, or a byte stream of SSE events.
+
+pub mod mock;
+pub mod openai;
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+use serde_json::{Map, Value};
+use tollgate_core::usage::Usage;
+
+use crate::config::{ProviderKind, ProviderTarget, Route};
+use crate::http::errors::GatewayError;
+
+/// Raw bytes of a streamed answer, in arbitrary chunks.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, GatewayError>> + Send>>;
+
+/// A successful upstream answer.
+pub enum UpstreamResponse {
+    /// A complete JSON body, passed to the caller as is.
+    Complete { body: Bytes, usage: Option<Usage> },
+    /// An SSE stream (OpenAI chunk format), relayed event by event.
+    Stream(ByteStream),
+}
+
+impl std::fmt::Debug for UpstreamResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamResponse::Complete { body, usage } => f
+                .debug_struct("Complete")
+                .field("bytes", &body.len())
+                .field("usage", usage)
+                .finish(),
+            UpstreamResponse::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+/// What one upstream call needs besides the target.
+#[derive(Debug, Clone, Copy)]
+pub struct CallOptions {
+    pub stream: bool,
+    /// Until the complete answer (non-stream), until the response head and
+    /// then between two chunks (stream).
+    pub timeout: Duration,
+}
+
+/// One provider family.
+#[async_trait]
+pub trait ProviderAdapter: Send + Sync {
+    /// Rewrites the caller's chat body into this provider's request body.
+    /// The default is the OpenAI translation: the upstream model name, and
+    /// for streams `stream_options.include_usage = true` so usage is always
+    /// metered.
+    fn prepare_body(&self, route: &Route, body: &mut Map<String, Value>, stream: bool) {
+        openai::prepare_body(route, body, stream);
+    }
+
+    /// Performs the call.
+    async fn send(
+        &self,
+        target: &ProviderTarget,
+        body: &Map<String, Value>,
+        options: CallOptions,
+    ) -> Result<UpstreamResponse, GatewayError>;
+}
+
+/// Every adapter, chosen by a target's kind.
+pub struct Providers {
+    openai: openai::OpenAiAdapter,
+    mock: mock::MockAdapter,
+}
+
+impl Providers {
+    pub fn new(client: reqwest::Client) -> Self {
+        Providers {
+            openai: openai::OpenAiAdapter::new(client),
+            mock: mock::MockAdapter,
+        }
+    }
+
+    pub fn adapter(&self, kind: ProviderKind) -> &dyn ProviderAdapter {
+        match kind {
+            ProviderKind::OpenAi => &self.openai,
+            ProviderKind::Mock => &self.mock,
+        }
+    }
+}
+
+/// The one HTTP client for all upstream calls: pooled, keep-alive, rustls.
+pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .tcp_keepalive(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .user_agent(concat!("tollgate-dp/", env!("CARGO_PKG_VERSION")))
+        .build()
+}

@@ -1,0 +1,291 @@
+//! Any OpenAI-compatible Chat Completions endpoint (OpenAI, Azure-style
+//! proxies, DeepSeek, vLLM, …): `POST {base_url}/chat/completions` with
+//! `Authorization: Bearer <provider key>`.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tollgate_core::usage::Usage;
+
+use super::{CallOptions, ProviderAdapter, UpstreamResponse};
+use crate::config::{ProviderTarget, Route};
+use crate::http::errors::{normalize_upstream_error, GatewayError};
+
+/// The upstream body: the caller's, with the upstream model name, and for
+/// streams `stream_options.include_usage = true` (other stream options kept).
+pub fn prepare_body(route: &Route, body: &mut Map<String, Value>, stream: bool) {
+    body.insert("model".into(), Value::String(route.upstream_model.clone()));
+    if stream {
+        let options = body
+            .entry("stream_options")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !options.is_object() {
+            *options = Value::Object(Map::new());
+        }
+        if let Value::Object(o) = options {
+            o.insert("include_usage".into(), Value::Bool(true));
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: i64,
+    #[serde(default)]
+    completion_tokens: i64,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default)]
+    completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct CompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<i64>,
+}
+
+impl From<WireUsage> for Usage {
+    fn from(u: WireUsage) -> Usage {
+        Usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            cache_read_tokens: u
+                .prompt_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
+            cache_write_tokens: 0,
+            reasoning_tokens: u
+                .completion_tokens_details
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// Usage of a `chat.completion` or `chat.completion.chunk` object.
+#[derive(Deserialize)]
+struct UsageProbe {
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    choices: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+/// The normalised usage of a non-streamed answer body, if it reports one.
+pub fn usage_from_body(body: &[u8]) -> Option<Usage> {
+    serde_json::from_slice::<UsageProbe>(body)
+        .ok()?
+        .usage
+        .map(Usage::from)
+}
+
+/// What a stream chunk says about usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkUsage {
+    pub usage: Usage,
+    /// The extra chunk `include_usage` adds: empty `choices`, usage only.
+    pub usage_only: bool,
+}
+
+/// Usage carried by a stream chunk's JSON, if any.
+pub fn usage_from_chunk(data: &[u8]) -> Option<ChunkUsage> {
+    let probe: UsageProbe = serde_json::from_slice(data).ok()?;
+    let usage = probe.usage?.into();
+    Some(ChunkUsage {
+        usage,
+        usage_only: probe.choices.is_none_or(|c| c.is_empty()),
+    })
+}
+
+/// Maps a transport failure to the caller-facing error. Details (which may
+/// include the upstream URL) go to the log, not to the caller.
+pub(crate) fn transport_error(e: &reqwest::Error, provider: &str) -> GatewayError {
+    if e.is_connect() {
+        tracing::warn!(provider, error = %e, "upstream connect failed");
+        GatewayError::UpstreamConnect
+    } else if e.is_timeout() {
+        tracing::warn!(provider, "upstream timed out");
+        GatewayError::UpstreamTimeout
+    } else {
+        tracing::warn!(provider, error = %e, "upstream request failed");
+        GatewayError::Upstream("the connection to the provider failed".into())
+    }
+}
+
+/// An upstream error status as the caller sees it.
+pub(crate) fn status_error(status: u16, body: &[u8]) -> GatewayError {
+    match status {
+        // The caller's key was fine; the gateway's key for the provider was
+        // not. Passing 401 through would blame the caller.
+        401 | 403 => GatewayError::UpstreamAuth,
+        _ => GatewayError::UpstreamStatus {
+            status,
+            body: normalize_upstream_error(status, body),
+        },
+    }
+}
+
+/// Adapter for OpenAI-compatible providers.
+pub struct OpenAiAdapter {
+    client: reqwest::Client,
+}
+
+impl OpenAiAdapter {
+    pub fn new(client: reqwest::Client) -> Self {
+        OpenAiAdapter { client }
+    }
+}
+
+#[async_trait]
+impl ProviderAdapter for OpenAiAdapter {
+    async fn send(
+        &self,
+        target: &ProviderTarget,
+        body: &Map<String, Value>,
+        options: CallOptions,
+    ) -> Result<UpstreamResponse, GatewayError> {
+        let payload = serde_json::to_vec(body).map_err(|_| GatewayError::Internal)?;
+        let mut req = self
+            .client
+            .post(&target.chat_url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                http::header::ACCEPT,
+                if options.stream {
+                    "text/event-stream"
+                } else {
+                    "application/json"
+                },
+            )
+            .body(payload);
+        if let Some(auth) = &target.auth_header {
+            req = req.header(http::header::AUTHORIZATION, auth.clone());
+        }
+        let provider = target.name.as_str();
+        if !options.stream {
+            // The whole exchange, body included, within the timeout.
+            let resp = req
+                .timeout(options.timeout)
+                .send()
+                .await
+                .map_err(|e| transport_error(&e, provider))?;
+            let status = resp.status().as_u16();
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| transport_error(&e, provider))?;
+            if !(200..300).contains(&status) {
+                return Err(status_error(status, &bytes));
+            }
+            let usage = usage_from_body(&bytes);
+            return Ok(UpstreamResponse::Complete { body: bytes, usage });
+        }
+        // Streams may last long: the timeout bounds the wait for the head,
+        // and the relay bounds every gap between chunks.
+        let resp = tokio::time::timeout(options.timeout, req.send())
+            .await
+            .map_err(|_| GatewayError::UpstreamTimeout)?
+            .map_err(|e| transport_error(&e, provider))?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let bytes = tokio::time::timeout(options.timeout, resp.bytes())
+                .await
+                .map_err(|_| GatewayError::UpstreamTimeout)?
+                .unwrap_or_else(|_| Bytes::new());
+            return Err(status_error(status, &bytes));
+        }
+        let provider = provider.to_string();
+        let stream = resp
+            .bytes_stream()
+            .map_err(move |e| transport_error(&e, &provider));
+        Ok(UpstreamResponse::Stream(Box::pin(stream)))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::compile::tests::snapshot;
+    use serde_json::json;
+
+    fn route() -> Route {
+        let c = crate::config::compile(&snapshot(1)).unwrap();
+        c.tenants["tn_acme"].models["gpt-test"].as_ref().clone()
+    }
+
+    #[test]
+    fn body_gets_upstream_model_and_forced_usage() {
+        let mut body = json!({"model": "gpt-test", "stream": true, "messages": [],
+                              "stream_options": {"include_obfuscation": false}})
+        .as_object()
+        .unwrap()
+        .clone();
+        prepare_body(&route(), &mut body, true);
+        assert_eq!(body["model"], "mock-small");
+        assert_eq!(
+            body["stream_options"],
+            json!({"include_obfuscation": false, "include_usage": true})
+        );
+        let mut body = json!({"model": "gpt-test", "messages": []})
+            .as_object()
+            .unwrap()
+            .clone();
+        prepare_body(&route(), &mut body, false);
+        assert_eq!(body["model"], "mock-small");
+        assert!(!body.contains_key("stream_options"));
+    }
+
+    #[test]
+    fn usage_from_completion_body_with_details() {
+        let body = json!({"id": "x", "choices": [], "usage": {
+            "prompt_tokens": 12, "completion_tokens": 30, "total_tokens": 42,
+            "prompt_tokens_details": {"cached_tokens": 4},
+            "completion_tokens_details": {"reasoning_tokens": 10}}});
+        let u = usage_from_body(body.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            u,
+            Usage {
+                prompt_tokens: 12,
+                completion_tokens: 30,
+                cache_read_tokens: 4,
+                cache_write_tokens: 0,
+                reasoning_tokens: 10
+            }
+        );
+        assert_eq!(usage_from_body(br#"{"id":"x"}"#), None);
+        assert_eq!(usage_from_body(b"not json"), None);
+    }
+
+    #[test]
+    fn usage_from_chunks() {
+        let only = br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":11}}"#;
+        let c = usage_from_chunk(only).unwrap();
+        assert!(c.usage_only);
+        assert_eq!(c.usage.prompt_tokens, 5);
+        assert_eq!(c.usage.completion_tokens, 11);
+        let with_choice = br#"{"choices":[{"index":0,"delta":{}}],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#;
+        assert!(!usage_from_chunk(with_choice).unwrap().usage_only);
+        assert_eq!(usage_from_chunk(br#"{"choices":[],"usage":null}"#), None);
+    }
+
+    #[test]
+    fn provider_auth_failures_do_not_blame_the_caller() {
+        assert_eq!(status_error(401, b"{}"), GatewayError::UpstreamAuth);
+        let e = status_error(
+            400,
+            br#"{"error":{"message":"bad","type":"invalid_request_error"}}"#,
+        );
+        assert_eq!(e.status(), 400);
+    }
+}

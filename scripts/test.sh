@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test on a fresh Debian machine: installs what is missing, then
+# lints, builds, runs the Rust unit + end-to-end tests and the Python SDK tests.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+. scripts/lib.sh
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+ensure_build_tools
+ensure_python_venv "$ROOT/.venv"
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+say "building binaries"
+cargo build --workspace --bins
+
+say "Rust unit and end-to-end tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast
+else
+    cargo test --workspace --no-fail-fast
+fi
+
+say "Python SDK end-to-end tests"
+"$ROOT/.venv/bin/python" -m pytest -q tests/python
