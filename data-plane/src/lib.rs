@@ -48,9 +48,10 @@ use tokio::sync::watch;
 use tollgate_proto::sync::v1::sync_service_client::SyncServiceClient;
 
 use config::ConfigStore;
+use metering::spool::{Spool, SpoolOptions, SpoolReporter, SpoolWriter, SPOOL_DIR};
 use metering::{ChannelSink, CpUsageReporter, NullSink, UsageSink};
 use pipeline::{Drain, Gateway, Limits};
-use server::{BackgroundTask, BackgroundTasks, PreboundService, WatchShutdown};
+use server::{BackgroundTask, BackgroundTasks, PreboundService, UsageShutdown, WatchShutdown};
 use sync::{ConfigSource, FileSource, GrpcSource, SnapshotApplier};
 
 pub use sync::{MemorySource, MemorySourceHandle};
@@ -107,6 +108,8 @@ pub struct DataPlaneConfig {
     pub threads: usize,
     /// On shutdown, how long calls in flight may take to finish.
     pub shutdown_grace: Duration,
+    /// Disk bound of the usage spool (`<data_dir>/spool/`).
+    pub usage_spool_max_bytes: u64,
 }
 
 impl DataPlaneConfig {
@@ -121,6 +124,7 @@ impl DataPlaneConfig {
             connect_timeout: Duration::from_secs(10),
             threads: 2,
             shutdown_grace: Duration::from_secs(10),
+            usage_spool_max_bytes: metering::spool::DEFAULT_MAX_BYTES,
         }
     }
 
@@ -146,7 +150,8 @@ pub struct PreparedDataPlane {
     server: Server,
     drain: Arc<Drain>,
     grace: Duration,
-    unreported_usage: Option<Arc<dyn Fn() -> usize + Send + Sync>>,
+    usage: Option<UsageShutdown>,
+    spool: Option<Arc<Spool>>,
 }
 
 impl std::fmt::Debug for PreparedDataPlane {
@@ -174,7 +179,8 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
 
     let store = Arc::new(ConfigStore::new());
     let mut tasks: Vec<BackgroundTask> = Vec::new();
-    let mut unreported_usage: Option<Arc<dyn Fn() -> usize + Send + Sync>> = None;
+    let mut usage: Option<UsageShutdown> = None;
+    let mut spool: Option<Arc<Spool>> = None;
     let (source, sink, applier): (Box<dyn ConfigSource>, Arc<dyn UsageSink>, SnapshotApplier) =
         match config.source {
             ConfigSourceSpec::Cp { url, token } => {
@@ -188,26 +194,42 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
                 applier.load_persisted();
                 let (sink, rx) = ChannelSink::new(USAGE_QUEUE);
                 let sink = Arc::new(sink);
-                let progress = Arc::new(metering::reporter::ReporterProgress::default());
-                let (queued, unacked) = (sink.clone(), progress.clone());
-                unreported_usage = Some(Arc::new(move || queued.queued() + unacked.unacked()));
-                let (reporter_endpoint, reporter_auth, reporter_node) =
-                    (endpoint.clone(), auth.clone(), node_id.clone());
-                tasks.push(Box::new(move |shutdown| {
-                    async move {
-                        // Built here: the lazily (re)connecting channel
-                        // needs the background runtime.
-                        let client = SyncServiceClient::with_interceptor(
-                            reporter_endpoint.connect_lazy(),
-                            reporter_auth,
-                        );
-                        let transport = metering::reporter::GrpcUsageTransport::new(client);
-                        CpUsageReporter::new(Box::new(transport), reporter_node, rx, progress)
-                            .run(shutdown)
-                            .await;
+                let transport = UsageTransportFactory {
+                    endpoint: endpoint.clone(),
+                    auth: auth.clone(),
+                };
+                match config.data_dir.as_deref() {
+                    Some(dir) => {
+                        let options = SpoolOptions {
+                            max_bytes: config.usage_spool_max_bytes,
+                            ..SpoolOptions::default()
+                        };
+                        let opened = Spool::open(&dir.join(SPOOL_DIR), options)
+                            .context("cannot open the usage spool")?;
+                        usage = Some(durable_usage(
+                            &mut tasks,
+                            rx,
+                            sink.clone(),
+                            opened.clone(),
+                            transport,
+                            node_id.clone(),
+                        ));
+                        spool = Some(opened);
                     }
-                    .boxed()
-                }));
+                    None => {
+                        tracing::warn!(
+                            "no --data-dir: usage records are kept in memory only; \
+                             a restart loses usage not yet reported to the control plane"
+                        );
+                        usage = Some(in_memory_usage(
+                            &mut tasks,
+                            rx,
+                            sink.clone(),
+                            transport,
+                            node_id.clone(),
+                        ));
+                    }
+                }
                 let source = Box::new(GrpcSource::new(endpoint, auth, node_id.clone()));
                 (source, sink, applier)
             }
@@ -278,11 +300,87 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
         server,
         drain,
         grace: config.shutdown_grace,
-        unreported_usage,
+        usage,
+        spool,
     })
 }
 
+/// Builds the usage transport inside a background task: the lazily
+/// (re)connecting channel needs the background runtime.
+struct UsageTransportFactory {
+    endpoint: tonic::transport::Endpoint,
+    auth: tollgate_proto::client::BearerAuth,
+}
+
+impl UsageTransportFactory {
+    fn build(self) -> Box<dyn metering::reporter::UsageTransport> {
+        let client = SyncServiceClient::with_interceptor(self.endpoint.connect_lazy(), self.auth);
+        Box::new(metering::reporter::GrpcUsageTransport::new(client))
+    }
+}
+
+/// Queue → spool writer (group-committed to disk) → spool reporter → CP.
+fn durable_usage(
+    tasks: &mut Vec<BackgroundTask>,
+    rx: tokio::sync::mpsc::Receiver<metering::UsageRecord>,
+    sink: Arc<ChannelSink>,
+    spool: Arc<Spool>,
+    transport: UsageTransportFactory,
+    node_id: String,
+) -> UsageShutdown {
+    let writer = SpoolWriter::new(spool.clone());
+    tasks.push(Box::new(move |shutdown| writer.run(rx, shutdown).boxed()));
+    let reporter_spool = spool.clone();
+    tasks.push(Box::new(move |shutdown| {
+        async move {
+            SpoolReporter::new(transport.build(), node_id, reporter_spool)
+                .run(shutdown)
+                .await;
+        }
+        .boxed()
+    }));
+    let unwritten_spool = spool.clone();
+    UsageShutdown {
+        unwritten: Arc::new(move || sink.queued() + unwritten_spool.writing()),
+        unreported: Arc::new(move || usize::try_from(spool.depth().records).unwrap_or(usize::MAX)),
+        // Durable either way: a short last try, the rest goes after restart.
+        report_wait: Duration::from_secs(1),
+    }
+}
+
+/// Queue → in-memory reporter → CP (no data directory).
+fn in_memory_usage(
+    tasks: &mut Vec<BackgroundTask>,
+    rx: tokio::sync::mpsc::Receiver<metering::UsageRecord>,
+    sink: Arc<ChannelSink>,
+    transport: UsageTransportFactory,
+    node_id: String,
+) -> UsageShutdown {
+    let progress = Arc::new(metering::reporter::ReporterProgress::default());
+    let unacked = progress.clone();
+    tasks.push(Box::new(move |shutdown| {
+        async move {
+            CpUsageReporter::new(transport.build(), node_id, rx, progress)
+                .run(shutdown)
+                .await;
+        }
+        .boxed()
+    }));
+    UsageShutdown {
+        unwritten: Arc::new(|| 0),
+        unreported: Arc::new(move || sink.queued() + unacked.unacked()),
+        // Lost on exit: worth waiting a little longer for.
+        report_wait: Duration::from_secs(3),
+    }
+}
+
 impl PreparedDataPlane {
+    /// The usage spool, when usage is durable (control-plane mode with a
+    /// data directory).
+    pub fn usage_spool(&self) -> Option<&Arc<Spool>> {
+        self.spool.as_ref()
+    }
+
     /// The configuration store (to check readiness or the served version).
     pub fn config_version(&self) -> u64 {
         self.store.version()
@@ -296,7 +394,7 @@ impl PreparedDataPlane {
             stop: shutdown,
             drain: self.drain,
             grace: self.grace,
-            unreported_usage: self.unreported_usage,
+            usage: self.usage,
         };
         tracing::info!(url = %self.url, node_id = %self.node_id, "data plane serving");
         self.server.run(RunArgs {

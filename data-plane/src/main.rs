@@ -32,9 +32,15 @@ struct Args {
     /// Proxy listen address; port 0 picks a free port.
     #[arg(long, env = "TOLLGATE_DP_LISTEN", default_value = "127.0.0.1:7480")]
     listen: SocketAddr,
-    /// Directory for the persisted (encrypted) last snapshot.
+    /// Directory for the persisted (encrypted) last snapshot and the
+    /// durable usage spool (`spool/`). Without it, usage not yet reported
+    /// is lost when the process stops.
     #[arg(long, env = "TOLLGATE_DP_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Disk bound of the usage spool; once reached, new usage records are
+    /// refused and logged as errors (see docs/usage-spool.md).
+    #[arg(long, env = "TOLLGATE_DP_USAGE_SPOOL_MAX_BYTES", default_value_t = tollgate_dp::metering::spool::DEFAULT_MAX_BYTES)]
+    usage_spool_max_bytes: u64,
     /// Node id reported to the control plane (default: random dp-…).
     #[arg(long)]
     node_id: Option<String>,
@@ -82,6 +88,7 @@ fn main() -> anyhow::Result<()> {
     config.upstream_timeout = Duration::from_secs(args.upstream_timeout_secs.max(1));
     config.threads = args.threads;
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace_secs);
+    config.usage_spool_max_bytes = args.usage_spool_max_bytes;
     if let Some(dir) = &config.data_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;

@@ -102,15 +102,42 @@ impl BackgroundService for BackgroundTasks {
     }
 }
 
+/// A count read at shutdown.
+pub type UsageCount = Arc<dyn Fn() -> usize + Send + Sync>;
+
+/// What shutdown waits for so usage is not lost.
+pub struct UsageShutdown {
+    /// Records not yet durable (queued, or being written to the spool).
+    pub unwritten: UsageCount,
+    /// Records the control plane has not acknowledged.
+    pub unreported: UsageCount,
+    /// How long to give the reporter once everything is written.
+    pub report_wait: Duration,
+}
+
+/// Longest wait for queued usage to reach the spool.
+const WRITE_WAIT: Duration = Duration::from_secs(5);
+
+async fn wait_until_zero(count: &UsageCount, limit: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let n = count();
+        if n == 0 || tokio::time::Instant::now() >= deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Shutdown requested through a watch channel (in-process use, and the
 /// binary's signal handler). Before telling Pingora to stop, it refuses new
-/// calls, waits for calls in flight and gives unreported usage a moment.
+/// calls, waits for calls in flight, lets their usage reach the spool and
+/// gives the reporter a moment.
 pub struct WatchShutdown {
     pub stop: watch::Receiver<bool>,
     pub drain: Arc<Drain>,
     pub grace: Duration,
-    /// Usage records not yet acknowledged by the control plane.
-    pub unreported_usage: Option<Arc<dyn Fn() -> usize + Send + Sync>>,
+    pub usage: Option<UsageShutdown>,
 }
 
 #[async_trait]
@@ -126,10 +153,20 @@ impl ShutdownSignalWatch for WatchShutdown {
         if left > 0 {
             tracing::warn!(left, "calls still in flight at the end of the grace period");
         }
-        if let Some(unreported) = &self.unreported_usage {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-            while unreported() > 0 && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Some(usage) = &self.usage {
+            let unwritten = wait_until_zero(&usage.unwritten, WRITE_WAIT).await;
+            if unwritten > 0 {
+                tracing::warn!(
+                    unwritten,
+                    "usage records not written to the spool at shutdown"
+                );
+            }
+            let unreported = wait_until_zero(&usage.unreported, usage.report_wait).await;
+            if unreported > 0 {
+                tracing::info!(
+                    unreported,
+                    "usage not yet acknowledged by the control plane at shutdown"
+                );
             }
         }
         ShutdownSignal::GracefulTerminate

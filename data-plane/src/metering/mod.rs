@@ -2,6 +2,7 @@
 //! [`UsageSink`] without ever blocking the request.
 
 pub mod reporter;
+pub mod spool;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -70,9 +71,9 @@ impl UsageSink for NullSink {
     fn submit(&self, _record: UsageRecord) {}
 }
 
-/// Hands records to a background consumer over a bounded channel. When the
-/// channel is full the record is counted and dropped with a warning (the
-/// durable disk spool will replace this).
+/// Hands records to a background consumer (the spool writer, or the
+/// in-memory reporter) over a bounded channel. When the channel is full the
+/// record is counted and dropped with a warning: the request never waits.
 #[derive(Debug)]
 pub struct ChannelSink {
     tx: mpsc::Sender<UsageRecord>,

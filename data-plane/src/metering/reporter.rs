@@ -126,47 +126,76 @@ impl CpUsageReporter {
                 }
             }
             self.note(batch.len());
-            // Send until every record is acknowledged.
-            while !batch.is_empty() {
-                let request = pb::UsageBatch {
-                    node_id: self.node_id.clone(),
-                    records: batch.iter().map(UsageRecord::to_proto).collect(),
-                };
-                match self.transport.report(request).await {
-                    Ok(stored) => {
-                        let stored: HashSet<String> = stored.into_iter().collect();
-                        let before = batch.len();
-                        batch.retain(|r| !stored.contains(&r.id));
-                        tracing::debug!(
-                            sent = before,
-                            stored = before - batch.len(),
-                            "usage reported"
-                        );
-                        self.note(batch.len());
-                        if batch.is_empty() {
-                            backoff.reset();
-                            break;
-                        }
-                        tracing::warn!(
-                            unacknowledged = batch.len(),
-                            "control plane did not store every usage record; re-sending"
-                        );
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, pending = batch.len(), "usage report failed; will retry");
-                    }
-                }
-                let delay = backoff.next_delay();
-                tokio::select! {
-                    _ = shutdown_requested(&mut shutdown) => {
-                        tracing::warn!(lost = batch.len() + self.rx.len(), "shutting down with usage records not acknowledged");
-                        return;
-                    }
-                    _ = tokio::time::sleep(delay) => {}
-                }
+            let records: Vec<pb::UsageRecord> = batch.drain(..).map(|r| r.to_proto()).collect();
+            let progress = self.progress.clone();
+            let sent = send_until_stored(
+                self.transport.as_ref(),
+                &self.node_id,
+                records,
+                &mut backoff,
+                &mut shutdown,
+                |left| progress.unacked.store(left, Ordering::Relaxed),
+            )
+            .await;
+            if let Err(left) = sent {
+                tracing::warn!(
+                    lost = left + self.rx.len(),
+                    "shutting down with usage records not acknowledged"
+                );
+                return;
             }
         }
     }
+}
+
+/// Sends `records` until the control plane has stored every one of them,
+/// re-sending the rest (same ids) with backoff. `progress` hears how many
+/// are still unacknowledged. `Err(left)` when shutdown interrupted it.
+pub async fn send_until_stored(
+    transport: &dyn UsageTransport,
+    node_id: &str,
+    mut records: Vec<pb::UsageRecord>,
+    backoff: &mut Backoff,
+    shutdown: &mut watch::Receiver<bool>,
+    progress: impl Fn(usize),
+) -> Result<(), usize> {
+    progress(records.len());
+    while !records.is_empty() {
+        let request = pb::UsageBatch {
+            node_id: node_id.to_string(),
+            records: records.clone(),
+        };
+        match transport.report(request).await {
+            Ok(stored) => {
+                let stored: HashSet<String> = stored.into_iter().collect();
+                let before = records.len();
+                records.retain(|r| !stored.contains(&r.id));
+                tracing::debug!(
+                    sent = before,
+                    stored = before - records.len(),
+                    "usage reported"
+                );
+                progress(records.len());
+                if records.is_empty() {
+                    backoff.reset();
+                    break;
+                }
+                tracing::warn!(
+                    unacknowledged = records.len(),
+                    "control plane did not store every usage record; re-sending"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, pending = records.len(), "usage report failed; will retry");
+            }
+        }
+        let delay = backoff.next_delay();
+        tokio::select! {
+            _ = shutdown_requested(shutdown) => return Err(records.len()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,527 @@
+//! The durable usage spool: an append-only log of usage records under
+//! `<data-dir>/spool/`, so that neither a data-plane crash nor a
+//! control-plane outage of any length loses usage (see
+//! `docs/usage-spool.md`).
+//!
+//! - The request path only puts a record on the bounded in-memory queue
+//!   ([`super::ChannelSink`]); it never touches the disk.
+//! - One [`writer::SpoolWriter`] drains the queue, appends whatever has
+//!   accumulated as one group and makes it durable with one `fdatasync`
+//!   (group commit).
+//! - The [`reporter::SpoolReporter`] reads committed records back in order,
+//!   sends them to the control plane and moves the acknowledgement
+//!   watermark (file `acked`) once every record of a batch is stored.
+//!   Segments wholly below the watermark are deleted.
+//! - On start the spool is recovered: a torn or damaged tail is truncated,
+//!   and everything above the watermark is sent again (the control plane
+//!   counts a record id once).
+
+pub mod frame;
+pub mod reporter;
+pub mod segment;
+pub mod writer;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+use tollgate_proto::sync::v1 as pb;
+
+use segment::{FrameReader, Next, Segment};
+
+pub use reporter::SpoolReporter;
+pub use writer::SpoolWriter;
+
+/// Directory under the data directory.
+pub const SPOOL_DIR: &str = "spool";
+/// Default disk bound: 1 GiB (about three million records).
+pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024 * 1024;
+/// Default segment size; a segment is deleted once wholly acknowledged.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+/// Above this share of the bound the spool warns that it is filling up.
+const WARN_PERCENT: u64 = 80;
+
+const ACK_FILE: &str = "acked";
+const ACK_MAGIC: &[u8; 8] = b"TGACKED1";
+
+/// Why the spool cannot be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("usage spool I/O on {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0} is not a usage spool segment")]
+    NotASegment(String),
+}
+
+impl SpoolError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> SpoolError {
+        SpoolError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Limits of the spool.
+#[derive(Debug, Clone, Copy)]
+pub struct SpoolOptions {
+    /// Bytes of segment files the spool may hold; records that would go
+    /// beyond are refused (counted and logged, see `docs/usage-spool.md`).
+    pub max_bytes: u64,
+    /// A new segment starts once the current one would grow beyond this.
+    pub segment_bytes: u64,
+}
+
+impl Default for SpoolOptions {
+    fn default() -> Self {
+        SpoolOptions {
+            max_bytes: DEFAULT_MAX_BYTES,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+        }
+    }
+}
+
+/// How much usage waits in the spool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpoolDepth {
+    /// Durable records the control plane has not acknowledged.
+    pub records: u64,
+    /// Bytes of segment files on disk.
+    pub bytes: u64,
+    pub segments: usize,
+}
+
+/// Where the reporter continues reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadCursor {
+    /// Next sequence number to send.
+    pub seq: u64,
+    /// Segment and byte offset where `seq` starts (a hint; 0 = unknown).
+    segment: u64,
+    offset: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Oldest first; the last one may be the writer's active segment.
+    segments: Vec<Segment>,
+    /// Base of the segment the writer appends to.
+    active: Option<u64>,
+    /// Every record below this sequence number is acknowledged.
+    acked: u64,
+    /// Sequence number of the next record appended.
+    next_seq: u64,
+    bytes: u64,
+}
+
+/// The spool shared by its writer, its reporter and whoever watches its
+/// depth. Never used on the request path.
+pub struct Spool {
+    dir: PathBuf,
+    options: SpoolOptions,
+    state: Mutex<State>,
+    /// Signalled after every group commit.
+    committed: Notify,
+    /// Records taken off the queue by the writer and not yet durable.
+    writing: AtomicUsize,
+    /// Records refused because the spool was full.
+    refused: AtomicU64,
+    /// Group commits (one sync each) since start.
+    commits: AtomicU64,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool")
+            .field("dir", &self.dir)
+            .field("depth", &self.depth())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Spool {
+    /// Opens (creating if needed) the spool in `dir` and recovers it:
+    /// damaged tails are truncated, fully acknowledged and empty segments
+    /// deleted. Blocking: call before serving or from a blocking task.
+    pub fn open(dir: &Path, options: SpoolOptions) -> Result<Arc<Spool>, SpoolError> {
+        std::fs::create_dir_all(dir).map_err(|e| SpoolError::io(dir, e))?;
+        let acked = read_ack_file(dir);
+        let mut segments = Vec::new();
+        let mut next_seq = acked;
+        for (base, path) in segment::list(dir)? {
+            let scan = match segment::scan(&path) {
+                Ok(scan) => scan,
+                Err(SpoolError::NotASegment(p)) => {
+                    let aside = path.with_extension("bad");
+                    tracing::error!(path = %p, moved_to = %aside.display(), "usage spool: file is not a segment; set aside");
+                    std::fs::rename(&path, &aside).map_err(|e| SpoolError::io(&path, e))?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(why) = &scan.damage {
+                tracing::warn!(
+                    path = %path.display(),
+                    reason = %why,
+                    records_kept = scan.count,
+                    bytes_truncated = scan.file_len - scan.valid_len,
+                    "usage spool: damaged or torn tail truncated"
+                );
+                truncate(&path, scan.valid_len)?;
+            }
+            let seg = Segment {
+                base,
+                count: scan.count,
+                len: scan.valid_len,
+                path,
+            };
+            next_seq = next_seq.max(seg.end());
+            if seg.count == 0 || seg.end() <= acked {
+                remove(&seg.path);
+                continue;
+            }
+            segments.push(seg);
+        }
+        let bytes = segments.iter().map(|s| s.len).sum();
+        let spool = Arc::new(Spool {
+            dir: dir.to_path_buf(),
+            options,
+            state: Mutex::new(State {
+                segments,
+                active: None,
+                acked,
+                next_seq,
+                bytes,
+            }),
+            committed: Notify::new(),
+            writing: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+        });
+        let depth = spool.depth();
+        tracing::info!(
+            dir = %dir.display(),
+            unacknowledged_records = depth.records,
+            bytes = depth.bytes,
+            segments = depth.segments,
+            "usage spool opened"
+        );
+        Ok(spool)
+    }
+
+    /// Reads the depth of the spool in `dir` without changing anything
+    /// (a damaged or still-being-written tail is simply not counted).
+    pub fn inspect(dir: &Path) -> Result<SpoolDepth, SpoolError> {
+        let acked = read_ack_file(dir);
+        let mut depth = SpoolDepth::default();
+        for (base, path) in segment::list(dir)? {
+            let scan = segment::scan(&path)?;
+            let end = base + scan.count;
+            depth.records += end.saturating_sub(acked.max(base));
+            depth.bytes += scan.file_len;
+            depth.segments += 1;
+        }
+        Ok(depth)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn options(&self) -> SpoolOptions {
+        self.options
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent between statements: a panic elsewhere
+        // cannot leave it half-updated.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn depth(&self) -> SpoolDepth {
+        let s = self.state();
+        SpoolDepth {
+            records: s
+                .segments
+                .iter()
+                .map(|g| g.end().saturating_sub(s.acked.max(g.base)))
+                .sum(),
+            bytes: s.bytes,
+            segments: s.segments.len(),
+        }
+    }
+
+    /// Records the writer holds that are not yet durable.
+    pub fn writing(&self) -> usize {
+        self.writing.load(Ordering::Relaxed)
+    }
+
+    /// Records refused so far because the spool was full.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Group commits (one `fdatasync` each) since start.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Durable records at or after `seq`.
+    pub fn available_from(&self, seq: u64) -> u64 {
+        let s = self.state();
+        s.segments
+            .iter()
+            .map(|g| g.end().saturating_sub(seq.max(g.base)))
+            .sum()
+    }
+
+    /// Where sending starts: the acknowledgement watermark.
+    pub fn start_cursor(&self) -> ReadCursor {
+        ReadCursor {
+            seq: self.state().acked,
+            segment: 0,
+            offset: 0,
+        }
+    }
+
+    /// Waits for the next group commit.
+    pub async fn committed(&self) {
+        self.committed.notified().await;
+    }
+
+    /// Reads up to `max` durable records from `cursor` on. Blocking.
+    pub fn read_batch(
+        &self,
+        cursor: ReadCursor,
+        max: usize,
+    ) -> Result<(Vec<pb::UsageRecord>, ReadCursor), SpoolError> {
+        let segments: Vec<Segment> = {
+            let s = self.state();
+            s.segments
+                .iter()
+                .filter(|g| g.end() > cursor.seq)
+                .cloned()
+                .collect()
+        };
+        let mut out = Vec::new();
+        let mut next = cursor;
+        for seg in segments {
+            let (offset, mut seq) = if seg.base == cursor.segment && cursor.offset > 0 {
+                (cursor.offset, cursor.seq)
+            } else {
+                (0, seg.base)
+            };
+            let mut reader = FrameReader::open(&seg.path, offset, Some(seg.len))?;
+            loop {
+                if out.len() >= max {
+                    return Ok((
+                        out,
+                        ReadCursor {
+                            seq,
+                            segment: seg.base,
+                            offset: reader.offset,
+                        },
+                    ));
+                }
+                match reader.next_frame() {
+                    Next::Record(r) => {
+                        if seq >= cursor.seq {
+                            out.push(*r);
+                        }
+                        seq += 1;
+                    }
+                    Next::End => break,
+                    Next::Damaged(why) => {
+                        // Damaged after its fsync (media error): the rest of
+                        // this segment cannot be read.
+                        tracing::error!(
+                            path = %seg.path.display(),
+                            reason = %why,
+                            records_lost = seg.end().saturating_sub(seq),
+                            "usage spool: unreadable records skipped"
+                        );
+                        seq = seg.end();
+                        break;
+                    }
+                }
+            }
+            next = ReadCursor {
+                seq: seq.max(next.seq),
+                segment: seg.base,
+                offset: reader.offset,
+            };
+        }
+        Ok((out, next))
+    }
+
+    /// Everything below `seq` is acknowledged: persists the watermark and
+    /// deletes segments wholly below it. Blocking.
+    pub fn ack_through(&self, seq: u64) -> Result<(), SpoolError> {
+        {
+            let mut s = self.state();
+            if seq <= s.acked {
+                return Ok(());
+            }
+            s.acked = seq;
+        }
+        write_ack_file(&self.dir, seq)?;
+        self.sweep();
+        Ok(())
+    }
+
+    /// Deletes sealed segments wholly below the watermark.
+    pub(crate) fn sweep(&self) {
+        let doomed: Vec<Segment> = {
+            let mut s = self.state();
+            let (acked, active) = (s.acked, s.active);
+            let (doomed, kept): (Vec<Segment>, Vec<Segment>) = std::mem::take(&mut s.segments)
+                .into_iter()
+                .partition(|g| g.end() <= acked && Some(g.base) != active);
+            s.segments = kept;
+            s.bytes -= doomed.iter().map(|g| g.len).sum::<u64>();
+            doomed
+        };
+        for seg in doomed {
+            remove(&seg.path);
+        }
+    }
+
+    /// The writer started a segment (its file holds the magic only).
+    fn segment_started(&self, seg: Segment) {
+        {
+            let mut s = self.state();
+            // A segment given up before its first record is started again
+            // under the same name.
+            if let Some(i) = s.segments.iter().position(|g| g.base == seg.base) {
+                let old = s.segments.remove(i);
+                s.bytes -= old.len;
+            }
+            s.active = Some(seg.base);
+            s.bytes += seg.len;
+            s.segments.push(seg);
+        }
+        // The previous segment is sealed now: drop it if wholly acknowledged.
+        self.sweep();
+    }
+
+    /// The writer made `records` more records (`bytes` bytes) of the
+    /// active segment durable.
+    fn committed_to_active(&self, records: u64, bytes: u64) {
+        {
+            let mut s = self.state();
+            let active = s.active;
+            if let Some(seg) = s.segments.iter_mut().rev().find(|g| Some(g.base) == active) {
+                seg.count += records;
+                seg.len += bytes;
+            }
+            s.bytes += bytes;
+            s.next_seq += records;
+        }
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.committed.notify_one();
+    }
+
+    /// The writer gave up its active segment (after an I/O error).
+    fn segment_abandoned(&self) {
+        self.state().active = None;
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.state().next_seq
+    }
+
+    fn bytes(&self) -> u64 {
+        self.state().bytes
+    }
+
+    /// Logs the depth: at info while records wait, at warn above 80 % of
+    /// the bound.
+    pub fn log_depth(&self) {
+        let depth = self.depth();
+        let refused = self.refused();
+        let percent = depth.bytes.saturating_mul(100) / self.options.max_bytes.max(1);
+        if percent >= WARN_PERCENT || refused > 0 {
+            tracing::warn!(
+                unacknowledged_records = depth.records,
+                bytes = depth.bytes,
+                max_bytes = self.options.max_bytes,
+                percent_full = percent,
+                refused_total = refused,
+                "usage spool filling up: the control plane is not taking usage"
+            );
+        } else if depth.records > 0 {
+            tracing::info!(
+                unacknowledged_records = depth.records,
+                bytes = depth.bytes,
+                segments = depth.segments,
+                "usage spool depth"
+            );
+        }
+    }
+}
+
+fn truncate(path: &Path, len: u64) -> Result<(), SpoolError> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| SpoolError::io(path, e))?;
+    file.set_len(len).map_err(|e| SpoolError::io(path, e))?;
+    file.sync_all().map_err(|e| SpoolError::io(path, e))
+}
+
+fn remove(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), error = %e, "usage spool: cannot delete segment");
+        }
+    }
+}
+
+/// The persisted watermark; 0 (send everything again) when missing or
+/// damaged, which at worst re-sends records the control plane already has.
+fn read_ack_file(dir: &Path) -> u64 {
+    let path = dir.join(ACK_FILE);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return 0;
+    };
+    match parse_ack(&bytes) {
+        Some(seq) => seq,
+        None => {
+            tracing::warn!(path = %path.display(), "usage spool: damaged watermark; re-sending all spooled usage");
+            0
+        }
+    }
+}
+
+fn parse_ack(bytes: &[u8]) -> Option<u64> {
+    if bytes.len() != 20 || &bytes[..8] != ACK_MAGIC {
+        return None;
+    }
+    let seq = u64::from_le_bytes(bytes[8..16].try_into().ok()?);
+    let crc = u32::from_le_bytes(bytes[16..20].try_into().ok()?);
+    (crc32fast::hash(&bytes[..16]) == crc).then_some(seq)
+}
+
+/// Written to a temp file and renamed over the old one. Not fsynced: a
+/// stale watermark after a power cut only re-sends acknowledged records,
+/// which the control plane counts once.
+fn write_ack_file(dir: &Path, seq: u64) -> Result<(), SpoolError> {
+    let mut bytes = Vec::with_capacity(20);
+    bytes.extend_from_slice(ACK_MAGIC);
+    bytes.extend_from_slice(&seq.to_le_bytes());
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    let tmp = dir.join(format!("{ACK_FILE}.tmp"));
+    let path = dir.join(ACK_FILE);
+    let mut f = std::fs::File::create(&tmp).map_err(|e| SpoolError::io(&tmp, e))?;
+    f.write_all(&bytes).map_err(|e| SpoolError::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| SpoolError::io(&path, e))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,377 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use super::*;
+use crate::metering::reporter::UsageTransport;
+use crate::metering::tests::record;
+use crate::metering::{ChannelSink, UsageSink};
+
+fn records(range: std::ops::Range<u32>) -> Vec<pb::UsageRecord> {
+    range.map(|n| record(n).to_proto()).collect()
+}
+
+fn ids(records: &[pb::UsageRecord]) -> Vec<String> {
+    records.iter().map(|r| r.id.clone()).collect()
+}
+
+fn small_segments() -> SpoolOptions {
+    SpoolOptions {
+        max_bytes: DEFAULT_MAX_BYTES,
+        // Room for a handful of records (~90 bytes each) per segment.
+        segment_bytes: 400,
+    }
+}
+
+fn read_all(spool: &Spool) -> Vec<pb::UsageRecord> {
+    spool.read_batch(spool.start_cursor(), 10_000).unwrap().0
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    segment::list(dir)
+        .unwrap()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect()
+}
+
+#[test]
+fn append_then_recover_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = records(0..10);
+    {
+        let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
+        let mut w = SpoolWriter::new(spool.clone());
+        let a = w.append(&written[..4]).unwrap();
+        assert_eq!((a.written, a.refused), (4, 0));
+        w.append(&written[4..]).unwrap();
+        assert_eq!(spool.depth().records, 10);
+        assert_eq!(read_all(&spool), written);
+    }
+    let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
+    assert_eq!(spool.depth().records, 10);
+    assert_eq!(read_all(&spool), written);
+    assert_eq!(Spool::inspect(dir.path()).unwrap().records, 10);
+    // Appending after a restart continues the sequence in a new segment.
+    let more = records(10..12);
+    SpoolWriter::new(spool.clone()).append(&more).unwrap();
+    assert_eq!(spool.depth().records, 12);
+    assert_eq!(ids(&read_all(&spool)[10..]), ids(&more));
+    assert_eq!(segment_files(dir.path()).len(), 2);
+}
+
+#[test]
+fn torn_tail_is_truncated_on_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = records(0..5);
+    {
+        let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
+        SpoolWriter::new(spool).append(&written).unwrap();
+    }
+    let seg = segment_files(dir.path()).remove(0);
+    let full = std::fs::metadata(&seg).unwrap().len();
+    // Cut the last record in the middle, as a crash during `write` would.
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(full - 5).unwrap();
+    drop(f);
+    // A read-only look does not count the torn record.
+    assert_eq!(Spool::inspect(dir.path()).unwrap().records, 4);
+
+    let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
+    assert_eq!(spool.depth().records, 4);
+    assert_eq!(ids(&read_all(&spool)), ids(&written[..4]));
+    let frame_len = (full - segment::MAGIC.len() as u64) / 5;
+    assert_eq!(
+        std::fs::metadata(&seg).unwrap().len(),
+        full - frame_len,
+        "the torn bytes are gone from the file"
+    );
+    // The spool keeps working after the repair.
+    let more = records(5..7);
+    SpoolWriter::new(spool.clone()).append(&more).unwrap();
+    drop(spool);
+    let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
+    let all = ids(&read_all(&spool));
+    assert_eq!(all.len(), 6);
+    assert_eq!(all[4..], ids(&more)[..]);
+}
+
+#[test]
+fn torn_header_of_a_new_segment_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(segment::file_name(0)), b"TGSP").unwrap();
+    let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
+    assert_eq!(spool.depth(), SpoolDepth::default());
+    assert!(segment_files(dir.path()).is_empty());
+}
+
+#[test]
+fn corrupt_checksum_is_detected_and_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = records(0..5);
+    {
+        let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
+        SpoolWriter::new(spool).append(&written).unwrap();
+    }
+    let seg = segment_files(dir.path()).remove(0);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let frame_len = (bytes.len() - segment::MAGIC.len()) / 5;
+    // One flipped bit in the payload of the fourth record.
+    let at = segment::MAGIC.len() + 3 * frame_len + frame::HEADER_LEN + 10;
+    bytes[at] ^= 0x04;
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
+    assert_eq!(ids(&read_all(&spool)), ids(&written[..3]));
+    assert_eq!(
+        std::fs::metadata(&seg).unwrap().len(),
+        (segment::MAGIC.len() + 3 * frame_len) as u64
+    );
+}
+
+#[test]
+fn foreign_file_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(segment::file_name(7)),
+        b"not a spool segment",
+    )
+    .unwrap();
+    let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
+    assert_eq!(spool.depth().records, 0);
+    assert!(dir.path().join("seg-00000000000000000007.bad").exists());
+}
+
+#[test]
+fn watermark_deletes_only_wholly_acknowledged_sealed_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), small_segments()).unwrap();
+    let mut w = SpoolWriter::new(spool.clone());
+    let written = records(0..12);
+    for chunk in written.chunks(2) {
+        w.append(chunk).unwrap();
+    }
+    let bases: Vec<u64> = segment::list(dir.path())
+        .unwrap()
+        .into_iter()
+        .map(|(b, _)| b)
+        .collect();
+    assert!(bases.len() >= 3, "{bases:?}");
+    assert_eq!(bases[0], 0);
+
+    // Acknowledge up to the middle of the second segment.
+    let mid = bases[1] + 1;
+    spool.ack_through(mid).unwrap();
+    let left: Vec<u64> = segment::list(dir.path())
+        .unwrap()
+        .into_iter()
+        .map(|(b, _)| b)
+        .collect();
+    assert_eq!(left, bases[1..].to_vec());
+    assert_eq!(spool.depth().records, 12 - mid);
+    assert_eq!(spool.depth().segments, bases.len() - 1);
+
+    // Everything acknowledged: the active segment stays (the writer owns
+    // it), the rest goes.
+    spool.ack_through(12).unwrap();
+    assert_eq!(spool.depth().records, 0);
+    assert_eq!(segment_files(dir.path()).len(), 1);
+    // The watermark is persisted: after a restart nothing is pending and
+    // the old active segment is deleted too.
+    drop(w);
+    drop(spool);
+    let spool = Spool::open(dir.path(), small_segments()).unwrap();
+    assert_eq!(spool.depth(), SpoolDepth::default());
+    assert!(segment_files(dir.path()).is_empty());
+    assert!(read_all(&spool).is_empty());
+    // Sequence numbers keep growing after everything was deleted.
+    SpoolWriter::new(spool.clone())
+        .append(&records(20..21))
+        .unwrap();
+    assert_eq!(segment::list(dir.path()).unwrap()[0].0, 12);
+}
+
+#[test]
+fn restart_reads_back_only_unacknowledged_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = records(0..10);
+    {
+        let spool = Spool::open(dir.path(), small_segments()).unwrap();
+        SpoolWriter::new(spool.clone()).append(&written).unwrap();
+        let (batch, next) = spool.read_batch(spool.start_cursor(), 6).unwrap();
+        assert_eq!(ids(&batch), ids(&written[..6]));
+        spool.ack_through(next.seq).unwrap();
+        // Read (sent) but never acknowledged before the "crash".
+        let (rest, _) = spool.read_batch(next, 100).unwrap();
+        assert_eq!(ids(&rest), ids(&written[6..]));
+    }
+    let spool = Spool::open(dir.path(), small_segments()).unwrap();
+    assert_eq!(spool.depth().records, 4);
+    assert_eq!(ids(&read_all(&spool)), ids(&written[6..]));
+}
+
+#[test]
+fn batches_continue_from_the_cursor_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), small_segments()).unwrap();
+    let written = records(0..23);
+    let mut w = SpoolWriter::new(spool.clone());
+    for chunk in written.chunks(3) {
+        w.append(chunk).unwrap();
+    }
+    let mut cursor = spool.start_cursor();
+    let mut seen = Vec::new();
+    loop {
+        let (batch, next) = spool.read_batch(cursor, 4).unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        assert!(batch.len() <= 4);
+        seen.extend(ids(&batch));
+        cursor = next;
+    }
+    assert_eq!(seen, ids(&written));
+    assert_eq!(spool.available_from(cursor.seq), 0);
+}
+
+#[test]
+fn full_spool_refuses_new_records_and_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SpoolOptions {
+        max_bytes: 500,
+        segment_bytes: DEFAULT_SEGMENT_BYTES,
+    };
+    let spool = Spool::open(dir.path(), options).unwrap();
+    let mut w = SpoolWriter::new(spool.clone());
+    let burst = records(0..10);
+    let a = w.append(&burst).unwrap();
+    assert!(a.written > 0 && a.refused > 0, "{a:?}");
+    assert_eq!(a.written + a.refused, 10);
+    assert!(spool.depth().bytes <= 500);
+    // The oldest are kept.
+    assert_eq!(ids(&read_all(&spool)), ids(&burst)[..a.written].to_vec());
+    let b = w.append(&records(10..11)).unwrap();
+    assert_eq!((b.written, b.refused), (0, 1));
+    assert_eq!(spool.refused(), (a.refused + 1) as u64);
+    // Once acknowledged segments are gone there is room again.
+    spool.ack_through(100).unwrap();
+    drop(w);
+    drop(spool);
+    let spool = Spool::open(dir.path(), options).unwrap();
+    let c = SpoolWriter::new(spool.clone())
+        .append(&records(11..12))
+        .unwrap();
+    assert_eq!((c.written, c.refused), (1, 0));
+}
+
+/// Stores every record unless told to fail; remembers what it stored.
+#[derive(Default)]
+struct FakeCp {
+    fail: bool,
+    stored: Arc<Mutex<Vec<String>>>,
+}
+
+#[async_trait]
+impl UsageTransport for FakeCp {
+    async fn report(&self, batch: pb::UsageBatch) -> Result<Vec<String>, String> {
+        if self.fail {
+            return Err("unavailable".into());
+        }
+        let ids: Vec<String> = batch.records.iter().map(|r| r.id.clone()).collect();
+        self.stored.lock().unwrap().extend(ids.clone());
+        Ok(ids)
+    }
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(10), "{what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn queue_to_cp_and_restart_resends_only_unacknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = records(0..5);
+    let second = records(5..8);
+
+    // Run 1: queue → writer → spool → reporter → CP, all acknowledged.
+    {
+        let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
+        let (sink, rx) = ChannelSink::new(100);
+        let (stop, stop_rx) = watch::channel(false);
+        let writer = tokio::spawn(SpoolWriter::new(spool.clone()).run(rx, stop_rx.clone()));
+        let cp = FakeCp::default();
+        let stored = cp.stored.clone();
+        let mut reporter = SpoolReporter::new(Box::new(cp), "dp-1".into(), spool.clone());
+        reporter.base_delay = Duration::from_millis(1);
+        let reporter = tokio::spawn(reporter.run(stop_rx));
+        for r in &first {
+            sink.submit(crate::metering::UsageRecord {
+                id: r.id.clone(),
+                ..record(0)
+            });
+        }
+        wait_for("first run reported", || stored.lock().unwrap().len() == 5).await;
+        wait_for("first run acknowledged", || spool.depth().records == 0).await;
+        assert_eq!(*stored.lock().unwrap(), ids(&first));
+        stop.send(true).unwrap();
+        writer.await.unwrap();
+        reporter.await.unwrap();
+    }
+    // Run 2: the control plane is down; records are durable, then "crash".
+    {
+        let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
+        let (stop, stop_rx) = watch::channel(false);
+        let down = FakeCp {
+            fail: true,
+            ..FakeCp::default()
+        };
+        let mut reporter = SpoolReporter::new(Box::new(down), "dp-1".into(), spool.clone());
+        reporter.base_delay = Duration::from_millis(1);
+        let reporter = tokio::spawn(reporter.run(stop_rx));
+        SpoolWriter::new(spool.clone()).append(&second).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(spool.depth().records, 3);
+        stop.send(true).unwrap();
+        reporter.await.unwrap();
+    }
+    // Run 3: back up; exactly the unacknowledged records are sent.
+    let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
+    assert_eq!(spool.depth().records, 3);
+    let cp = FakeCp::default();
+    let stored = cp.stored.clone();
+    let (_stop, stop_rx) = watch::channel(false);
+    let mut reporter = SpoolReporter::new(Box::new(cp), "dp-1".into(), spool.clone());
+    reporter.base_delay = Duration::from_millis(1);
+    let reporter = tokio::spawn(reporter.run(stop_rx));
+    wait_for("restart acknowledged", || spool.depth().records == 0).await;
+    assert_eq!(*stored.lock().unwrap(), ids(&second));
+    reporter.abort();
+}
+
+#[tokio::test]
+async fn writer_groups_a_burst_into_few_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
+    let (sink, rx) = ChannelSink::new(10_000);
+    for n in 0..2_000 {
+        sink.submit(record(n));
+    }
+    let (stop, stop_rx) = watch::channel(false);
+    let writer = tokio::spawn(SpoolWriter::new(spool.clone()).run(rx, stop_rx));
+    wait_for("burst written", || spool.depth().records == 2_000).await;
+    // 2,000 records queued before the writer starts, at most MAX_GROUP per
+    // sync: exactly two syncs.
+    assert_eq!(spool.commits(), 2);
+    assert_eq!(spool.writing(), 0);
+    assert_eq!(Spool::inspect(dir.path()).unwrap().records, 2_000);
+    stop.send(true).unwrap();
+    writer.await.unwrap();
+}
