@@ -94,6 +94,8 @@ pub struct SpoolDepth {
     /// Bytes of segment files on disk.
     pub bytes: u64,
     pub segments: usize,
+    /// Records ever appended to this spool (its next sequence number).
+    pub appended: u64,
 }
 
 /// Where the reporter continues reading.
@@ -218,13 +220,17 @@ impl Spool {
     /// (a damaged or still-being-written tail is simply not counted).
     pub fn inspect(dir: &Path) -> Result<SpoolDepth, SpoolError> {
         let acked = read_ack_file(dir);
-        let mut depth = SpoolDepth::default();
+        let mut depth = SpoolDepth {
+            appended: acked,
+            ..SpoolDepth::default()
+        };
         for (base, path) in segment::list(dir)? {
             let scan = segment::scan(&path)?;
             let end = base + scan.count;
             depth.records += end.saturating_sub(acked.max(base));
             depth.bytes += scan.file_len;
             depth.segments += 1;
+            depth.appended = depth.appended.max(end);
         }
         Ok(depth)
     }
@@ -253,6 +259,7 @@ impl Spool {
                 .sum(),
             bytes: s.bytes,
             segments: s.segments.len(),
+            appended: s.next_seq,
         }
     }
 

@@ -107,6 +107,7 @@ fn torn_header_of_a_new_segment_is_dropped() {
     let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
     assert_eq!(spool.depth(), SpoolDepth::default());
     assert!(segment_files(dir.path()).is_empty());
+    assert_eq!(Spool::inspect(dir.path()).unwrap(), SpoolDepth::default());
 }
 
 #[test]
@@ -185,7 +186,14 @@ fn watermark_deletes_only_wholly_acknowledged_sealed_segments() {
     drop(w);
     drop(spool);
     let spool = Spool::open(dir.path(), small_segments()).unwrap();
-    assert_eq!(spool.depth(), SpoolDepth::default());
+    assert_eq!(
+        spool.depth(),
+        SpoolDepth {
+            appended: 12,
+            ..SpoolDepth::default()
+        }
+    );
+    assert_eq!(Spool::inspect(dir.path()).unwrap().appended, 12);
     assert!(segment_files(dir.path()).is_empty());
     assert!(read_all(&spool).is_empty());
     // Sequence numbers keep growing after everything was deleted.
