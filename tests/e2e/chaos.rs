@@ -1,0 +1,260 @@
+//! Chaos: the control plane is killed while calls continue, the data plane
+//! is killed with SIGKILL and restarted on the same data directory, the
+//! control plane comes back on the same address; afterwards the control
+//! plane holds exactly one usage record per call the upstream served.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::RwLock;
+use tokio::task::JoinHandle;
+use tollgate_dp::metering::spool::{Spool, SPOOL_DIR};
+use tollgate_e2e::{http, pb, ControlPlane, DataPlane, Gateway, MockServer};
+
+const WORKERS: usize = 4;
+/// Between two calls of a worker: keeps the total under the 1,000 records
+/// one ListUsageRecords page returns.
+const PACE: Duration = Duration::from_millis(40);
+
+/// Callers hammering the proxy. Every call holds the gate shared, so the
+/// test can take it exclusively to get a moment with no call in flight.
+struct Load {
+    url: Arc<Mutex<String>>,
+    gate: Arc<RwLock<()>>,
+    stop: Arc<AtomicBool>,
+    ok_request_ids: Arc<Mutex<Vec<String>>>,
+    failures: Arc<Mutex<Vec<String>>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(url: &str, key: &str) -> Load {
+        let load = Load {
+            url: Arc::new(Mutex::new(url.to_string())),
+            gate: Arc::new(RwLock::new(())),
+            stop: Arc::new(AtomicBool::new(false)),
+            ok_request_ids: Arc::new(Mutex::new(Vec::new())),
+            failures: Arc::new(Mutex::new(Vec::new())),
+            workers: Vec::new(),
+        };
+        let workers = (0..WORKERS)
+            .map(|w| {
+                let (url, gate, stop) = (load.url.clone(), load.gate.clone(), load.stop.clone());
+                let (ok, failures) = (load.ok_request_ids.clone(), load.failures.clone());
+                let key = key.to_string();
+                tokio::spawn(async move {
+                    let client = http();
+                    let mut n = 0usize;
+                    while !stop.load(Ordering::Relaxed) {
+                        tokio::time::sleep(PACE).await;
+                        let _in_flight = gate.read().await;
+                        let base = url.lock().unwrap().clone();
+                        n += 1;
+                        let body = json!({
+                            "model": "gpt-test",
+                            "stream": (w + n) % 3 == 0,
+                            "messages": [{"role": "user", "content": format!("chaos call {w}-{n}")}],
+                        });
+                        let sent = client
+                            .post(format!("{base}/v1/chat/completions"))
+                            .bearer_auth(&key)
+                            .json(&body)
+                            .send()
+                            .await;
+                        match sent {
+                            Ok(resp) if resp.status() == 200 => {
+                                let id = resp.headers()["x-request-id"]
+                                    .to_str()
+                                    .unwrap()
+                                    .to_string();
+                                // A stream's usage is known at its end.
+                                match resp.bytes().await {
+                                    Ok(_) => ok.lock().unwrap().push(id),
+                                    Err(e) => failures.lock().unwrap().push(e.to_string()),
+                                }
+                            }
+                            Ok(resp) => failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("status {}", resp.status())),
+                            Err(e) => failures.lock().unwrap().push(e.to_string()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load { workers, ..load }
+    }
+
+    async fn stop(self) -> (Vec<String>, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers {
+            w.await.unwrap();
+        }
+        let ok = self.ok_request_ids.lock().unwrap().clone();
+        let failures = self.failures.lock().unwrap().clone();
+        (ok, failures)
+    }
+}
+
+fn served(mock: &MockServer) -> usize {
+    mock.requests().len()
+}
+
+/// Waits until the upstream has served `n` calls.
+async fn until_served(mock: &MockServer, n: usize) {
+    let start = Instant::now();
+    while served(mock) < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "load stalled at {} of {n} calls",
+            served(mock)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until the spool in `dir` holds every record of `n` calls.
+async fn until_spooled(dir: &Path, n: usize) {
+    let start = Instant::now();
+    loop {
+        let depth = Spool::inspect(dir).unwrap();
+        if depth.appended == n as u64 {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "spool holds {depth:?}, want {n} appended"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn usage_records(cp: &ControlPlane) -> Vec<pb::UsageRecordView> {
+    cp.admin()
+        .await
+        .usage
+        .list_usage_records(pb::ListUsageRecordsRequest {
+            tenant: "acme".into(),
+            limit: 1000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .records
+}
+
+fn spool_dir(dp: &DataPlane) -> PathBuf {
+    dp.data_dir.join(SPOOL_DIR)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_usage_lost_when_dp_is_killed_and_cp_is_down() {
+    let mut gw = Gateway::start().await;
+    let cp_addr = gw.cp.url().trim_start_matches("http://").to_string();
+    let load = Load::start(gw.dp.url(), &gw.key);
+
+    // 1. Normal operation, then the control plane dies mid-load (a report
+    //    it stored may never be acknowledged: re-sent and counted once).
+    until_served(&gw.mock, 40).await;
+    gw.cp.proc.kill().await;
+    let cp_down_since = Instant::now();
+    let at_cp_kill = served(&gw.mock);
+
+    // 2. Calls continue against the data plane alone.
+    until_served(&gw.mock, at_cp_kill + 40).await;
+
+    // 3. kill -9 the data plane once every finished call's record is on
+    //    disk (a call in flight when a process dies cannot be metered: see
+    //    docs/usage-spool.md), then restart it on the same data directory.
+    {
+        let _no_calls = load.gate.write().await;
+        until_spooled(&spool_dir(&gw.dp), served(&gw.mock)).await;
+        let unreported = Spool::inspect(&spool_dir(&gw.dp)).unwrap().records;
+        assert!(unreported >= 40, "control plane is down: {unreported}");
+        gw.dp.proc.kill().await;
+        let dp_dir = gw.dp.data_dir.clone();
+        gw.dp = DataPlane::start(gw.cp.url(), &gw.cp.dp_token, &dp_dir, "dp-1", &[]).await;
+        *load.url.lock().unwrap() = gw.dp.url().to_string();
+        assert!(
+            gw.dp.proc.log_text().contains("usage spool opened"),
+            "{}",
+            gw.dp.proc.log_text()
+        );
+    }
+
+    // 4. The restarted data plane serves from its persisted snapshot.
+    let at_dp_restart = served(&gw.mock);
+    until_served(&gw.mock, at_dp_restart + 40).await;
+
+    // 5. After an outage long enough for several failed reports, the
+    //    control plane returns on the same address while calls go on.
+    let outage = Duration::from_secs(3);
+    tokio::time::sleep(outage.saturating_sub(cp_down_since.elapsed())).await;
+    gw.cp = ControlPlane::start_on(&gw.cp.data_dir, &cp_addr).await;
+    let at_cp_restart = served(&gw.mock);
+    until_served(&gw.mock, at_cp_restart + 40).await;
+    let (ok, failures) = load.stop().await;
+
+    // Every call succeeded: none was in flight at the kill, and the data
+    // plane never needed the control plane to serve.
+    assert!(failures.is_empty(), "{failures:?}");
+    let total = served(&gw.mock);
+    assert_eq!(ok.len(), total);
+    assert!(total < 1000, "{total} calls: more than one page of records");
+    assert!(gw
+        .mock
+        .requests()
+        .iter()
+        .all(|r| r.path == "/v1/chat/completions"));
+
+    // Usage drains into the control plane...
+    let start = Instant::now();
+    loop {
+        let stored = usage_records(&gw.cp).await.len();
+        if stored >= total {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "control plane has {stored} of {total} usage records"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let start = Instant::now();
+    while Spool::inspect(&spool_dir(&gw.dp)).unwrap().records > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "spool never drained"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...and, once any late duplicate could have landed, exactly once.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let records = usage_records(&gw.cp).await;
+    assert_eq!(records.len(), total, "one record per served call");
+    let ids: HashSet<&str> = records.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(ids.len(), total, "each request id exactly once");
+    let expected: HashSet<&str> = ok.iter().map(String::as_str).collect();
+    assert_eq!(ids, expected);
+    let rows = gw
+        .admin()
+        .await
+        .usage
+        .get_usage(pb::GetUsageRequest {
+            tenant: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .rows;
+    assert_eq!(
+        rows.iter().map(|r| r.calls).sum::<i64>(),
+        i64::try_from(total).unwrap()
+    );
+}
