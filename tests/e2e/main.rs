@@ -5,6 +5,7 @@
 mod auth;
 mod chaos;
 mod errors;
+mod metadata_only;
 mod proxy;
 mod sync;
 mod usage;
