@@ -339,9 +339,16 @@ fn durable_usage(
         }
         .boxed()
     }));
+    let monitored = spool.clone();
+    tasks.push(Box::new(move |shutdown| {
+        monitored.monitor(shutdown).boxed()
+    }));
     let unwritten_spool = spool.clone();
     UsageShutdown {
-        unwritten: Arc::new(move || sink.queued() + unwritten_spool.writing()),
+        unwritten: Arc::new(move || {
+            let pending = sink.accepted().saturating_sub(unwritten_spool.handled());
+            usize::try_from(pending).unwrap_or(usize::MAX)
+        }),
         unreported: Arc::new(move || usize::try_from(spool.depth().records).unwrap_or(usize::MAX)),
         // Durable either way: a short last try, the rest goes after restart.
         report_wait: Duration::from_secs(1),

@@ -77,6 +77,7 @@ impl UsageSink for NullSink {
 #[derive(Debug)]
 pub struct ChannelSink {
     tx: mpsc::Sender<UsageRecord>,
+    accepted: AtomicU64,
     dropped: AtomicU64,
 }
 
@@ -86,6 +87,7 @@ impl ChannelSink {
         (
             ChannelSink {
                 tx,
+                accepted: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
             },
             rx,
@@ -97,6 +99,11 @@ impl ChannelSink {
         self.tx.max_capacity() - self.tx.capacity()
     }
 
+    /// Records queued so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
     /// Records dropped so far because the queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -105,7 +112,12 @@ impl ChannelSink {
 
 impl UsageSink for ChannelSink {
     fn submit(&self, record: UsageRecord) {
+        // Counted before the send: whoever compares it with what the
+        // consumer has handled must never see a record handled but not
+        // accepted.
+        self.accepted.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.tx.try_send(record) {
+            self.accepted.fetch_sub(1, Ordering::Relaxed);
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             let reason = match e {
                 mpsc::error::TrySendError::Full(_) => "queue full",
@@ -154,6 +166,7 @@ pub(crate) mod tests {
             sink.submit(record(n));
         }
         assert_eq!(sink.dropped(), 3);
+        assert_eq!(sink.accepted(), 2);
         assert_eq!(rx.try_recv().unwrap().request_id, "req_0");
         assert_eq!(rx.try_recv().unwrap().request_id, "req_1");
         assert!(rx.try_recv().is_err());

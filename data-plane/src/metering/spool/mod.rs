@@ -23,7 +23,7 @@ pub mod writer;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -40,6 +40,8 @@ pub const SPOOL_DIR: &str = "spool";
 pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 /// Default segment size; a segment is deleted once wholly acknowledged.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+/// Between two depth log lines.
+const DEPTH_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 /// Above this share of the bound the spool warns that it is filling up.
 const WARN_PERCENT: u64 = 80;
 
@@ -129,8 +131,10 @@ pub struct Spool {
     state: Mutex<State>,
     /// Signalled after every group commit.
     committed: Notify,
-    /// Records taken off the queue by the writer and not yet durable.
-    writing: AtomicUsize,
+    /// Records the writer has dealt with since start: made durable,
+    /// refused (spool full) or given up at shutdown. With the queue's
+    /// accepted count this tells shutdown what is not yet on disk.
+    handled: AtomicU64,
     /// Records refused because the spool was full.
     refused: AtomicU64,
     /// Group commits (one sync each) since start.
@@ -201,7 +205,7 @@ impl Spool {
                 bytes,
             }),
             committed: Notify::new(),
-            writing: AtomicUsize::new(0),
+            handled: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             commits: AtomicU64::new(0),
         });
@@ -263,9 +267,10 @@ impl Spool {
         }
     }
 
-    /// Records the writer holds that are not yet durable.
-    pub fn writing(&self) -> usize {
-        self.writing.load(Ordering::Relaxed)
+    /// Records the writer has made durable, refused or given up since
+    /// start.
+    pub fn handled(&self) -> u64 {
+        self.handled.load(Ordering::Relaxed)
     }
 
     /// Records refused so far because the spool was full.
@@ -446,8 +451,21 @@ impl Spool {
         self.state().bytes
     }
 
+    /// Logs the depth every 30 s until shutdown (a control-plane outage
+    /// shows in the log as a growing spool).
+    pub async fn monitor(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(DEPTH_LOG_INTERVAL);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = crate::sync::shutdown_requested(&mut shutdown) => return,
+                _ = tick.tick() => self.log_depth(),
+            }
+        }
+    }
+
     /// Logs the depth: at info while records wait, at warn above 80 % of
-    /// the bound.
+    /// the bound or once records were refused.
     pub fn log_depth(&self) {
         let depth = self.depth();
         let refused = self.refused();

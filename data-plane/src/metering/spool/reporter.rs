@@ -4,7 +4,6 @@
 //! it. After a restart it starts at the persisted watermark, so what the
 //! control plane never acknowledged is sent again.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,14 +14,10 @@ use crate::backoff::Backoff;
 use crate::metering::reporter::{send_until_stored, UsageTransport, MAX_BATCH, MAX_BATCH_DELAY};
 use crate::sync::shutdown_requested;
 
-/// Between two depth log lines.
-const DEPTH_LOG_INTERVAL: Duration = Duration::from_secs(30);
-
 pub struct SpoolReporter {
     transport: Box<dyn UsageTransport>,
     node_id: String,
     spool: Arc<Spool>,
-    in_flight: Arc<AtomicUsize>,
     pub(crate) base_delay: Duration,
 }
 
@@ -32,29 +27,18 @@ impl SpoolReporter {
             transport,
             node_id,
             spool,
-            in_flight: Arc::new(AtomicUsize::new(0)),
             base_delay: Duration::from_millis(200),
         }
-    }
-
-    /// Records of the batch being sent that are not yet acknowledged.
-    pub fn in_flight(&self) -> Arc<AtomicUsize> {
-        self.in_flight.clone()
     }
 
     /// Waits until at least one durable record lies at or after `seq`,
     /// then gives a batch up to [`MAX_BATCH_DELAY`] to fill. `false` on
     /// shutdown.
     async fn wait_for_batch(&self, seq: u64, shutdown: &mut watch::Receiver<bool>) -> bool {
-        let mut next_depth_log = tokio::time::Instant::now() + DEPTH_LOG_INTERVAL;
         while self.spool.available_from(seq) == 0 {
             tokio::select! {
                 _ = shutdown_requested(shutdown) => return false,
                 _ = self.spool.committed() => {}
-                _ = tokio::time::sleep_until(next_depth_log) => {
-                    self.spool.log_depth();
-                    next_depth_log += DEPTH_LOG_INTERVAL;
-                }
             }
         }
         let deadline = tokio::time::Instant::now() + MAX_BATCH_DELAY;
@@ -72,7 +56,6 @@ impl SpoolReporter {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Backoff::new(self.base_delay, Duration::from_secs(30));
         let mut cursor: ReadCursor = self.spool.start_cursor();
-        let mut last_depth_log = tokio::time::Instant::now();
         loop {
             if !self.wait_for_batch(cursor.seq, &mut shutdown).await {
                 return;
@@ -95,14 +78,14 @@ impl SpoolReporter {
                     return;
                 }
             };
-            let in_flight = self.in_flight.clone();
             let sent = send_until_stored(
                 self.transport.as_ref(),
                 &self.node_id,
                 records,
                 &mut backoff,
                 &mut shutdown,
-                |left| in_flight.store(left, Ordering::Relaxed),
+                // The spool's depth already counts these.
+                |_| {},
             )
             .await;
             if sent.is_err() {
@@ -118,10 +101,6 @@ impl SpoolReporter {
                 Err(_) => return,
             }
             cursor = next;
-            if last_depth_log.elapsed() >= DEPTH_LOG_INTERVAL {
-                last_depth_log = tokio::time::Instant::now();
-                self.spool.log_depth();
-            }
         }
     }
 }

@@ -209,7 +209,6 @@ impl SpoolWriter {
                     Err(_) => break,
                 }
             }
-            spool.writing.store(group.len(), Ordering::Relaxed);
             loop {
                 let Some(mut w) = writer.take() else { return };
                 let joined = tokio::task::spawn_blocking(move || {
@@ -226,6 +225,9 @@ impl SpoolWriter {
                 group = g;
                 match result {
                     Ok(done) => {
+                        spool
+                            .handled
+                            .fetch_add(group.len() as u64, Ordering::Relaxed);
                         tracing::trace!(
                             records = done.written,
                             sync_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
@@ -241,6 +243,9 @@ impl SpoolWriter {
                                 lost = group.len() + rx.len(),
                                 "shutting down with usage records not written"
                             );
+                            spool
+                                .handled
+                                .fetch_add(group.len() as u64, Ordering::Relaxed);
                             return;
                         }
                         tokio::select! {
@@ -250,7 +255,6 @@ impl SpoolWriter {
                     }
                 }
             }
-            spool.writing.store(0, Ordering::Relaxed);
         }
     }
 }
