@@ -258,3 +258,50 @@ async fn no_usage_lost_when_dp_is_killed_and_cp_is_down() {
         i64::try_from(total).unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_while_cp_is_down_keeps_usage_for_the_next_run() {
+    let mut gw = Gateway::start().await;
+    let cp_addr = gw.cp.url().trim_start_matches("http://").to_string();
+    gw.cp.proc.kill().await;
+    let mut request_ids = HashSet::new();
+    for n in 0..10 {
+        let resp = gw
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": "gpt-test",
+                        "messages": [{"role": "user", "content": format!("call {n}")}]}),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        request_ids.insert(resp.headers()["x-request-id"].to_str().unwrap().to_string());
+    }
+    // SIGTERM: usage is durable, so shutdown does not wait for the absent
+    // control plane beyond a short last try.
+    let started = Instant::now();
+    let status = gw.dp.proc.terminate().await.unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(Spool::inspect(&spool_dir(&gw.dp)).unwrap().records, 10);
+
+    let dp_dir = gw.dp.data_dir.clone();
+    gw.dp = DataPlane::start(gw.cp.url(), &gw.cp.dp_token, &dp_dir, "dp-1", &[]).await;
+    gw.cp = ControlPlane::start_on(&gw.cp.data_dir, &cp_addr).await;
+    gw.wait_for_usage_calls(10).await;
+    let start = Instant::now();
+    while Spool::inspect(&spool_dir(&gw.dp)).unwrap().records > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "spool never drained"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let records = usage_records(&gw.cp).await;
+    let seen: HashSet<String> = records.iter().map(|r| r.request_id.clone()).collect();
+    assert_eq!(records.len(), 10);
+    assert_eq!(seen, request_ids);
+}

@@ -369,18 +369,19 @@ async fn writer_groups_a_burst_into_few_syncs() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
     let (sink, rx) = ChannelSink::new(10_000);
-    for n in 0..2_000 {
-        sink.submit(record(n));
+    let burst = writer::MAX_GROUP + 904;
+    for n in 0..burst {
+        sink.submit(record(u32::try_from(n).unwrap()));
     }
     let (stop, stop_rx) = watch::channel(false);
     let writer = tokio::spawn(SpoolWriter::new(spool.clone()).run(rx, stop_rx));
-    wait_for("burst written", || spool.depth().records == 2_000).await;
-    // 2,000 records queued before the writer starts, at most MAX_GROUP per
-    // sync: exactly two syncs.
+    wait_for("burst written", || spool.depth().records == burst as u64).await;
+    // Queued before the writer starts, at most MAX_GROUP per sync: exactly
+    // two syncs.
     assert_eq!(spool.commits(), 2);
-    assert_eq!(spool.handled(), 2_000);
-    assert_eq!(sink.accepted(), 2_000);
-    assert_eq!(Spool::inspect(dir.path()).unwrap().records, 2_000);
+    assert_eq!(spool.handled(), burst as u64);
+    assert_eq!(sink.accepted(), burst as u64);
+    assert_eq!(Spool::inspect(dir.path()).unwrap().records, burst as u64);
     stop.send(true).unwrap();
     writer.await.unwrap();
 }

@@ -21,7 +21,7 @@ use crate::metering::UsageRecord;
 use crate::sync::shutdown_requested;
 
 /// Largest group made durable by one sync.
-pub const MAX_GROUP: usize = 1024;
+pub const MAX_GROUP: usize = 4096;
 /// Refusals (spool full) are logged at most this often.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
