@@ -36,7 +36,7 @@ pub use writer::SpoolWriter;
 
 /// Directory under the data directory.
 pub const SPOOL_DIR: &str = "spool";
-/// Default disk bound: 1 GiB (about three million records).
+/// Default disk bound: 1 GiB (about four million records of ~260 bytes).
 pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 /// Default segment size; a segment is deleted once wholly acknowledged.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
