@@ -56,7 +56,7 @@ impl Load {
                         n += 1;
                         let body = json!({
                             "model": "gpt-test",
-                            "stream": (w + n) % 3 == 0,
+                            "stream": (w + n).is_multiple_of(3),
                             "messages": [{"role": "user", "content": format!("chaos call {w}-{n}")}],
                         });
                         let sent = client
