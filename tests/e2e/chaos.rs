@@ -26,7 +26,8 @@ struct Load {
     url: Arc<Mutex<String>>,
     gate: Arc<RwLock<()>>,
     stop: Arc<AtomicBool>,
-    ok_request_ids: Arc<Mutex<Vec<String>>>,
+    /// (data-plane URL, request id) of every call answered 200.
+    ok_calls: Arc<Mutex<Vec<(String, String)>>>,
     failures: Arc<Mutex<Vec<String>>>,
     workers: Vec<JoinHandle<()>>,
 }
@@ -37,14 +38,14 @@ impl Load {
             url: Arc::new(Mutex::new(url.to_string())),
             gate: Arc::new(RwLock::new(())),
             stop: Arc::new(AtomicBool::new(false)),
-            ok_request_ids: Arc::new(Mutex::new(Vec::new())),
+            ok_calls: Arc::new(Mutex::new(Vec::new())),
             failures: Arc::new(Mutex::new(Vec::new())),
             workers: Vec::new(),
         };
         let workers = (0..WORKERS)
             .map(|w| {
                 let (url, gate, stop) = (load.url.clone(), load.gate.clone(), load.stop.clone());
-                let (ok, failures) = (load.ok_request_ids.clone(), load.failures.clone());
+                let (ok, failures) = (load.ok_calls.clone(), load.failures.clone());
                 let key = key.to_string();
                 tokio::spawn(async move {
                     let client = http();
@@ -73,7 +74,7 @@ impl Load {
                                     .to_string();
                                 // A stream's usage is known at its end.
                                 match resp.bytes().await {
-                                    Ok(_) => ok.lock().unwrap().push(id),
+                                    Ok(_) => ok.lock().unwrap().push((base, id)),
                                     Err(e) => failures.lock().unwrap().push(e.to_string()),
                                 }
                             }
@@ -90,12 +91,12 @@ impl Load {
         Load { workers, ..load }
     }
 
-    async fn stop(self) -> (Vec<String>, Vec<String>) {
+    async fn stop(self) -> (Vec<(String, String)>, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         for w in self.workers {
             w.await.unwrap();
         }
-        let ok = self.ok_request_ids.lock().unwrap().clone();
+        let ok = self.ok_calls.lock().unwrap().clone();
         let failures = self.failures.lock().unwrap().clone();
         (ok, failures)
     }
@@ -239,7 +240,7 @@ async fn no_usage_lost_when_dp_is_killed_and_cp_is_down() {
     assert_eq!(records.len(), total, "one record per served call");
     let ids: HashSet<&str> = records.iter().map(|r| r.request_id.as_str()).collect();
     assert_eq!(ids.len(), total, "each request id exactly once");
-    let expected: HashSet<&str> = ok.iter().map(String::as_str).collect();
+    let expected: HashSet<&str> = ok.iter().map(|(_, id)| id.as_str()).collect();
     assert_eq!(ids, expected);
     let rows = gw
         .admin()
@@ -304,4 +305,63 @@ async fn graceful_stop_while_cp_is_down_keeps_usage_for_the_next_run() {
     let seen: HashSet<String> = records.iter().map(|r| r.request_id.clone()).collect();
     assert_eq!(records.len(), 10);
     assert_eq!(seen, request_ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dp_killed_in_the_middle_of_calls_loses_at_most_the_calls_in_flight() {
+    let mut gw = Gateway::start().await;
+    let load = Load::start(gw.dp.url(), &gw.key);
+    until_served(&gw.mock, 60).await;
+
+    // kill -9 with calls in flight and records being written.
+    let killed_url = gw.dp.url().to_string();
+    gw.dp.proc.kill().await;
+    let dp_dir = gw.dp.data_dir.clone();
+    gw.dp = DataPlane::start(gw.cp.url(), &gw.cp.dp_token, &dp_dir, "dp-1", &[]).await;
+    *load.url.lock().unwrap() = gw.dp.url().to_string();
+    let at_restart = served(&gw.mock);
+    until_served(&gw.mock, at_restart + 40).await;
+    let (ok, _failures) = load.stop().await;
+
+    let start = Instant::now();
+    while Spool::inspect(&spool_dir(&gw.dp)).unwrap().records > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "spool never drained"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let records = usage_records(&gw.cp).await;
+    let recorded: HashSet<&str> = records.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(recorded.len(), records.len(), "a request id counted twice");
+
+    // Calls to the restarted data plane: every one metered.
+    let after: Vec<&str> = ok
+        .iter()
+        .filter(|(url, _)| url != &killed_url)
+        .map(|(_, id)| id.as_str())
+        .collect();
+    assert!(after.len() >= 40);
+    assert!(after.iter().all(|id| recorded.contains(id)));
+    // Calls answered before the kill: at most one per caller can still
+    // have been between its response and the write of its record.
+    let before_missing = ok
+        .iter()
+        .filter(|(url, id)| url == &killed_url && !recorded.contains(id.as_str()))
+        .count();
+    assert!(
+        before_missing <= WORKERS,
+        "{before_missing} answered calls unmetered"
+    );
+    // Upstream calls without a record: those in flight at the kill, plus
+    // the ones above; never more than two per caller.
+    let total = served(&gw.mock);
+    assert!(records.len() <= total);
+    assert!(
+        total - records.len() <= 2 * WORKERS,
+        "{} served, {} metered",
+        total,
+        records.len()
+    );
 }
