@@ -45,11 +45,10 @@ use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server};
 use pingora_core::services::background::background_service;
 use tokio::sync::watch;
-use tollgate_proto::sync::v1::sync_service_client::SyncServiceClient;
 
 use config::ConfigStore;
-use metering::spool::{Spool, SpoolOptions, SpoolReporter, SpoolWriter, SPOOL_DIR};
-use metering::{ChannelSink, CpUsageReporter, NullSink, UsageSink};
+use metering::spool::{Spool, SpoolOptions, SPOOL_DIR};
+use metering::{ChannelSink, NullSink, UsageSink};
 use pipeline::{Drain, Gateway, Limits};
 use server::{BackgroundTask, BackgroundTasks, PreboundService, UsageShutdown, WatchShutdown};
 use sync::{ConfigSource, FileSource, GrpcSource, SnapshotApplier};
@@ -194,7 +193,7 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
                 applier.load_persisted();
                 let (sink, rx) = ChannelSink::new(USAGE_QUEUE);
                 let sink = Arc::new(sink);
-                let transport = UsageTransportFactory {
+                let transport = metering::assembly::UsageTransportFactory {
                     endpoint: endpoint.clone(),
                     auth: auth.clone(),
                 };
@@ -206,7 +205,7 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
                         };
                         let opened = Spool::open(&dir.join(SPOOL_DIR), options)
                             .context("cannot open the usage spool")?;
-                        usage = Some(durable_usage(
+                        usage = Some(metering::assembly::durable_usage(
                             &mut tasks,
                             rx,
                             sink.clone(),
@@ -221,7 +220,7 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
                             "no --data-dir: usage records are kept in memory only; \
                              a restart loses usage not yet reported to the control plane"
                         );
-                        usage = Some(in_memory_usage(
+                        usage = Some(metering::assembly::in_memory_usage(
                             &mut tasks,
                             rx,
                             sink.clone(),
@@ -303,82 +302,6 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
         usage,
         spool,
     })
-}
-
-/// Builds the usage transport inside a background task: the lazily
-/// (re)connecting channel needs the background runtime.
-struct UsageTransportFactory {
-    endpoint: tonic::transport::Endpoint,
-    auth: tollgate_proto::client::BearerAuth,
-}
-
-impl UsageTransportFactory {
-    fn build(self) -> Box<dyn metering::reporter::UsageTransport> {
-        let client = SyncServiceClient::with_interceptor(self.endpoint.connect_lazy(), self.auth);
-        Box::new(metering::reporter::GrpcUsageTransport::new(client))
-    }
-}
-
-/// Queue → spool writer (group-committed to disk) → spool reporter → CP.
-fn durable_usage(
-    tasks: &mut Vec<BackgroundTask>,
-    rx: tokio::sync::mpsc::Receiver<metering::UsageRecord>,
-    sink: Arc<ChannelSink>,
-    spool: Arc<Spool>,
-    transport: UsageTransportFactory,
-    node_id: String,
-) -> UsageShutdown {
-    let writer = SpoolWriter::new(spool.clone());
-    tasks.push(Box::new(move |shutdown| writer.run(rx, shutdown).boxed()));
-    let reporter_spool = spool.clone();
-    tasks.push(Box::new(move |shutdown| {
-        async move {
-            SpoolReporter::new(transport.build(), node_id, reporter_spool)
-                .run(shutdown)
-                .await;
-        }
-        .boxed()
-    }));
-    let monitored = spool.clone();
-    tasks.push(Box::new(move |shutdown| {
-        monitored.monitor(shutdown).boxed()
-    }));
-    let unwritten_spool = spool.clone();
-    UsageShutdown {
-        unwritten: Arc::new(move || {
-            let pending = sink.accepted().saturating_sub(unwritten_spool.handled());
-            usize::try_from(pending).unwrap_or(usize::MAX)
-        }),
-        unreported: Arc::new(move || usize::try_from(spool.depth().records).unwrap_or(usize::MAX)),
-        // Durable either way: a short last try, the rest goes after restart.
-        report_wait: Duration::from_secs(1),
-    }
-}
-
-/// Queue → in-memory reporter → CP (no data directory).
-fn in_memory_usage(
-    tasks: &mut Vec<BackgroundTask>,
-    rx: tokio::sync::mpsc::Receiver<metering::UsageRecord>,
-    sink: Arc<ChannelSink>,
-    transport: UsageTransportFactory,
-    node_id: String,
-) -> UsageShutdown {
-    let progress = Arc::new(metering::reporter::ReporterProgress::default());
-    let unacked = progress.clone();
-    tasks.push(Box::new(move |shutdown| {
-        async move {
-            CpUsageReporter::new(transport.build(), node_id, rx, progress)
-                .run(shutdown)
-                .await;
-        }
-        .boxed()
-    }));
-    UsageShutdown {
-        unwritten: Arc::new(|| 0),
-        unreported: Arc::new(move || sink.queued() + unacked.unacked()),
-        // Lost on exit: worth waiting a little longer for.
-        report_wait: Duration::from_secs(3),
-    }
 }
 
 impl PreparedDataPlane {

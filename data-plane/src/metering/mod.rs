@@ -1,6 +1,7 @@
 //! Usage records: one per proxied call that reached routing, handed to a
 //! [`UsageSink`] without ever blocking the request.
 
+pub(crate) mod assembly;
 pub mod reporter;
 pub mod spool;
 
