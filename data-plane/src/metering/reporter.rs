@@ -22,11 +22,23 @@ pub const MAX_BATCH: usize = 500;
 /// Longest a record waits for its batch to fill.
 pub const MAX_BATCH_DELAY: Duration = Duration::from_secs(1);
 
+/// Why a report did not go through.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    /// Worth retrying: the control plane is down, slow or overloaded.
+    #[error("control plane unavailable: {0}")]
+    Unavailable(String),
+    /// The control plane refuses the batch as invalid: sending the same
+    /// records again cannot help.
+    #[error("control plane rejected the batch: {0}")]
+    Rejected(String),
+}
+
 /// How a batch reaches the control plane.
 #[async_trait]
 pub trait UsageTransport: Send + Sync {
     /// Sends a batch; returns the ids the control plane stored.
-    async fn report(&self, batch: pb::UsageBatch) -> Result<Vec<String>, String>;
+    async fn report(&self, batch: pb::UsageBatch) -> Result<Vec<String>, ReportError>;
 }
 
 /// `SyncService/ReportUsage` over a lazily (re)connecting channel.
@@ -42,7 +54,7 @@ impl GrpcUsageTransport {
 
 #[async_trait]
 impl UsageTransport for GrpcUsageTransport {
-    async fn report(&self, batch: pb::UsageBatch) -> Result<Vec<String>, String> {
+    async fn report(&self, batch: pb::UsageBatch) -> Result<Vec<String>, ReportError> {
         let mut client = self.client.clone();
         let mut req = tonic::Request::new(batch);
         req.set_timeout(Duration::from_secs(10));
@@ -50,7 +62,13 @@ impl UsageTransport for GrpcUsageTransport {
             .report_usage(req)
             .await
             .map(|r| r.into_inner().stored_ids)
-            .map_err(|s| format!("{} {}", s.code(), s.message()))
+            .map_err(|s| {
+                let why = format!("{} {}", s.code(), s.message());
+                match s.code() {
+                    tonic::Code::InvalidArgument => ReportError::Rejected(why),
+                    _ => ReportError::Unavailable(why),
+                }
+            })
     }
 }
 
@@ -128,7 +146,7 @@ impl CpUsageReporter {
             self.note(batch.len());
             let records: Vec<pb::UsageRecord> = batch.drain(..).map(|r| r.to_proto()).collect();
             let progress = self.progress.clone();
-            let sent = send_until_stored(
+            let sent = deliver(
                 self.transport.as_ref(),
                 &self.node_id,
                 records,
@@ -137,20 +155,84 @@ impl CpUsageReporter {
                 |left| progress.unacked.store(left, Ordering::Relaxed),
             )
             .await;
-            if let Err(left) = sent {
-                tracing::warn!(
-                    lost = left + self.rx.len(),
-                    "shutting down with usage records not acknowledged"
-                );
-                return;
+            progress.unacked.store(0, Ordering::Relaxed);
+            match sent {
+                Ok(rejected) => {
+                    for (record, reason) in rejected {
+                        tracing::error!(
+                            record_id = %record.id,
+                            tenant_id = %record.tenant_id,
+                            %reason,
+                            "usage record rejected by the control plane; dropped"
+                        );
+                    }
+                }
+                Err(left) => {
+                    tracing::warn!(
+                        lost = left + self.rx.len(),
+                        "shutting down with usage records not acknowledged"
+                    );
+                    return;
+                }
             }
         }
     }
 }
 
+/// Sends `records` until each is stored or, on its own, rejected: a batch
+/// the control plane rejects is split in halves until the records it
+/// refuses are isolated, so one bad record never holds up the others.
+/// Returns the rejected records with the reason; `Err(left)` when shutdown
+/// interrupted it.
+pub async fn deliver(
+    transport: &dyn UsageTransport,
+    node_id: &str,
+    records: Vec<pb::UsageRecord>,
+    backoff: &mut Backoff,
+    shutdown: &mut watch::Receiver<bool>,
+    progress: impl Fn(usize),
+) -> Result<Vec<(pb::UsageRecord, String)>, usize> {
+    let mut rejected = Vec::new();
+    let mut parts = vec![records];
+    while let Some(part) = parts.pop() {
+        match send_until_stored(transport, node_id, part, backoff, shutdown, &progress).await {
+            Ok(()) => {}
+            Err(Stopped::Shutdown { left }) => {
+                return Err(left + parts.iter().map(Vec::len).sum::<usize>());
+            }
+            Err(Stopped::Rejected {
+                mut records,
+                reason,
+            }) => {
+                if records.len() > 1 {
+                    let second = records.split_off(records.len() / 2);
+                    parts.push(second);
+                    parts.push(records);
+                } else {
+                    rejected.extend(records.into_iter().map(|r| (r, reason.clone())));
+                }
+            }
+        }
+    }
+    Ok(rejected)
+}
+
+/// Why [`send_until_stored`] stopped before every record was stored.
+#[derive(Debug)]
+pub enum Stopped {
+    Shutdown {
+        left: usize,
+    },
+    /// The control plane refused these records as invalid.
+    Rejected {
+        records: Vec<pb::UsageRecord>,
+        reason: String,
+    },
+}
+
 /// Sends `records` until the control plane has stored every one of them,
-/// re-sending the rest (same ids) with backoff. `progress` hears how many
-/// are still unacknowledged. `Err(left)` when shutdown interrupted it.
+/// re-sending the rest (same ids) with backoff while it is unavailable.
+/// `progress` hears how many are still unacknowledged.
 pub async fn send_until_stored(
     transport: &dyn UsageTransport,
     node_id: &str,
@@ -158,7 +240,7 @@ pub async fn send_until_stored(
     backoff: &mut Backoff,
     shutdown: &mut watch::Receiver<bool>,
     progress: impl Fn(usize),
-) -> Result<(), usize> {
+) -> Result<(), Stopped> {
     progress(records.len());
     while !records.is_empty() {
         let request = pb::UsageBatch {
@@ -185,13 +267,16 @@ pub async fn send_until_stored(
                     "control plane did not store every usage record; re-sending"
                 );
             }
-            Err(e) => {
+            Err(ReportError::Rejected(reason)) => {
+                return Err(Stopped::Rejected { records, reason });
+            }
+            Err(e @ ReportError::Unavailable(_)) => {
                 tracing::warn!(error = %e, pending = records.len(), "usage report failed; will retry");
             }
         }
         let delay = backoff.next_delay();
         tokio::select! {
-            _ = shutdown_requested(shutdown) => return Err(records.len()),
+            _ = shutdown_requested(shutdown) => return Err(Stopped::Shutdown { left: records.len() }),
             _ = tokio::time::sleep(delay) => {}
         }
     }
@@ -215,14 +300,14 @@ mod tests {
 
     #[async_trait]
     impl UsageTransport for FakeCp {
-        async fn report(&self, batch: pb::UsageBatch) -> Result<Vec<String>, String> {
+        async fn report(&self, batch: pb::UsageBatch) -> Result<Vec<String>, ReportError> {
             let ids: Vec<String> = batch.records.iter().map(|r| r.id.clone()).collect();
             self.seen.lock().unwrap().push(ids.clone());
             {
                 let mut fail = self.fail.lock().unwrap();
                 if *fail > 0 {
                     *fail -= 1;
-                    return Err("unavailable".into());
+                    return Err(ReportError::Unavailable("unavailable".into()));
                 }
             }
             let withhold = self.withhold_once.lock().unwrap().take();

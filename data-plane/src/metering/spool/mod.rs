@@ -46,6 +46,8 @@ const DEPTH_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3
 const WARN_PERCENT: u64 = 80;
 
 const ACK_FILE: &str = "acked";
+/// Records the control plane rejected as invalid, kept for an operator.
+pub const REJECTED_FILE: &str = "rejected.log";
 const ACK_MAGIC: &[u8; 8] = b"TGACKED1";
 
 /// Why the spool cannot be opened or written.
@@ -383,6 +385,39 @@ impl Spool {
         }
         write_ack_file(&self.dir, seq)?;
         self.sweep();
+        Ok(())
+    }
+
+    /// Appends records the control plane refused as invalid to
+    /// `rejected.log` (same format as a segment) and logs each one, so they
+    /// neither block the records behind them nor vanish. Blocking.
+    pub fn quarantine(&self, rejected: &[(pb::UsageRecord, String)]) -> Result<(), SpoolError> {
+        let path = self.dir.join(REJECTED_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| SpoolError::io(&path, e))?;
+        let empty = file.metadata().map_err(|e| SpoolError::io(&path, e))?.len() == 0;
+        let mut buf = Vec::new();
+        if empty {
+            buf.extend_from_slice(segment::MAGIC);
+        }
+        for (record, _) in rejected {
+            frame::encode(record, &mut buf);
+        }
+        file.write_all(&buf)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| SpoolError::io(&path, e))?;
+        for (record, reason) in rejected {
+            tracing::error!(
+                record_id = %record.id,
+                tenant_id = %record.tenant_id,
+                %reason,
+                path = %path.display(),
+                "usage record rejected by the control plane; set aside"
+            );
+        }
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::{ReadCursor, Spool};
 use crate::backoff::Backoff;
-use crate::metering::reporter::{send_until_stored, UsageTransport, MAX_BATCH, MAX_BATCH_DELAY};
+use crate::metering::reporter::{deliver, UsageTransport, MAX_BATCH, MAX_BATCH_DELAY};
 use crate::sync::shutdown_requested;
 
 pub struct SpoolReporter {
@@ -78,7 +78,7 @@ impl SpoolReporter {
                     return;
                 }
             };
-            let sent = send_until_stored(
+            let sent = deliver(
                 self.transport.as_ref(),
                 &self.node_id,
                 records,
@@ -88,9 +88,26 @@ impl SpoolReporter {
                 |_| {},
             )
             .await;
-            if sent.is_err() {
+            let Ok(rejected) = sent else {
                 // Durable: sent again after the restart.
                 return;
+            };
+            if !rejected.is_empty() {
+                let spool = self.spool.clone();
+                match tokio::task::spawn_blocking(move || spool.quarantine(&rejected)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        // Not acknowledged: retried (and rejected again)
+                        // rather than lost.
+                        tracing::error!(error = %e, "cannot set rejected usage records aside; retrying");
+                        tokio::select! {
+                            _ = shutdown_requested(&mut shutdown) => return,
+                            _ = tokio::time::sleep(backoff.next_delay()) => {}
+                        }
+                        continue;
+                    }
+                    Err(_) => return,
+                }
             }
             let spool = self.spool.clone();
             match tokio::task::spawn_blocking(move || spool.ack_through(next.seq)).await {

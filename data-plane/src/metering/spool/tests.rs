@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use super::*;
-use crate::metering::reporter::UsageTransport;
+use crate::metering::reporter::{ReportError, UsageTransport};
 use crate::metering::tests::record;
 use crate::metering::{ChannelSink, UsageSink};
 
@@ -276,20 +276,25 @@ fn full_spool_refuses_new_records_and_counts_them() {
     assert_eq!((c.written, c.refused), (1, 0));
 }
 
-/// Stores every record unless told to fail; remembers what it stored.
+/// Stores every record unless told to fail; rejects any batch holding the
+/// `poison` id; remembers what it stored.
 #[derive(Default)]
 struct FakeCp {
     fail: bool,
+    poison: Option<String>,
     stored: Arc<Mutex<Vec<String>>>,
 }
 
 #[async_trait]
 impl UsageTransport for FakeCp {
-    async fn report(&self, batch: pb::UsageBatch) -> Result<Vec<String>, String> {
+    async fn report(&self, batch: pb::UsageBatch) -> Result<Vec<String>, ReportError> {
         if self.fail {
-            return Err("unavailable".into());
+            return Err(ReportError::Unavailable("unavailable".into()));
         }
         let ids: Vec<String> = batch.records.iter().map(|r| r.id.clone()).collect();
+        if self.poison.as_ref().is_some_and(|p| ids.contains(p)) {
+            return Err(ReportError::Rejected("tenant_id must not be empty".into()));
+        }
         self.stored.lock().unwrap().extend(ids.clone());
         Ok(ids)
     }
@@ -385,4 +390,41 @@ async fn writer_groups_a_burst_into_few_syncs() {
     assert_eq!(Spool::inspect(dir.path()).unwrap().records, burst as u64);
     stop.send(true).unwrap();
     writer.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_rejected_record_is_set_aside_and_does_not_block_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
+    let written = records(0..7);
+    let poison = written[4].id.clone();
+    SpoolWriter::new(spool.clone()).append(&written).unwrap();
+    let cp = FakeCp {
+        poison: Some(poison.clone()),
+        ..FakeCp::default()
+    };
+    let stored = cp.stored.clone();
+    let (_stop, stop_rx) = watch::channel(false);
+    let mut reporter = SpoolReporter::new(Box::new(cp), "dp-1".into(), spool.clone());
+    reporter.base_delay = Duration::from_millis(1);
+    let reporter = tokio::spawn(reporter.run(stop_rx));
+    wait_for("all but the poison acknowledged", || {
+        spool.depth().records == 0
+    })
+    .await;
+    reporter.abort();
+    let mut want = ids(&written);
+    want.retain(|i| i != &poison);
+    let mut got = stored.lock().unwrap().clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    // The poison is on disk for an operator, in the segment format.
+    let path = dir.path().join(REJECTED_FILE);
+    let mut reader = segment::FrameReader::open(&path, 0, None).unwrap();
+    match reader.next_frame() {
+        Next::Record(r) => assert_eq!(r.id, poison),
+        _ => panic!("no rejected record in {}", path.display()),
+    }
+    assert!(matches!(reader.next_frame(), Next::End));
 }
