@@ -45,6 +45,10 @@ struct Args {
     /// stream chunks.
     #[arg(long, default_value_t = 300)]
     upstream_timeout_secs: u64,
+    /// PEM file of extra CA certificates to trust for upstream HTTPS
+    /// (providers behind a private CA).
+    #[arg(long, env = "TOLLGATE_UPSTREAM_CA_FILE")]
+    upstream_ca_file: Option<PathBuf>,
     /// Proxy worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -80,6 +84,7 @@ fn main() -> anyhow::Result<()> {
     config.node_id = args.node_id;
     config.max_body_bytes = args.max_body_bytes;
     config.upstream_timeout = Duration::from_secs(args.upstream_timeout_secs.max(1));
+    config.upstream_ca_file = args.upstream_ca_file;
     config.threads = args.threads;
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace_secs);
     if let Some(dir) = &config.data_dir {

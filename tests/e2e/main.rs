@@ -4,6 +4,7 @@
 
 mod auth;
 mod errors;
+mod https_upstream;
 mod proxy;
 mod sync;
 mod usage;
