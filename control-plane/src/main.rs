@@ -47,6 +47,11 @@ struct Args {
     /// Log line format; filter with RUST_LOG (default info).
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Serve a non-loopback address without TLS. The port carries tokens and
+    /// decrypted provider keys: only do this behind a TLS-terminating proxy or
+    /// on a private network you trust.
+    #[arg(long, env = "TOLLGATE_CP_ALLOW_PLAINTEXT")]
+    allow_plaintext: bool,
 }
 
 impl std::fmt::Debug for Args {
@@ -112,6 +117,14 @@ async fn main() -> anyhow::Result<()> {
             dir.join(file).display().to_string()
         }
     };
+    if !args.listen.ip().is_loopback() && !args.allow_plaintext {
+        anyhow::bail!(
+            "refusing to serve {} without TLS: this port carries operator and data-plane tokens \
+             and decrypted provider keys. Listen on 127.0.0.1 and put a TLS-terminating proxy in \
+             front, or pass --allow-plaintext if the network is private and trusted.",
+            args.listen
+        );
+    }
     let admin_overridden = args.admin_token.is_some();
     let dp_overridden = args.dp_token.is_some();
     let config = ControlPlaneConfig {

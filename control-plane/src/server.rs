@@ -39,7 +39,11 @@ use crate::store::{sqlite_url, Store};
 use crate::sync_service::SyncApi;
 
 /// Snapshots grow with the configuration; allow large ones both ways.
-const MAX_SYNC_MESSAGE: usize = 64 * 1024 * 1024;
+const MAX_SYNC_MESSAGE: usize = tollgate_proto::MAX_SYNC_MESSAGE_BYTES;
+/// HTTP/2 pings find data planes that vanished without closing the
+/// connection, so their sessions end and their status shows disconnected.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(20);
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A control plane serving on [`RunningControlPlane::url`].
 pub struct RunningControlPlane {
@@ -141,6 +145,9 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
     .max_encoding_message_size(MAX_SYNC_MESSAGE);
 
     let router = Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
         // gRPC-web for the browser dashboard: HTTP/1.1 plus the web layer.
         .accept_http1(true)
         .layer(tonic_web::GrpcWebLayer::new())

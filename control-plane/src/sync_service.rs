@@ -26,6 +26,9 @@ const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Longest a new subscription waits for the snapshot of the latest commit.
 const CATCH_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// A data plane that does not take a snapshot off the wire within this long
+/// is dropped (it reconnects and gets the newest one).
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct SyncApi {
@@ -271,7 +274,17 @@ impl Session {
             )),
         };
         tracing::debug!(node_id = %self.node_id, version = snap.version, "sending snapshot");
-        self.out.send(Ok(msg)).await.is_ok()
+        // Never block forever on a full stream: shutdown and a stuck peer
+        // must both end the session.
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            sent = self.out.send(Ok(msg)) => sent.is_ok(),
+            _ = shutdown.changed() => false,
+            _ = tokio::time::sleep(SEND_TIMEOUT) => {
+                tracing::warn!(node_id = %self.node_id, version = snap.version, "data plane did not take the snapshot in time; dropping its session");
+                false
+            }
+        }
     }
 
     fn on_message(&self, m: pb::DataPlaneMessage) {

@@ -103,6 +103,8 @@ pub struct DataPlaneConfig {
     /// between chunks (stream).
     pub upstream_timeout: Duration,
     pub connect_timeout: Duration,
+    /// PEM file of extra CA certificates trusted for upstream HTTPS.
+    pub upstream_ca_file: Option<PathBuf>,
     /// Proxy worker threads.
     pub threads: usize,
     /// On shutdown, how long calls in flight may take to finish.
@@ -121,6 +123,7 @@ impl DataPlaneConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             connect_timeout: Duration::from_secs(10),
+            upstream_ca_file: None,
             threads: 2,
             shutdown_grace: Duration::from_secs(10),
             usage_spool_max_bytes: metering::spool::DEFAULT_MAX_BYTES,
@@ -256,7 +259,16 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
         .boxed()
     }));
 
-    let client = providers::http_client(config.connect_timeout)
+    let extra_roots = match &config.upstream_ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read the upstream CA file {}", path.display()))?;
+            reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("{} holds no valid PEM certificate", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    let client = providers::http_client(config.connect_timeout, &extra_roots)
         .context("cannot build the upstream HTTP client")?;
     let drain = Drain::new();
     let gateway = Arc::new(Gateway {

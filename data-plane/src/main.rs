@@ -16,16 +16,20 @@ enum LogFormat {
 
 /// Tollgate data plane: an OpenAI-compatible gateway configured by the
 /// control plane (--cp, --token) or a static YAML file (--config).
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(name = "tollgate-dp", version)]
 #[command(group(ArgGroup::new("source").required(true).args(["cp", "config"])))]
 struct Args {
     /// Control-plane URL, e.g. http://127.0.0.1:7400.
-    #[arg(long, env = "TOLLGATE_CP_URL", requires = "token")]
+    #[arg(long, env = "TOLLGATE_CP_URL")]
     cp: Option<String>,
-    /// Data-plane registration token (with --cp).
+    /// Data-plane registration token (with --cp). Prefer --token-file or the
+    /// environment variable: arguments are visible in the process list.
     #[arg(long, env = "TOLLGATE_DP_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// File holding the registration token.
+    #[arg(long, env = "TOLLGATE_DP_TOKEN_FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
     /// Static configuration file (YAML) instead of a control plane.
     #[arg(long, conflicts_with = "cp")]
     config: Option<PathBuf>,
@@ -51,6 +55,10 @@ struct Args {
     /// stream chunks.
     #[arg(long, default_value_t = 300)]
     upstream_timeout_secs: u64,
+    /// PEM file of extra CA certificates to trust for upstream HTTPS
+    /// (providers behind a private CA).
+    #[arg(long, env = "TOLLGATE_UPSTREAM_CA_FILE")]
+    upstream_ca_file: Option<PathBuf>,
     /// Proxy worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -59,6 +67,17 @@ struct Args {
     shutdown_grace_secs: u64,
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+}
+
+/// Never prints the token.
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Args")
+            .field("cp", &self.cp)
+            .field("config", &self.config)
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -74,18 +93,32 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
     init_logging(args.log_format);
-    let source = match (args.cp, args.token, args.config) {
+    let token = match (args.token.take(), &args.token_file) {
+        (Some(t), _) => Some(t),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the token file {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    let source = match (args.cp.take(), token, args.config.take()) {
         (Some(url), Some(token), None) => ConfigSourceSpec::Cp { url, token },
         (None, _, Some(path)) => ConfigSourceSpec::File(path),
-        _ => anyhow::bail!("give --cp URL --token TOKEN, or --config FILE"),
+        (Some(_), None, _) => anyhow::bail!(
+            "--cp needs the registration token: --token-file FILE or TOLLGATE_DP_TOKEN (it is in the control plane's data dir as dp.token)"
+        ),
+        _ => anyhow::bail!("give --cp URL with --token-file FILE (or --token), or --config FILE"),
     };
     let mut config = DataPlaneConfig::new(args.listen, source);
     config.data_dir = args.data_dir;
     config.node_id = args.node_id;
     config.max_body_bytes = args.max_body_bytes;
     config.upstream_timeout = Duration::from_secs(args.upstream_timeout_secs.max(1));
+    config.upstream_ca_file = args.upstream_ca_file;
     config.threads = args.threads;
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace_secs);
     config.usage_spool_max_bytes = args.usage_spool_max_bytes;

@@ -14,6 +14,9 @@ use anyhow::{bail, Context};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+mod tls;
+
+pub use tls::TlsTerminator;
 pub use tollgate_mock::{MockOptions, MockServer};
 pub use tollgate_proto::admin::v1 as pb;
 pub use tollgate_proto::client::AdminClient;

@@ -9,7 +9,7 @@ use tollgate_proto::admin::v1::key_service_server::KeyService;
 use tonic::{Request, Response, Status};
 
 use super::status::store_status;
-use super::{require_token, ApiState};
+use super::{reject_id_lookalike, require_token, ApiState};
 use crate::store::{CallerKey, NewCallerKey};
 
 #[derive(Debug, Clone)]
@@ -45,6 +45,7 @@ impl KeyService for KeyApi {
         let tenant = self.state.tenant(&req.tenant).await?;
         let name = req.name.trim().to_owned();
         require_token("key name", &name)?;
+        reject_id_lookalike("key name", &name, tollgate_core::ids::prefix::CALLER_KEY)?;
         if req.expires_at_ms < 0 {
             return Err(Status::invalid_argument(
                 "expires_at_ms must be 0 (no expiry) or epoch milliseconds",

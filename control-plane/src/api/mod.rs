@@ -46,14 +46,15 @@ impl ApiState {
     }
 }
 
-/// Rejects empty or whitespace-containing names with a message naming the field.
+/// Rejects empty names and names with whitespace or control characters
+/// (names travel in HTTP headers and logs), with a message naming the field.
 fn require_token(field: &str, value: &str) -> Result<(), Status> {
     if value.is_empty() {
         return Err(Status::invalid_argument(format!("{field} is required")));
     }
-    if value.chars().any(char::is_whitespace) {
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(Status::invalid_argument(format!(
-            "{field} must not contain whitespace"
+            "{field} must not contain whitespace or control characters"
         )));
     }
     if value.len() > 200 {
@@ -62,4 +63,29 @@ fn require_token(field: &str, value: &str) -> Result<(), Status> {
         )));
     }
     Ok(())
+}
+
+/// Objects are addressed "by id or name", so a name must not look like an id
+/// of its kind (else one reference could match two objects).
+fn reject_id_lookalike(field: &str, value: &str, id_prefix: &str) -> Result<(), Status> {
+    if tollgate_core::ids::has_prefix(value, id_prefix) {
+        return Err(Status::invalid_argument(format!(
+            "{field} must not start with \"{id_prefix}_\": that prefix is reserved for ids"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn names_reject_control_chars_and_id_lookalikes() {
+        assert!(require_token("name", "gpt-4o/mini:1").is_ok());
+        assert!(require_token("name", "bad\u{7}bell").is_err());
+        assert!(require_token("name", "two words").is_err());
+        assert!(reject_id_lookalike("model name", "md_0190abc", "md").is_err());
+        assert!(reject_id_lookalike("model name", "md-large", "md").is_ok());
+    }
 }

@@ -6,7 +6,7 @@ use tollgate_proto::admin::v1::model_service_server::ModelService;
 use tonic::{Request, Response, Status};
 
 use super::status::store_status;
-use super::{require_token, ApiState};
+use super::{reject_id_lookalike, require_token, ApiState};
 use crate::store::{Model, NewModel};
 
 #[derive(Debug, Clone)]
@@ -42,6 +42,7 @@ impl ModelService for ModelApi {
         let tenant = self.state.tenant(&req.tenant).await?;
         let name = req.name.trim().to_owned();
         require_token("model name", &name)?;
+        reject_id_lookalike("model name", &name, tollgate_core::ids::prefix::MODEL)?;
         let provider = req.provider.trim().to_owned();
         if provider.is_empty() {
             return Err(Status::invalid_argument(

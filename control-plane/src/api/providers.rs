@@ -8,7 +8,7 @@ use tollgate_proto::admin::v1::provider_service_server::ProviderService;
 use tonic::{Request, Response, Status};
 
 use super::status::{crypto_status, store_status};
-use super::{require_token, ApiState};
+use super::{reject_id_lookalike, require_token, ApiState};
 use crate::crypto;
 use crate::secret::SecretString;
 use crate::store::{NewProvider, Provider};
@@ -54,6 +54,7 @@ fn validate(req: pb::AddProviderRequest) -> Result<ProviderInput, Status> {
     let api_key = SecretString::new(req.api_key.trim());
     let name = req.name.trim().to_owned();
     require_token("provider name", &name)?;
+    reject_id_lookalike("provider name", &name, tollgate_core::ids::prefix::PROVIDER)?;
     let kind = req.kind.trim().to_ascii_lowercase();
     if !PROVIDER_KINDS.contains(&kind.as_str()) {
         return Err(Status::invalid_argument(format!(

@@ -73,6 +73,9 @@ pub async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Bod
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
                 if buf.len() + chunk.len() > limit {
+                    // A chunked body of unknown length: close rather than
+                    // drain an unbounded remainder after the 413.
+                    session.set_keepalive(None);
                     return Err(BodyError::TooLarge);
                 }
                 buf.extend_from_slice(&chunk);

@@ -94,9 +94,18 @@ impl Providers {
     }
 }
 
-/// The one HTTP client for all upstream calls: pooled, keep-alive, rustls.
-pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+/// The one HTTP client for all upstream calls: pooled, keep-alive, rustls
+/// with the public web PKI roots plus `extra_roots` (PEM certificates of
+/// private CAs, e.g. for a self-hosted vLLM behind an internal CA).
+pub fn http_client(
+    connect_timeout: Duration,
+    extra_roots: &[reqwest::Certificate],
+) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder = reqwest::Client::builder();
+    for root in extra_roots {
+        builder = builder.add_root_certificate(root.clone());
+    }
+    builder
         .connect_timeout(connect_timeout)
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)

@@ -80,7 +80,9 @@ impl GrpcSource {
             .connect()
             .await
             .map_err(|e| format!("connect: {e}"))?;
-        let mut client = SyncServiceClient::with_interceptor(channel, self.auth.clone());
+        let mut client = SyncServiceClient::with_interceptor(channel, self.auth.clone())
+            .max_decoding_message_size(tollgate_proto::MAX_SYNC_MESSAGE_BYTES)
+            .max_encoding_message_size(tollgate_proto::MAX_SYNC_MESSAGE_BYTES);
         let (tx, rx) = mpsc::channel::<pb::DataPlaneMessage>(8);
         let hello = pb::DataPlaneMessage {
             kind: Some(pb::data_plane_message::Kind::Hello(pb::Hello {
