@@ -19,6 +19,7 @@
 pub mod frame;
 pub mod reporter;
 pub mod segment;
+mod watermark;
 pub mod writer;
 
 use std::io::Write;
@@ -30,6 +31,7 @@ use tokio::sync::Notify;
 use tollgate_proto::sync::v1 as pb;
 
 use segment::{FrameReader, Next, Segment};
+use watermark::{read_ack_file, write_ack_file};
 
 pub use reporter::SpoolReporter;
 pub use writer::SpoolWriter;
@@ -45,10 +47,8 @@ const DEPTH_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3
 /// Above this share of the bound the spool warns that it is filling up.
 const WARN_PERCENT: u64 = 80;
 
-const ACK_FILE: &str = "acked";
 /// Records the control plane rejected as invalid, kept for an operator.
 pub const REJECTED_FILE: &str = "rejected.log";
-const ACK_MAGIC: &[u8; 8] = b"TGACKED1";
 
 /// Why the spool cannot be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -540,47 +540,6 @@ fn remove(path: &Path) {
             tracing::warn!(path = %path.display(), error = %e, "usage spool: cannot delete segment");
         }
     }
-}
-
-/// The persisted watermark; 0 (send everything again) when missing or
-/// damaged, which at worst re-sends records the control plane already has.
-fn read_ack_file(dir: &Path) -> u64 {
-    let path = dir.join(ACK_FILE);
-    let Ok(bytes) = std::fs::read(&path) else {
-        return 0;
-    };
-    match parse_ack(&bytes) {
-        Some(seq) => seq,
-        None => {
-            tracing::warn!(path = %path.display(), "usage spool: damaged watermark; re-sending all spooled usage");
-            0
-        }
-    }
-}
-
-fn parse_ack(bytes: &[u8]) -> Option<u64> {
-    if bytes.len() != 20 || &bytes[..8] != ACK_MAGIC {
-        return None;
-    }
-    let seq = u64::from_le_bytes(bytes[8..16].try_into().ok()?);
-    let crc = u32::from_le_bytes(bytes[16..20].try_into().ok()?);
-    (crc32fast::hash(&bytes[..16]) == crc).then_some(seq)
-}
-
-/// Written to a temp file and renamed over the old one. Not fsynced: a
-/// stale watermark after a power cut only re-sends acknowledged records,
-/// which the control plane counts once.
-fn write_ack_file(dir: &Path, seq: u64) -> Result<(), SpoolError> {
-    let mut bytes = Vec::with_capacity(20);
-    bytes.extend_from_slice(ACK_MAGIC);
-    bytes.extend_from_slice(&seq.to_le_bytes());
-    let crc = crc32fast::hash(&bytes);
-    bytes.extend_from_slice(&crc.to_le_bytes());
-    let tmp = dir.join(format!("{ACK_FILE}.tmp"));
-    let path = dir.join(ACK_FILE);
-    let mut f = std::fs::File::create(&tmp).map_err(|e| SpoolError::io(&tmp, e))?;
-    f.write_all(&bytes).map_err(|e| SpoolError::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| SpoolError::io(&path, e))
 }
 
 #[cfg(test)]
