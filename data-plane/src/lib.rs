@@ -30,6 +30,7 @@ pub mod metering;
 pub mod pipeline;
 pub mod providers;
 pub mod proxy;
+pub mod routing;
 pub mod server;
 pub mod stream;
 pub mod sync;
@@ -107,6 +108,9 @@ pub struct DataPlaneConfig {
     pub threads: usize,
     /// On shutdown, how long calls in flight may take to finish.
     pub shutdown_grace: Duration,
+    /// Time for circuit breakers; the monotonic clock when unset (tests
+    /// inject a [`routing::ManualClock`]).
+    pub clock: Option<Arc<dyn routing::Clock>>,
 }
 
 impl DataPlaneConfig {
@@ -121,6 +125,7 @@ impl DataPlaneConfig {
             connect_timeout: Duration::from_secs(10),
             threads: 2,
             shutdown_grace: Duration::from_secs(10),
+            clock: None,
         }
     }
 
@@ -175,6 +180,8 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
     let store = Arc::new(ConfigStore::new());
     let mut tasks: Vec<BackgroundTask> = Vec::new();
     let mut unreported_usage: Option<Arc<dyn Fn() -> usize + Send + Sync>> = None;
+    let mut health: Arc<dyn routing::health::HealthSink> =
+        Arc::new(routing::health::NullHealthSink);
     let (source, sink, applier): (Box<dyn ConfigSource>, Arc<dyn UsageSink>, SnapshotApplier) =
         match config.source {
             ConfigSourceSpec::Cp { url, token } => {
@@ -204,6 +211,21 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
                         let transport = metering::reporter::GrpcUsageTransport::new(client);
                         CpUsageReporter::new(Box::new(transport), reporter_node, rx, progress)
                             .run(shutdown)
+                            .await;
+                    }
+                    .boxed()
+                }));
+                let (health_sink, health_rx) = routing::health::ChannelHealthSink::new(256);
+                health = Arc::new(health_sink);
+                let (health_endpoint, health_auth, health_node) =
+                    (endpoint.clone(), auth.clone(), node_id.clone());
+                tasks.push(Box::new(move |shutdown| {
+                    async move {
+                        let client = SyncServiceClient::with_interceptor(
+                            health_endpoint.connect_lazy(),
+                            health_auth,
+                        );
+                        routing::health::report_to_cp(client, health_node, health_rx, shutdown)
                             .await;
                     }
                     .boxed()
@@ -247,6 +269,11 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
             upstream_timeout: config.upstream_timeout,
         },
         drain: drain.clone(),
+        clock: config
+            .clock
+            .clone()
+            .unwrap_or_else(|| Arc::new(routing::MonotonicClock::new())),
+        health,
     });
 
     // Draining happens before Pingora is told to stop (see WatchShutdown),

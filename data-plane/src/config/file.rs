@@ -44,6 +44,8 @@ struct FileProvider {
     base_url: String,
     api_key: Option<String>,
     api_key_env: Option<String>,
+    #[serde(default)]
+    disabled: bool,
 }
 
 impl std::fmt::Debug for FileProvider {
@@ -59,8 +61,60 @@ impl std::fmt::Debug for FileProvider {
 #[serde(deny_unknown_fields)]
 struct FileModel {
     name: String,
+    /// The single provider; optional when `targets` are given.
+    provider: Option<String>,
+    upstream_model: Option<String>,
+    #[serde(default)]
+    aliases: Vec<String>,
+    #[serde(default)]
+    targets: Vec<FileTarget>,
+    routing: Option<FilePolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTarget {
     provider: String,
     upstream_model: Option<String>,
+    #[serde(default)]
+    priority: u32,
+    #[serde(default)]
+    weight: u32,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FilePolicy {
+    strategy: String,
+    max_attempts: u32,
+    retries_per_target: Option<u32>,
+    connect_timeout_ms: u64,
+    total_timeout_ms: u64,
+    ttft_timeout_ms: u64,
+    idle_timeout_ms: u64,
+    retry_base_ms: u64,
+    retry_max_ms: u64,
+    breaker_failures: u32,
+    breaker_cooldown_ms: u64,
+}
+
+impl FilePolicy {
+    fn to_proto(&self) -> pb::RoutePolicy {
+        pb::RoutePolicy {
+            strategy: self.strategy.clone(),
+            max_attempts: self.max_attempts,
+            retries_per_target: self.retries_per_target.unwrap_or(0),
+            no_same_target_retry: self.retries_per_target == Some(0),
+            connect_timeout_ms: self.connect_timeout_ms,
+            total_timeout_ms: self.total_timeout_ms,
+            ttft_timeout_ms: self.ttft_timeout_ms,
+            idle_timeout_ms: self.idle_timeout_ms,
+            retry_base_ms: self.retry_base_ms,
+            retry_max_ms: self.retry_max_ms,
+            breaker_failures: self.breaker_failures,
+            breaker_cooldown_ms: self.breaker_cooldown_ms,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -148,19 +202,41 @@ pub fn parse_yaml(
                 kind: p.kind.clone(),
                 base_url: p.base_url.clone(),
                 api_key,
+                disabled: p.disabled,
             });
         }
-        let models = t
-            .models
-            .iter()
-            .map(|m| pb::ModelConfig {
+        let mut models = Vec::with_capacity(t.models.len());
+        for m in &t.models {
+            let Some(provider) = m
+                .provider
+                .as_ref()
+                .or_else(|| m.targets.first().map(|t| &t.provider))
+            else {
+                return Err(invalid(format!(
+                    "model {:?}: give a provider or targets",
+                    m.name
+                )));
+            };
+            models.push(pb::ModelConfig {
                 id: format!("{tenant_id}/{}", m.name),
                 name: m.name.clone(),
-                provider_id: format!("{tenant_id}/{}", m.provider),
+                provider_id: format!("{tenant_id}/{provider}"),
                 upstream_model: m.upstream_model.clone().unwrap_or_default(),
                 created_at_ms: 0,
-            })
-            .collect();
+                targets: m
+                    .targets
+                    .iter()
+                    .map(|t| pb::RouteTargetConfig {
+                        provider_id: format!("{tenant_id}/{}", t.provider),
+                        upstream_model: t.upstream_model.clone().unwrap_or_default(),
+                        priority: t.priority,
+                        weight: t.weight,
+                    })
+                    .collect(),
+                policy: m.routing.as_ref().map(FilePolicy::to_proto),
+                aliases: m.aliases.clone(),
+            });
+        }
         let mut keys = Vec::with_capacity(t.keys.len());
         for k in &t.keys {
             let key_hash = match (&k.key_hash, &k.key) {

@@ -17,11 +17,15 @@ pub fn head(
     content_type: &'static str,
     content_length: Option<usize>,
 ) -> pingora_core::Result<Box<ResponseHeader>> {
-    let mut h = ResponseHeader::build(status, Some(6))?;
+    let mut h = ResponseHeader::build(status, Some(8))?;
     h.insert_header(http::header::CONTENT_TYPE, content_type)?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
     if let Some(route) = &ctx.route {
         h.insert_header("x-tollgate-provider", route.provider.name.as_str())?;
+        h.insert_header("x-tollgate-model", route.upstream_model.as_str())?;
+    }
+    if !ctx.attempts.is_empty() {
+        h.insert_header("x-tollgate-attempts", ctx.attempts.len())?;
     }
     match content_length {
         Some(n) => h.insert_header(http::header::CONTENT_LENGTH, n)?,

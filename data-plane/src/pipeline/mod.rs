@@ -13,6 +13,7 @@
 
 pub mod chat_request;
 pub mod drain;
+mod failover;
 mod relay;
 
 use std::sync::Arc;
@@ -25,7 +26,9 @@ use crate::config::{CallerKey, CompiledConfig, ConfigStore, Route, TenantRuntime
 use crate::http::errors::GatewayError;
 use crate::http::{self, response, BodyError};
 use crate::metering::{UsageRecord, UsageSink};
-use crate::providers::{CallOptions, Providers};
+use crate::providers::Providers;
+use crate::routing::health::HealthSink;
+use crate::routing::{Attempt, Clock};
 use chat_request::ChatRequest;
 pub use drain::Drain;
 
@@ -47,6 +50,8 @@ pub struct CallContext {
     pub status: u16,
     pub error_code: Option<&'static str>,
     pub usage: Option<Usage>,
+    /// Upstream attempts so far (retries and failovers included).
+    pub attempts: Vec<Attempt>,
     in_flight: Option<drain::InFlight>,
 }
 
@@ -64,6 +69,7 @@ impl Default for CallContext {
             status: 0,
             error_code: None,
             usage: None,
+            attempts: Vec::new(),
             in_flight: None,
         }
     }
@@ -137,6 +143,10 @@ pub struct Gateway {
     pub sink: Arc<dyn UsageSink>,
     pub limits: Limits,
     pub drain: Arc<Drain>,
+    /// Time for circuit breakers.
+    pub clock: Arc<dyn Clock>,
+    /// Where rejected provider credentials are reported.
+    pub health: Arc<dyn HealthSink>,
 }
 
 impl Gateway {
@@ -254,21 +264,14 @@ impl Gateway {
         // Later stages slot in here: input guardrails, rate limit, budget
         // lease, cache lookup.
 
-        let route = tenant
-            .models
-            .get(&chat.model)
-            .cloned()
-            .ok_or_else(|| GatewayError::ModelNotFound(chat.model.clone()))?;
-        ctx.route = Some(route.clone());
-
-        let adapter = self.providers.adapter(route.provider.kind);
-        adapter.prepare_body(&route, &mut chat.body, chat.stream);
-        let options = CallOptions {
-            stream: chat.stream,
-            timeout: self.limits.upstream_timeout,
-        };
-        let upstream = adapter.send(&route.provider, &chat.body, options).await?;
-        relay::relay(session, ctx, upstream, self.limits.upstream_timeout).await?;
+        let model = chat.model.clone();
+        let (route, suffix) = tenant
+            .find_route(&model)
+            .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;
+        let answer = self
+            .call_upstream(session, ctx, route, suffix, &mut chat)
+            .await?;
+        relay::relay(session, ctx, answer).await?;
         Ok(())
     }
 
@@ -308,6 +311,7 @@ impl Gateway {
             error_code: ctx.error_code.unwrap_or_default().to_string(),
             stream: ctx.stream,
             usage: ctx.usage.unwrap_or_default(),
+            attempts: ctx.attempts.clone(),
         })
     }
 }

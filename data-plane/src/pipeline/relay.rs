@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
 use pingora_proxy::Session;
 
+use super::failover::{downstream_gone, Answer};
 use super::{CallContext, Failure};
 use crate::http::response;
 use crate::providers::{ByteStream, UpstreamResponse};
@@ -15,16 +16,20 @@ use crate::stream::{error_event, SseSplitter, StreamMeter, Verdict};
 pub(super) async fn relay(
     session: &mut Session,
     ctx: &mut CallContext,
-    upstream: UpstreamResponse,
-    idle_timeout: Duration,
+    answer: Answer,
 ) -> Result<(), Failure> {
+    let Answer {
+        upstream,
+        first_chunk,
+        idle_timeout,
+    } = answer;
     match upstream {
         UpstreamResponse::Complete { body, usage } => {
             ctx.usage = usage;
             response::write_json(session, ctx, 200, body).await?;
         }
         UpstreamResponse::Stream(stream) => {
-            relay_stream(session, ctx, stream, idle_timeout).await?
+            relay_stream(session, ctx, stream, first_chunk, idle_timeout).await?
         }
     }
     Ok(())
@@ -55,6 +60,7 @@ async fn relay_stream(
     session: &mut Session,
     ctx: &mut CallContext,
     mut stream: ByteStream,
+    first_chunk: Option<Bytes>,
     idle_timeout: Duration,
 ) -> Result<(), Failure> {
     let head = response::head(200, ctx, response::CONTENT_TYPE_SSE, None)?;
@@ -63,11 +69,25 @@ async fn relay_stream(
     let mut splitter = SseSplitter::new();
     let mut meter = StreamMeter::new(ctx.include_usage);
     let mut out = BytesMut::new();
+    let mut first = first_chunk;
     let failure = loop {
-        // Wait (bounded) for the next chunk…
-        let mut item = match tokio::time::timeout(idle_timeout, stream.next()).await {
-            Ok(item) => item,
-            Err(_) => break Some(IDLE_TIMEOUT),
+        // Wait (bounded) for the next chunk, unless the caller leaves: then
+        // dropping the stream cancels the upstream request at once.
+        let mut item = match first.take() {
+            Some(chunk) => Some(Ok(chunk)),
+            None => {
+                let next = tokio::select! {
+                    r = tokio::time::timeout(idle_timeout, stream.next()) => r,
+                    e = downstream_gone(session) => {
+                        ctx.usage = meter.usage;
+                        return Err(Failure::Downstream(e));
+                    }
+                };
+                match next {
+                    Ok(item) => item,
+                    Err(_) => break Some(IDLE_TIMEOUT),
+                }
+            }
         };
         let mut end: Option<Option<StreamFailure>> = None;
         loop {
