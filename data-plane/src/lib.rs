@@ -111,6 +111,19 @@ pub struct DataPlaneConfig {
     /// Time for circuit breakers; the monotonic clock when unset (tests
     /// inject a [`routing::ManualClock`]).
     pub clock: Option<Arc<dyn routing::Clock>>,
+    /// Where usage records go in file and memory mode (default: nowhere;
+    /// tests collect them). Control-plane mode always reports to the CP.
+    pub usage_sink: Option<UsageSinkHandle>,
+}
+
+/// A usage sink given to [`DataPlaneConfig::usage_sink`].
+#[derive(Clone)]
+pub struct UsageSinkHandle(pub Arc<dyn UsageSink>);
+
+impl std::fmt::Debug for UsageSinkHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UsageSinkHandle")
+    }
 }
 
 impl DataPlaneConfig {
@@ -126,6 +139,7 @@ impl DataPlaneConfig {
             threads: 2,
             shutdown_grace: Duration::from_secs(10),
             clock: None,
+            usage_sink: None,
         }
     }
 
@@ -240,11 +254,18 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
                 applier.apply(&snapshot).map_err(|reason| {
                     anyhow::anyhow!("configuration file {}: {reason}", path.display())
                 })?;
-                (Box::new(FileSource { path }), Arc::new(NullSink), applier)
+                let sink = config
+                    .usage_sink
+                    .clone()
+                    .map_or_else(|| Arc::new(NullSink) as Arc<dyn UsageSink>, |h| h.0);
+                (Box::new(FileSource { path }), sink, applier)
             }
             ConfigSourceSpec::Memory(source) => (
                 Box::new(source),
-                Arc::new(NullSink),
+                config
+                    .usage_sink
+                    .clone()
+                    .map_or_else(|| Arc::new(NullSink) as Arc<dyn UsageSink>, |h| h.0),
                 SnapshotApplier::new(store.clone(), None),
             ),
         };
