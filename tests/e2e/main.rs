@@ -5,5 +5,6 @@
 mod auth;
 mod errors;
 mod proxy;
+mod routing;
 mod sync;
 mod usage;
