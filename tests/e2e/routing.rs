@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tollgate_e2e::{http, pb, sse_data, Gateway, MockServer};
+use tollgate_e2e::{pb, sse_data, Gateway, MockServer};
 use tollgate_mock::Fault;
 
 /// role + 11 words + finish + [DONE] for the prompt used here.

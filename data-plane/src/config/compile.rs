@@ -123,7 +123,7 @@ pub fn compile_with(
                 }
             }
         }
-        wildcards.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        wildcards.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         for k in &t.keys {
             if !is_sha256_hex(&k.key_hash) {
                 return Err(CompileError::BadKeyHash {
