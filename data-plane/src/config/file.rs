@@ -351,4 +351,107 @@ tenants:
             .to_string()
             .contains("unknown provider"));
     }
+
+    const ROUTES: &str = r#"
+tenants:
+  - name: acme
+    providers:
+      - {name: p1, kind: mock}
+      - {name: p2, kind: mock, disabled: true}
+      - {name: p3, kind: mock}
+    models:
+      - name: chat
+        upstream_model: up-chat
+        aliases: [chat-latest]
+        targets:
+          - {provider: p1, weight: 3}
+          - {provider: p2}
+          - {provider: p3, priority: 1, upstream_model: up-fallback}
+        routing: {strategy: ordered, retries_per_target: 0, ttft_timeout_ms: 250, breaker_failures: 2}
+      - name: "vendor/*"
+        provider: p1
+"#;
+
+    #[test]
+    fn routes_with_targets_aliases_policy_and_wildcards() {
+        use crate::routing::Strategy;
+        use std::time::Duration;
+        let snap = parse_yaml(ROUTES, 1, &env).unwrap();
+        let c = compile(&snap).unwrap();
+        let t = &c.tenants["acme"];
+        let (route, suffix) = t.find_route("chat").unwrap();
+        assert_eq!(suffix, None);
+        assert!(std::sync::Arc::ptr_eq(
+            route,
+            t.find_route("chat-latest").unwrap().0
+        ));
+        let targets: Vec<(&str, &str, u32, u32, bool)> = route
+            .targets
+            .iter()
+            .map(|x| {
+                (
+                    x.route.provider.name.as_str(),
+                    x.route.upstream_model.as_str(),
+                    x.priority,
+                    x.weight,
+                    x.in_rotation(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                ("p1", "up-chat", 0, 3, true),
+                ("p2", "up-chat", 0, 1, false),
+                ("p3", "up-fallback", 1, 1, true)
+            ]
+        );
+        assert_eq!(route.groups, [0..2, 2..3]);
+        assert_eq!(route.policy.strategy, Strategy::Ordered);
+        assert_eq!(route.policy.retries_per_target, 0);
+        assert_eq!(route.policy.ttft_timeout, Some(Duration::from_millis(250)));
+        assert_eq!(route.policy.breaker.failure_threshold, 2);
+        // The first target is what one-provider code sees.
+        assert_eq!(t.models["chat"].provider.name, "p1");
+
+        let (wild, suffix) = t.find_route("vendor/some-model").unwrap();
+        assert_eq!(suffix, Some("some-model"));
+        assert_eq!(
+            wild.targets[0].route_for(suffix).upstream_model,
+            "some-model"
+        );
+        assert!(t.find_route("vendor/").is_none());
+        assert!(t.find_route("other/x").is_none());
+
+        let bad = ROUTES.replace("strategy: ordered", "strategy: roundrobin");
+        let e = compile(&parse_yaml(&bad, 1, &env).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("roundrobin"), "{e}");
+        let e = parse_yaml(
+            "tenants:\n  - name: a\n    models:\n      - name: m\n",
+            1,
+            &env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("give a provider or targets"), "{e}");
+    }
+
+    #[test]
+    fn health_survives_a_new_version_but_not_a_new_credential() {
+        let registry = crate::routing::TargetRegistry::default();
+        let yaml = "tenants:\n  - name: a\n    providers:\n      - {name: p, kind: mock, api_key: k1}\n    models:\n      - {name: m, provider: p}\n";
+        let v1 =
+            super::super::compile_with(&parse_yaml(yaml, 1, &env).unwrap(), &registry).unwrap();
+        v1.tenants["a"].routes["m"].targets[0].health.reject(401);
+        let v2 =
+            super::super::compile_with(&parse_yaml(yaml, 2, &env).unwrap(), &registry).unwrap();
+        assert!(!v2.tenants["a"].routes["m"].targets[0].in_rotation());
+        let rotated = yaml.replace("k1", "k2");
+        let v3 =
+            super::super::compile_with(&parse_yaml(&rotated, 3, &env).unwrap(), &registry).unwrap();
+        assert!(v3.tenants["a"].routes["m"].targets[0].in_rotation());
+        drop((v1, v2));
+    }
 }
