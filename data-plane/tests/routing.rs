@@ -255,6 +255,8 @@ async fn failure_after_the_first_byte_ends_with_an_error_event_and_no_failover()
     let r = next_usage(&mut s).await;
     assert_eq!(r.status_code, 502);
     assert_eq!(attempts(&r), vec![att("a", 200, "")]);
+    // Partial usage: the 2 words relayed after the role chunk.
+    assert_eq!(r.usage.completion_tokens, 2);
 
     // Hanging mid-stream: the idle timeout (400 ms) ends it the same way.
     s.a.script([Fault::HangMidStream { after: 2 }]);
@@ -431,8 +433,12 @@ async fn client_disconnect_cancels_the_upstream_request() {
     let mut resp = post(&s, &chat("chain", true), None).await;
     let first = resp.chunk().await.unwrap().unwrap();
     assert!(first.starts_with(b"data: "));
+    let second = resp.chunk().await.unwrap().unwrap();
+    assert!(second.starts_with(b"data: "));
     drop(resp);
     assert!(s.a.wait_abandoned(2, Duration::from_secs(3)).await);
     let r = next_usage(&mut s).await;
     assert_eq!(r.error_code, "client_disconnected");
+    // What was produced is metered: at least the word relayed before leaving.
+    assert!(r.usage.completion_tokens >= 1, "{:?}", r.usage);
 }

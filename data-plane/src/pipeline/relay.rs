@@ -12,6 +12,7 @@ use super::{CallContext, Failure};
 use crate::http::response;
 use crate::providers::{ByteStream, UpstreamResponse};
 use crate::stream::{error_event, SseSplitter, StreamMeter, Verdict};
+use tollgate_core::usage::Usage;
 
 pub(super) async fn relay(
     session: &mut Session,
@@ -56,6 +57,26 @@ const ENDED_EARLY: StreamFailure = StreamFailure {
 /// Most bytes gathered into one downstream write.
 const COALESCE_LIMIT: usize = 64 * 1024;
 
+/// True when an event carries a non-empty `"content":"…"` delta.
+fn carries_content(event: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"content\":\"";
+    event
+        .windows(KEY.len() + 1)
+        .any(|w| w.starts_with(KEY) && w[KEY.len()] != b'"')
+}
+
+/// Usage of a stream that ended before the provider reported it (caller
+/// left, upstream failed): output estimated at one token per content chunk
+/// relayed (what providers stream); input unknown, so 0.
+fn partial_usage(reported: Option<Usage>, content_chunks: i64) -> Option<Usage> {
+    reported.or_else(|| {
+        (content_chunks > 0).then(|| Usage {
+            completion_tokens: content_chunks,
+            ..Usage::default()
+        })
+    })
+}
+
 async fn relay_stream(
     session: &mut Session,
     ctx: &mut CallContext,
@@ -69,6 +90,7 @@ async fn relay_stream(
     let mut splitter = SseSplitter::new();
     let mut meter = StreamMeter::new(ctx.include_usage);
     let mut out = BytesMut::new();
+    let mut content_chunks: i64 = 0;
     let mut first = first_chunk;
     let failure = loop {
         // Wait (bounded) for the next chunk, unless the caller leaves: then
@@ -79,7 +101,7 @@ async fn relay_stream(
                 let next = tokio::select! {
                     r = tokio::time::timeout(idle_timeout, stream.next()) => r,
                     e = downstream_gone(session) => {
-                        ctx.usage = meter.usage;
+                        ctx.usage = partial_usage(meter.usage, content_chunks);
                         return Err(Failure::Downstream(e));
                     }
                 };
@@ -95,6 +117,9 @@ async fn relay_stream(
                 Some(Ok(chunk)) => {
                     for event in splitter.push(&chunk) {
                         if meter.on_event(&event) == Verdict::Forward {
+                            if carries_content(&event) {
+                                content_chunks += 1;
+                            }
                             out.extend_from_slice(&event);
                         }
                     }
@@ -131,7 +156,11 @@ async fn relay_stream(
             break result;
         }
     };
-    ctx.usage = meter.usage;
+    ctx.usage = if failure.is_some() {
+        partial_usage(meter.usage, content_chunks)
+    } else {
+        meter.usage
+    };
     if let Some(f) = failure {
         tracing::warn!(request_id = %ctx.request_id, code = f.code, "upstream stream failed mid-way");
         ctx.status = if f.code == "upstream_timeout" {
@@ -147,4 +176,28 @@ async fn relay_stream(
     }
     session.write_response_body(None, true).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_chunks_are_recognised_and_estimate_partial_usage() {
+        assert!(carries_content(
+            br#"data: {"choices":[{"delta":{"content":"Hello"}}]}"#
+        ));
+        assert!(!carries_content(
+            br#"data: {"choices":[{"delta":{"role":"assistant","content":""}}]}"#
+        ));
+        assert!(!carries_content(b"data: [DONE]\n\n"));
+        assert_eq!(partial_usage(None, 0), None);
+        assert_eq!(partial_usage(None, 3).map(|u| u.completion_tokens), Some(3));
+        let reported = Usage {
+            prompt_tokens: 5,
+            completion_tokens: 11,
+            ..Usage::default()
+        };
+        assert_eq!(partial_usage(Some(reported), 3), Some(reported));
+    }
 }
