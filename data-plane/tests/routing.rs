@@ -76,6 +76,13 @@ tenants:
       - name: "openai/*"
         targets:
           - {{provider: a}}
+      - name: short
+        provider: c
+        upstream_model: mock-short
+        routing: {{fallback_model: long}}
+      - name: long
+        provider: b
+        upstream_model: mock-long
     keys:
       - name: backend
         key: {KEY}
@@ -441,4 +448,45 @@ async fn client_disconnect_cancels_the_upstream_request() {
     assert_eq!(r.error_code, "client_disconnected");
     // What was produced is metered: at least the word relayed before leaving.
     assert!(r.usage.completion_tokens >= 1, "{:?}", r.usage);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_length_refusal_falls_back_to_the_configured_model() {
+    let mut s = setup().await;
+    s.c.script([Fault::ErrorCode {
+        status: 400,
+        code: "context_length_exceeded".into(),
+    }]);
+    let resp = post(&s, &chat("short", false), None).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-tollgate-provider"), "b");
+    assert_eq!(header(&resp, "x-tollgate-model"), "mock-long");
+    assert_eq!(header(&resp, "x-tollgate-attempts"), "2");
+    // The fallback got the caller's body with its own upstream model.
+    let seen = s.b.requests();
+    assert_eq!(seen[0].body["model"], "mock-long");
+    assert_eq!(seen[0].body["messages"], chat("short", false)["messages"]);
+    let r = next_usage(&mut s).await;
+    assert_eq!(
+        attempts(&r),
+        vec![att("c", 400, "upstream_status"), att("b", 200, "")]
+    );
+    // Other 400s are answered as they are.
+    s.c.script([Fault::status(400)]);
+    let resp = post(&s, &chat("short", false), None).await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(s.b.chat_calls(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_extension_orders_providers_and_is_not_sent_upstream() {
+    let s = setup().await;
+    let mut body = chat("chain", false);
+    body["tollgate"] = json!({"providers": ["c"]});
+    let resp = post(&s, &body, None).await;
+    assert_eq!(header(&resp, "x-tollgate-provider"), "c");
+    assert!(s.c.requests()[0].body.get("tollgate").is_none());
+    // The header wins over the body.
+    let resp = post(&s, &body, Some("b")).await;
+    assert_eq!(header(&resp, "x-tollgate-provider"), "b");
 }

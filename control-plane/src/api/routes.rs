@@ -35,6 +35,7 @@ fn policy_to_proto(p: StoredRoutePolicy) -> pb::RoutePolicy {
         retry_max_ms: p.retry_max_ms,
         breaker_failures: p.breaker_failures,
         breaker_cooldown_ms: p.breaker_cooldown_ms,
+        fallback_model: p.fallback_model,
     }
 }
 
@@ -62,6 +63,7 @@ fn policy_from_proto(p: pb::RoutePolicy) -> Result<StoredRoutePolicy, Status> {
         retry_max_ms: p.retry_max_ms,
         breaker_failures: p.breaker_failures,
         breaker_cooldown_ms: p.breaker_cooldown_ms,
+        fallback_model: p.fallback_model.trim().to_owned(),
     })
 }
 

@@ -45,6 +45,7 @@ fn model_config(m: &crate::store::Model, t: &crate::store::TenantData) -> pb::Mo
             retry_max_ms: p.retry_max_ms,
             breaker_failures: p.breaker_failures,
             breaker_cooldown_ms: p.breaker_cooldown_ms,
+            fallback_model: p.fallback_model,
         }
     });
     pb::ModelConfig {

@@ -54,6 +54,7 @@ pub struct StoredRoutePolicy {
     pub retry_max_ms: u64,
     pub breaker_failures: u32,
     pub breaker_cooldown_ms: u64,
+    pub fallback_model: String,
 }
 
 impl StoredRoutePolicy {

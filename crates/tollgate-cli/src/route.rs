@@ -71,6 +71,9 @@ pub enum RouteCmd {
         breaker_failures: u32,
         #[arg(long, default_value_t = 0)]
         breaker_cooldown_ms: u64,
+        /// Model to retry with once on context-length or content-policy refusals.
+        #[arg(long, default_value = "")]
+        fallback_model: String,
     },
 }
 
@@ -159,6 +162,7 @@ pub async fn route(admin: &mut Admin, cmd: RouteCmd, as_json: bool) -> anyhow::R
             retry_max_ms,
             breaker_failures,
             breaker_cooldown_ms,
+            fallback_model,
         } => admin
             .routes
             .set_route_policy(pb::SetRoutePolicyRequest {
@@ -177,6 +181,7 @@ pub async fn route(admin: &mut Admin, cmd: RouteCmd, as_json: bool) -> anyhow::R
                     retry_max_ms,
                     breaker_failures,
                     breaker_cooldown_ms,
+                    fallback_model,
                 }),
             })
             .await
@@ -212,7 +217,8 @@ fn print_route(r: &pb::Route, as_json: bool) {
                               "retry_base_ms": policy.retry_base_ms,
                               "retry_max_ms": policy.retry_max_ms,
                               "breaker_failures": policy.breaker_failures,
-                              "breaker_cooldown_ms": policy.breaker_cooldown_ms}})
+                              "breaker_cooldown_ms": policy.breaker_cooldown_ms,
+                              "fallback_model": policy.fallback_model}})
         );
         return;
     }

@@ -23,6 +23,9 @@ pub enum Fault {
         status: u16,
         retry_after: Option<String>,
     },
+    /// Answer this status with an OpenAI error body carrying this
+    /// `error.code` (e.g. 400 `context_length_exceeded`).
+    ErrorCode { status: u16, code: String },
     /// Wait, then answer normally.
     Latency(Duration),
     /// Accept the request and never send the response head.

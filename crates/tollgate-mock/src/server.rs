@@ -373,6 +373,16 @@ async fn chat_completions(
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return error_with_retry_after(status, retry_after.as_deref());
         }
+        Fault::ErrorCode { status, code } => {
+            before_head.finish();
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            return error(
+                status,
+                &format!("The mock provider was asked to fail with {code}"),
+                "invalid_request_error",
+                Some(&code),
+            );
+        }
         Fault::Latency(d) => tokio::time::sleep(d).await,
         Fault::HangBeforeHeaders => {
             std::future::pending::<()>().await;

@@ -96,6 +96,7 @@ struct FilePolicy {
     retry_max_ms: u64,
     breaker_failures: u32,
     breaker_cooldown_ms: u64,
+    fallback_model: String,
 }
 
 impl FilePolicy {
@@ -113,6 +114,7 @@ impl FilePolicy {
             retry_max_ms: self.retry_max_ms,
             breaker_failures: self.breaker_failures,
             breaker_cooldown_ms: self.breaker_cooldown_ms,
+            fallback_model: self.fallback_model.clone(),
         }
     }
 }

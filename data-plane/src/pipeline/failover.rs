@@ -20,7 +20,9 @@ use crate::providers::{CallOptions, ProviderAdapter, UpstreamResponse};
 use crate::routing::health::CredentialRejected;
 use crate::routing::retry::{classify, retry_delay, Verdict};
 use crate::routing::select::{parse_preference, plan};
-use crate::routing::{Admission, Attempt, BreakerState, ModelRoute, PROVIDERS_HEADER};
+use crate::routing::{
+    Admission, Attempt, BreakerState, ModelRoute, BODY_EXTENSION, PROVIDERS_HEADER,
+};
 
 /// A successful attempt.
 pub(super) struct Answer {
@@ -110,12 +112,27 @@ impl Gateway {
         suffix: Option<&str>,
         chat: &mut ChatRequest,
     ) -> Result<Answer, Failure> {
+        // The body extension `"tollgate": {"providers": [..]}` is ours and
+        // never goes upstream; the header wins over it.
+        let extension = chat.body.remove(BODY_EXTENSION);
+        let from_body: Option<Vec<&str>> =
+            extension
+                .as_ref()
+                .and_then(|x| x.get("providers"))
+                .map(|p| match p {
+                    serde_json::Value::String(s) => parse_preference(s),
+                    serde_json::Value::Array(a) => {
+                        a.iter().filter_map(serde_json::Value::as_str).collect()
+                    }
+                    _ => Vec::new(),
+                });
         let preference: Option<Vec<&str>> = session
             .req_header()
             .headers
             .get(PROVIDERS_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(parse_preference)
+            .or(from_body)
             .filter(|p| !p.is_empty());
         let order = plan(route, preference.as_deref(), &mut rand::thread_rng());
         // Metered even when no attempt is possible.
@@ -140,8 +157,9 @@ impl Gateway {
             idle: policy.idle_timeout.unwrap_or(self.limits.upstream_timeout),
         };
         // Adapters rewrite the body in place: keep the caller's for the next
-        // target (only when there can be one).
-        let pristine = (order.len() > 1).then(|| chat.body.clone());
+        // target or the fallback model (only when there can be one).
+        let pristine =
+            (order.len() > 1 || policy.fallback_model.is_some()).then(|| chat.body.clone());
         let mut attempts_left = policy.max_attempts.max(1);
         let mut last_error: Option<GatewayError> = None;
         for &i in &order {
@@ -229,7 +247,13 @@ impl Gateway {
                     breaker.release_probe();
                 }
                 match verdict {
-                    Verdict::Final => return Err(e.into()),
+                    Verdict::Final => {
+                        if let (Some(_), Some(p)) = (&policy.fallback_model, &pristine) {
+                            // The fallback model starts from the caller's body.
+                            chat.body = p.clone();
+                        }
+                        return Err(e.into());
+                    }
                     Verdict::CredentialRejected => {
                         if target.health.reject(attempt_status(&e)) {
                             tracing::warn!(provider = %call_route.provider.name, "provider rejected the credential: taken out of rotation");

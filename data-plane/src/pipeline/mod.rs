@@ -268,9 +268,25 @@ impl Gateway {
         let (route, suffix) = tenant
             .find_route(&model)
             .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;
-        let answer = self
+        let answer = match self
             .call_upstream(session, ctx, route, suffix, &mut chat)
-            .await?;
+            .await
+        {
+            Err(Failure::Reply(e)) if crate::routing::retry::wants_model_fallback(&e) => {
+                // Once, to the route's fallback model (not to its fallback).
+                let Some(fallback) = route.policy.fallback_model.as_deref() else {
+                    return Err(e.into());
+                };
+                let Some((fallback_route, fallback_suffix)) = tenant.find_route(fallback) else {
+                    tracing::warn!(model = %model, fallback, "fallback model not found");
+                    return Err(e.into());
+                };
+                tracing::info!(request_id = %ctx.request_id, model = %model, fallback, code = e.code(), "falling back to another model");
+                self.call_upstream(session, ctx, fallback_route, fallback_suffix, &mut chat)
+                    .await?
+            }
+            other => other?,
+        };
         relay::relay(session, ctx, answer).await?;
         Ok(())
     }

@@ -31,3 +31,8 @@ pub use table::{ModelRoute, Target};
 /// The request header a caller restricts and orders providers with:
 /// `x-tollgate-providers: a,b` (provider names of the key's tenant).
 pub const PROVIDERS_HEADER: &str = "x-tollgate-providers";
+
+/// The request body extension with the same effect:
+/// `"tollgate": {"providers": ["a", "b"]}` (removed before the body goes
+/// upstream; the header wins when both are given).
+pub const BODY_EXTENSION: &str = "tollgate";

@@ -66,6 +66,9 @@ pub struct RoutePolicy {
     /// Cap of a backoff delay and of an upstream `Retry-After`.
     pub retry_max: Duration,
     pub breaker: BreakerConfig,
+    /// Public model retried once when the provider refuses the request for
+    /// its context length or content policy.
+    pub fallback_model: Option<String>,
 }
 
 impl Default for RoutePolicy {
@@ -81,6 +84,7 @@ impl Default for RoutePolicy {
             retry_base: DEFAULT_RETRY_BASE,
             retry_max: DEFAULT_RETRY_MAX,
             breaker: BreakerConfig::default(),
+            fallback_model: None,
         }
     }
 }
@@ -126,6 +130,8 @@ impl RoutePolicy {
         if let Some(d) = ms(p.breaker_cooldown_ms) {
             policy.breaker.cooldown_ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         }
+        let fallback = p.fallback_model.trim();
+        policy.fallback_model = (!fallback.is_empty()).then(|| fallback.to_string());
         Ok(policy)
     }
 }

@@ -54,6 +54,36 @@ pub fn classify(e: &GatewayError) -> Verdict {
     }
 }
 
+/// Provider error codes that another model may not hit: the request is too
+/// long for this model's context, or its content policy refused it.
+const MODEL_FALLBACK_CODES: [&str; 4] = [
+    "context_length_exceeded",
+    "content_policy_violation",
+    "content_filter",
+    "string_above_max_length",
+];
+
+/// True when a refusal is specific to the model (context length, content
+/// policy), so a route's `fallback_model` may succeed where it failed.
+pub fn wants_model_fallback(e: &GatewayError) -> bool {
+    let GatewayError::UpstreamStatus { status, body } = e else {
+        return false;
+    };
+    if !(400..500).contains(status) {
+        return false;
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    let code = v.pointer("/error/code").and_then(|c| c.as_str());
+    let message = v
+        .pointer("/error/message")
+        .and_then(|m| m.as_str())
+        .unwrap_or("");
+    code.is_some_and(|c| MODEL_FALLBACK_CODES.contains(&c))
+        || message.contains("maximum context length")
+}
+
 /// A `Retry-After` value in seconds (integer or decimal). HTTP dates are not
 /// honoured (providers send seconds); they count as absent.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
@@ -122,6 +152,35 @@ mod tests {
         );
         assert!(!Verdict::Final.is_target_failure());
         assert!(Verdict::NextTarget.is_target_failure());
+    }
+
+    #[test]
+    fn model_specific_refusals_want_the_fallback_model() {
+        let err = |status: u16, body: &str| GatewayError::UpstreamStatus {
+            status,
+            body: Bytes::from(body.to_string()),
+        };
+        assert!(wants_model_fallback(&err(
+            400,
+            r#"{"error":{"message":"too long","code":"context_length_exceeded"}}"#
+        )));
+        assert!(wants_model_fallback(&err(
+            400,
+            r#"{"error":{"message":"This model's maximum context length is 8192 tokens","code":null}}"#
+        )));
+        assert!(wants_model_fallback(&err(
+            400,
+            r#"{"error":{"message":"no","code":"content_policy_violation"}}"#
+        )));
+        assert!(!wants_model_fallback(&err(
+            400,
+            r#"{"error":{"message":"bad","code":"invalid_value"}}"#
+        )));
+        assert!(!wants_model_fallback(&err(
+            500,
+            r#"{"error":{"code":"context_length_exceeded"}}"#
+        )));
+        assert!(!wants_model_fallback(&GatewayError::UpstreamTimeout));
     }
 
     #[test]
