@@ -277,6 +277,12 @@ async fn failure_after_the_first_byte_ends_with_an_error_event_and_no_failover()
     let last: Value = serde_json::from_str(data.last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "upstream_timeout");
     assert_eq!(next_usage(&mut s).await.status_code, 504);
+    // Both broke after their first byte: too late to fail over, but they
+    // count against a's breaker (threshold 2), which is now open.
+    let resp = post(&s, &chat("chain", false), None).await;
+    assert_eq!(header(&resp, "x-tollgate-provider"), "b");
+    assert_eq!(header(&resp, "x-tollgate-attempts"), "1");
+    assert_eq!((s.a.chat_calls(), s.b.chat_calls()), (2, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -209,8 +209,14 @@ impl Gateway {
                 let now = self.clock.now_ms();
                 let e = match result {
                     Ok(answer) => {
-                        breaker.on_success(&policy.breaker, now);
                         target.stats.observe_latency(latency);
+                        if answer.first_chunk.is_some() {
+                            // A stream is judged when it ends (relay, or
+                            // `finish` when the caller left first).
+                            ctx.serving = Some((target.stats.clone(), policy.breaker));
+                        } else {
+                            breaker.on_success(&policy.breaker, now);
+                        }
                         ctx.attempts.push(Attempt {
                             provider_id: call_route.provider.id.clone(),
                             provider_name: call_route.provider.name.clone(),

@@ -52,6 +52,12 @@ pub struct CallContext {
     pub usage: Option<Usage>,
     /// Upstream attempts so far (retries and failovers included).
     pub attempts: Vec<Attempt>,
+    /// Health record and breaker settings of the target streaming the
+    /// answer: its breaker verdict waits for the end of the stream.
+    pub serving: Option<(
+        Arc<crate::routing::TargetStats>,
+        crate::routing::BreakerConfig,
+    )>,
     in_flight: Option<drain::InFlight>,
 }
 
@@ -70,6 +76,7 @@ impl Default for CallContext {
             error_code: None,
             usage: None,
             attempts: Vec::new(),
+            serving: None,
             in_flight: None,
         }
     }
@@ -287,7 +294,7 @@ impl Gateway {
             }
             other => other?,
         };
-        relay::relay(session, ctx, answer).await?;
+        relay::relay(session, ctx, answer, self.clock.as_ref()).await?;
         Ok(())
     }
 
@@ -300,6 +307,11 @@ impl Gateway {
     ) {
         if error.is_some() && ctx.error_code.is_none() {
             ctx.error_code = Some("client_disconnected");
+        }
+        if let Some((stats, breaker)) = ctx.serving.take() {
+            // A stream the caller left before it ended: the target did not
+            // fail (and a half-open probe must not stay pending).
+            stats.breaker.on_success(&breaker, self.clock.now_ms());
         }
         let latency_ms = i64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let record = self.usage_record(ctx, latency_ms);

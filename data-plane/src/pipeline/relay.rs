@@ -11,6 +11,7 @@ use super::failover::{downstream_gone, Answer};
 use super::{CallContext, Failure};
 use crate::http::response;
 use crate::providers::{ByteStream, UpstreamResponse};
+use crate::routing::Clock;
 use crate::stream::{error_event, SseSplitter, StreamMeter, Verdict};
 use tollgate_core::usage::Usage;
 
@@ -18,6 +19,7 @@ pub(super) async fn relay(
     session: &mut Session,
     ctx: &mut CallContext,
     answer: Answer,
+    clock: &dyn Clock,
 ) -> Result<(), Failure> {
     let Answer {
         upstream,
@@ -30,7 +32,7 @@ pub(super) async fn relay(
             response::write_json(session, ctx, 200, body).await?;
         }
         UpstreamResponse::Stream(stream) => {
-            relay_stream(session, ctx, stream, first_chunk, idle_timeout).await?
+            relay_stream(session, ctx, stream, first_chunk, idle_timeout, clock).await?
         }
     }
     Ok(())
@@ -83,6 +85,7 @@ async fn relay_stream(
     mut stream: ByteStream,
     first_chunk: Option<Bytes>,
     idle_timeout: Duration,
+    clock: &dyn Clock,
 ) -> Result<(), Failure> {
     let head = response::head(200, ctx, response::CONTENT_TYPE_SSE, None)?;
     ctx.status = 200;
@@ -161,6 +164,14 @@ async fn relay_stream(
     } else {
         meter.usage
     };
+    if let Some((stats, breaker)) = ctx.serving.take() {
+        // Too late to fail over after a failure, but the target did fail.
+        if failure.is_some() {
+            stats.breaker.on_failure(&breaker, clock.now_ms());
+        } else {
+            stats.breaker.on_success(&breaker, clock.now_ms());
+        }
+    }
     if let Some(f) = failure {
         tracing::warn!(request_id = %ctx.request_id, code = f.code, "upstream stream failed mid-way");
         ctx.status = if f.code == "upstream_timeout" {
