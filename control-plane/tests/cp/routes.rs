@@ -42,19 +42,38 @@ async fn latest_snapshot(cp: &Cp) -> pb::Snapshot {
 
 #[tokio::test]
 async fn routes_and_rejected_credentials_reach_the_snapshot() {
-    let cp = Cp::start().await;
+    scenario(Cp::start().await, "acme".into()).await;
+}
+
+/// The same on Postgres when `TOLLGATE_TEST_POSTGRES_URL` is set.
+#[tokio::test]
+async fn routes_and_rejected_credentials_on_postgres() {
+    let Ok(url) = std::env::var("TOLLGATE_TEST_POSTGRES_URL") else {
+        eprintln!("TOLLGATE_TEST_POSTGRES_URL not set; skipping");
+        return;
+    };
+    let name = format!("routes-{}", tollgate_core::time::now_ms());
+    scenario(Cp::start_with_database(&url).await, name).await;
+}
+
+/// The tenant's snapshot entry (the database may hold other tenants).
+fn tenant<'a>(snap: &'a pb::Snapshot, name: &str) -> &'a pb::TenantConfig {
+    snap.tenants.iter().find(|t| t.name == name).unwrap()
+}
+
+async fn scenario(cp: Cp, tn: String) {
     let mut a = cp.admin().await;
-    let t = a.tenant("acme").await;
-    let p1 = a.provider("acme", "p1", OPENAI_KEY).await;
-    let p2 = a.provider("acme", "p2", "sk-second-credential").await;
-    a.model("acme", "gpt-4o", "p1").await.unwrap();
+    let t = a.tenant(&tn).await;
+    let p1 = a.provider(&tn, "p1", OPENAI_KEY).await;
+    let p2 = a.provider(&tn, "p2", "sk-second-credential").await;
+    a.model(&tn, "gpt-4o", "p1").await.unwrap();
     let mut routes = RouteServiceClient::with_interceptor(
         cp.channel().await,
         Bearer::new(&cp.running().admin_token),
     );
     let r = routes
         .add_route_target(admin::AddRouteTargetRequest {
-            tenant: "acme".into(),
+            tenant: tn.clone(),
             model: "gpt-4o".into(),
             provider: "p2".into(),
             upstream_model: "gpt-4o-2024".into(),
@@ -71,7 +90,7 @@ async fn routes_and_rejected_credentials_reach_the_snapshot() {
     );
     let e = routes
         .set_route_policy(admin::SetRoutePolicyRequest {
-            tenant: "acme".into(),
+            tenant: tn.clone(),
             model: "gpt-4o".into(),
             policy: Some(admin::RoutePolicy {
                 strategy: "round-robin".into(),
@@ -83,7 +102,7 @@ async fn routes_and_rejected_credentials_reach_the_snapshot() {
     assert_eq!(e.code(), Code::InvalidArgument);
     routes
         .set_route_policy(admin::SetRoutePolicyRequest {
-            tenant: "acme".into(),
+            tenant: tn.clone(),
             model: "gpt-4o".into(),
             policy: Some(admin::RoutePolicy {
                 strategy: "ordered".into(),
@@ -96,7 +115,7 @@ async fn routes_and_rejected_credentials_reach_the_snapshot() {
         .unwrap();
 
     let snap = latest_snapshot(&cp).await;
-    let m = &snap.tenants[0].models[0];
+    let m = &tenant(&snap, &tn).models[0];
     let targets: Vec<(&str, &str, u32)> = m
         .targets
         .iter()
@@ -124,7 +143,7 @@ async fn routes_and_rejected_credentials_reach_the_snapshot() {
         ),
         ("ordered", 1500, "gpt-4o-long")
     );
-    assert!(snap.tenants[0].providers.iter().all(|p| !p.disabled));
+    assert!(tenant(&snap, &tn).providers.iter().all(|p| !p.disabled));
 
     // A data plane reports p2's credential rejected.
     let mut sync = cp.sync().await;
@@ -141,9 +160,7 @@ async fn routes_and_rejected_credentials_reach_the_snapshot() {
     sync.report_target_health(report(401)).await.unwrap();
     let health = a
         .providers
-        .list_provider_health(admin::ListProviderHealthRequest {
-            tenant: "acme".into(),
-        })
+        .list_provider_health(admin::ListProviderHealthRequest { tenant: tn.clone() })
         .await
         .unwrap()
         .into_inner()
@@ -163,7 +180,7 @@ async fn routes_and_rejected_credentials_reach_the_snapshot() {
             .disabled
     );
     let snap = latest_snapshot(&cp).await;
-    let disabled: Vec<&str> = snap.tenants[0]
+    let disabled: Vec<&str> = tenant(&snap, &tn)
         .providers
         .iter()
         .filter(|p| p.disabled)
@@ -175,22 +192,20 @@ async fn routes_and_rejected_credentials_reach_the_snapshot() {
     let h = a
         .providers
         .enable_provider(admin::EnableProviderRequest {
-            tenant: "acme".into(),
+            tenant: tn.clone(),
             provider: "p2".into(),
         })
         .await
         .unwrap()
         .into_inner();
     assert!(!h.disabled);
-    assert!(latest_snapshot(&cp).await.tenants[0]
-        .providers
-        .iter()
-        .all(|p| !p.disabled));
+    let snap = latest_snapshot(&cp).await;
+    assert!(tenant(&snap, &tn).providers.iter().all(|p| !p.disabled));
 
     // Removing targets: not the last one.
     routes
         .remove_route_target(admin::RemoveRouteTargetRequest {
-            tenant: "acme".into(),
+            tenant: tn.clone(),
             model: "gpt-4o".into(),
             provider: "p1".into(),
             upstream_model: String::new(),
@@ -199,7 +214,7 @@ async fn routes_and_rejected_credentials_reach_the_snapshot() {
         .unwrap();
     let e = routes
         .remove_route_target(admin::RemoveRouteTargetRequest {
-            tenant: "acme".into(),
+            tenant: tn.clone(),
             model: "gpt-4o".into(),
             provider: "p2".into(),
             upstream_model: String::new(),
@@ -208,5 +223,5 @@ async fn routes_and_rejected_credentials_reach_the_snapshot() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     let snap = latest_snapshot(&cp).await;
-    assert_eq!(snap.tenants[0].models[0].provider_id, p2.id);
+    assert_eq!(tenant(&snap, &tn).models[0].provider_id, p2.id);
 }
