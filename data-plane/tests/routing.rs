@@ -76,6 +76,11 @@ tenants:
       - name: "openai/*"
         targets:
           - {{provider: a}}
+      - name: spread
+        upstream_model: mock-small
+        targets:
+          - {{provider: a, weight: 1}}
+          - {{provider: b, weight: 3}}
       - name: short
         provider: c
         upstream_model: mock-short
@@ -495,4 +500,19 @@ async fn body_extension_orders_providers_and_is_not_sent_upstream() {
     // The header wins over the body.
     let resp = post(&s, &body, Some("b")).await;
     assert_eq!(header(&resp, "x-tollgate-provider"), "b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_targets_share_real_calls_by_weight() {
+    let s = setup().await;
+    const CALLS: usize = 200;
+    for _ in 0..CALLS {
+        let resp = post(&s, &chat("spread", false), None).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(header(&resp, "x-tollgate-attempts"), "1");
+    }
+    let (a, b) = (s.a.chat_calls(), s.b.chat_calls());
+    assert_eq!(a + b, CALLS);
+    // Expected 50 / 150; binomial sd ≈ 6, tolerance 4 sd.
+    assert!((25..=75).contains(&a), "a={a} b={b}");
 }

@@ -14,7 +14,7 @@ use pingora_proxy::Session;
 use super::chat_request::ChatRequest;
 use super::{CallContext, Failure, Gateway};
 use crate::backoff::Backoff;
-use crate::config::ProviderTarget;
+use crate::config::{ProviderTarget, Route};
 use crate::http::errors::GatewayError;
 use crate::providers::{CallOptions, ProviderAdapter, UpstreamResponse};
 use crate::routing::health::CredentialRejected;
@@ -63,6 +63,22 @@ fn attempt_status(e: &GatewayError) -> u16 {
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn attempt_record(
+    route: &Route,
+    status_code: u16,
+    latency: Duration,
+    error_code: &'static str,
+) -> Attempt {
+    Attempt {
+        provider_id: route.provider.id.clone(),
+        provider_name: route.provider.name.clone(),
+        upstream_model: route.upstream_model.clone(),
+        status_code,
+        latency_ms: millis(latency),
+        error_code,
+    }
 }
 
 /// One attempt: the call, and for a stream its first chunk within the
@@ -190,14 +206,7 @@ impl Gateway {
                 let result = tokio::select! {
                     r = attempt(adapter, &call_route.provider, &body, chat.stream, t) => r,
                     e = downstream_gone(session) => {
-                        ctx.attempts.push(Attempt {
-                            provider_id: call_route.provider.id.clone(),
-                            provider_name: call_route.provider.name.clone(),
-                            upstream_model: call_route.upstream_model.clone(),
-                            status_code: 0,
-                            latency_ms: millis(started.elapsed()),
-                            error_code: "client_disconnected",
-                        });
+                        ctx.attempts.push(attempt_record(&call_route, 0, started.elapsed(), "client_disconnected"));
                         if admission == Admission::Probe {
                             breaker.release_probe();
                         }
@@ -217,27 +226,19 @@ impl Gateway {
                         } else {
                             breaker.on_success(&policy.breaker, now);
                         }
-                        ctx.attempts.push(Attempt {
-                            provider_id: call_route.provider.id.clone(),
-                            provider_name: call_route.provider.name.clone(),
-                            upstream_model: call_route.upstream_model.clone(),
-                            status_code: 200,
-                            latency_ms: millis(latency),
-                            error_code: "",
-                        });
+                        ctx.attempts
+                            .push(attempt_record(&call_route, 200, latency, ""));
                         return Ok(answer);
                     }
                     Err(e) => e,
                 };
                 let verdict = classify(&e);
-                ctx.attempts.push(Attempt {
-                    provider_id: call_route.provider.id.clone(),
-                    provider_name: call_route.provider.name.clone(),
-                    upstream_model: call_route.upstream_model.clone(),
-                    status_code: attempt_status(&e),
-                    latency_ms: millis(latency),
-                    error_code: e.code(),
-                });
+                ctx.attempts.push(attempt_record(
+                    &call_route,
+                    attempt_status(&e),
+                    latency,
+                    e.code(),
+                ));
                 tracing::info!(
                     request_id = %ctx.request_id,
                     provider = %call_route.provider.name,
