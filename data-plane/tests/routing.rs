@@ -57,9 +57,9 @@ tenants:
           max_attempts: 5
           retry_base_ms: 10
           retry_max_ms: 300
-          ttft_timeout_ms: 400
-          idle_timeout_ms: 400
-          total_timeout_ms: 1000
+          ttft_timeout_ms: 800
+          idle_timeout_ms: 800
+          total_timeout_ms: 2000
           breaker_failures: 2
           breaker_cooldown_ms: 1000
       - name: once
@@ -71,8 +71,8 @@ tenants:
         routing:
           strategy: ordered
           retries_per_target: 0
-          ttft_timeout_ms: 400
-          idle_timeout_ms: 400
+          ttft_timeout_ms: 800
+          idle_timeout_ms: 800
       - name: "openai/*"
         targets:
           - {{provider: a}}
@@ -223,7 +223,7 @@ async fn a_request_error_is_not_retried_or_failed_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_fails_over_before_the_first_byte_without_duplicates() {
     let mut s = setup().await;
-    // a never sends a head (TTFT 400 ms), b dies before its first event.
+    // a never sends a head (TTFT 800 ms), b dies before its first event.
     s.a.script([Fault::HangBeforeHeaders]);
     s.b.script([Fault::CutMidStream { after: 0 }]);
     let resp = post(&s, &chat("once", true), None).await;
@@ -270,7 +270,7 @@ async fn failure_after_the_first_byte_ends_with_an_error_event_and_no_failover()
     // Partial usage: the 2 words relayed after the role chunk.
     assert_eq!(r.usage.completion_tokens, 2);
 
-    // Hanging mid-stream: the idle timeout (400 ms) ends it the same way.
+    // Hanging mid-stream: the idle timeout (800 ms) ends it the same way.
     s.a.script([Fault::HangMidStream { after: 2 }]);
     let body = post(&s, &chat("chain", true), None)
         .await

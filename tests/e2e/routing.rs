@@ -131,13 +131,14 @@ async fn three_upstreams_failing_every_way_callers_get_healthy_answers() {
             policy: Some(pb::RoutePolicy {
                 strategy: "ordered".into(),
                 max_attempts: 5,
-                total_timeout_ms: 400,
-                ttft_timeout_ms: 400,
-                idle_timeout_ms: 400,
+                total_timeout_ms: 800,
+                ttft_timeout_ms: 800,
+                idle_timeout_ms: 800,
                 retry_base_ms: 10,
                 retry_max_ms: 300,
                 breaker_failures: 2,
-                breaker_cooldown_ms: 1_000,
+                // Longer than calls 1–3 take, so both stay open through them.
+                breaker_cooldown_ms: 2_500,
                 ..Default::default()
             }),
         })
@@ -154,7 +155,7 @@ async fn three_upstreams_failing_every_way_callers_get_healthy_answers() {
 
     let mut calls = 0;
     // 1. flaky answers 503 then 429 with Retry-After (retried after 50 ms),
-    //    hang never sends a head (timeout): the healthy one answers.
+    //    hang never sends a head (timeout, 800 ms): the healthy one answers.
     flaky.script([Fault::status(503), Fault::retry_after(429, "0.05")]);
     hang.set_default(Fault::HangBeforeHeaders);
     let a = call(&gw, &chat(false)).await;
@@ -198,7 +199,7 @@ async fn three_upstreams_failing_every_way_callers_get_healthy_answers() {
     //    cuts its streams before the first byte too.
     flaky.set_default(Fault::CutMidStream { after: 0 });
     hang.set_default(Fault::CutMidStream { after: 0 });
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    tokio::time::sleep(Duration::from_millis(2_600)).await;
     let a = call(&gw, &chat(true)).await;
     calls += 1;
     assert_eq!((a.provider.as_str(), a.attempts.as_str()), ("up", "3"));
@@ -208,7 +209,7 @@ async fn three_upstreams_failing_every_way_callers_get_healthy_answers() {
     // 5. flaky recovers: its next probe succeeds and closes the breaker, so
     //    it serves again (it is first in the order), slow drip included.
     flaky.set_default(Fault::Ok);
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    tokio::time::sleep(Duration::from_millis(2_600)).await;
     let a = call(&gw, &chat(true)).await;
     calls += 1;
     assert_eq!((a.provider.as_str(), a.attempts.as_str()), ("flaky", "1"));

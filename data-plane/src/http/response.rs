@@ -1,5 +1,6 @@
 //! Writing responses downstream. Every response carries `x-request-id`;
-//! proxied calls also carry `x-tollgate-provider`.
+//! proxied calls also carry `x-tollgate-provider`, `x-tollgate-model` and
+//! `x-tollgate-attempts`.
 
 use bytes::Bytes;
 use pingora_http::ResponseHeader;
@@ -20,11 +21,11 @@ pub fn head(
     let mut h = ResponseHeader::build(status, Some(8))?;
     h.insert_header(http::header::CONTENT_TYPE, content_type)?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
-    if let Some(route) = &ctx.route {
+    // Only once an upstream was tried: the provider and model of the last
+    // attempt, and how many there were.
+    if let (Some(route), false) = (&ctx.route, ctx.attempts.is_empty()) {
         h.insert_header("x-tollgate-provider", route.provider.name.as_str())?;
         h.insert_header("x-tollgate-model", route.upstream_model.as_str())?;
-    }
-    if !ctx.attempts.is_empty() {
         h.insert_header("x-tollgate-attempts", ctx.attempts.len())?;
     }
     match content_length {
