@@ -516,3 +516,24 @@ async fn weighted_targets_share_real_calls_by_weight() {
     // Expected 50 / 150; binomial sd ≈ 6, tolerance 4 sd.
     assert!((25..=75).contains(&a), "a={a} b={b}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_beyond_the_cap_moves_on_and_reaches_the_caller() {
+    let s = setup().await;
+    // 30 s is beyond the route's 300 ms cap: no waiting on a, next target.
+    s.a.script([Fault::retry_after(429, "30")]);
+    let started = std::time::Instant::now();
+    let resp = post(&s, &chat("chain", false), None).await;
+    assert_eq!(header(&resp, "x-tollgate-provider"), "b");
+    assert_eq!(header(&resp, "x-tollgate-attempts"), "2");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // When the throttled answer is the last one, the caller gets the
+    // provider's Retry-After with it.
+    for m in [&s.a, &s.b, &s.c] {
+        m.set_default(Fault::retry_after(429, "30"));
+    }
+    let resp = post(&s, &chat("chain", false), None).await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(header(&resp, "retry-after"), "30");
+    assert_eq!(header(&resp, "x-tollgate-attempts"), "3");
+}

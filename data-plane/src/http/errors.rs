@@ -197,6 +197,17 @@ impl GatewayError {
         )
     }
 
+    /// The provider's `Retry-After`, in whole seconds rounded up, passed on
+    /// to the caller when its answer is the final one.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            GatewayError::UpstreamThrottled { retry_after_ms, .. } => {
+                Some(retry_after_ms.div_ceil(1000))
+            }
+            _ => None,
+        }
+    }
+
     /// True when the caller may retry the same request and hope for success.
     pub fn retryable(&self) -> bool {
         matches!(self.status(), 429 | 500..=599)
@@ -363,6 +374,14 @@ mod tests {
         assert_eq!(pass.status(), 429);
         assert_eq!(pass.body().as_ref(), openai);
         assert!(pass.retryable());
+        assert_eq!(pass.retry_after_secs(), None);
+        let throttled = GatewayError::UpstreamThrottled {
+            status: 429,
+            body: Bytes::from_static(openai),
+            retry_after_ms: 1_200,
+        };
+        assert_eq!(throttled.retry_after_secs(), Some(2));
+        assert_eq!(throttled.body().as_ref(), openai);
         assert!(!GatewayError::InvalidApiKey.retryable());
     }
 }

@@ -47,3 +47,21 @@ pub async fn write_json(
     session.write_response_header(h, false).await?;
     session.write_response_body(Some(body), true).await
 }
+
+/// Writes a failure as its status and OpenAI-shaped body, with the
+/// provider's `Retry-After` when it sent one.
+pub async fn write_error(
+    session: &mut Session,
+    ctx: &mut CallContext,
+    e: &crate::http::errors::GatewayError,
+) -> pingora_core::Result<()> {
+    let body = e.body();
+    let status = e.status();
+    let mut h = head(status, ctx, CONTENT_TYPE_JSON, Some(body.len()))?;
+    if let Some(secs) = e.retry_after_secs() {
+        h.insert_header(http::header::RETRY_AFTER, secs)?;
+    }
+    ctx.status = status;
+    session.write_response_header(h, false).await?;
+    session.write_response_body(Some(body), true).await
+}

@@ -187,7 +187,7 @@ impl Gateway {
         e: GatewayError,
     ) -> pingora_core::Result<()> {
         ctx.error_code = Some(e.code());
-        response::write_json(session, ctx, e.status(), e.body()).await
+        response::write_error(session, ctx, &e).await
     }
 
     async fn dispatch(&self, session: &mut Session, ctx: &mut CallContext) -> Result<(), Failure> {
