@@ -320,6 +320,13 @@ async fn three_upstreams_failing_every_way_callers_get_healthy_answers() {
         .unwrap()
         .into_inner();
     assert!(!h.disabled);
+    // Back in rotation on the data plane: tried first again (and, as the
+    // key is still wrong, taken out again).
+    synced(&gw).await;
+    let a = call(&gw, &keyed).await;
+    calls += 1;
+    assert_eq!((a.provider.as_str(), a.attempts.as_str()), ("up", "2"));
+    assert_eq!(wrong_key_calls(), 2);
 
     // 8. Every call metered exactly once, with its attempts.
     let records = loop {

@@ -221,6 +221,10 @@ fn compile_route(
             .get(c.provider_id.as_str())
             .cloned()
             .unwrap_or_default();
+        let health = registry.provider(&provider.id, &credential);
+        if disabled {
+            health.hand_over_to_control_plane();
+        }
         let stats_model = if from_suffix {
             "*"
         } else {
@@ -228,7 +232,7 @@ fn compile_route(
         };
         targets.push(Target {
             stats: registry.target(&provider.id, &credential, stats_model),
-            health: registry.provider(&provider.id, &credential),
+            health,
             route: Arc::new(Route {
                 model_id: m.id.clone(),
                 public_name: m.name.clone(),

@@ -450,10 +450,20 @@ tenants:
         let v2 =
             super::super::compile_with(&parse_yaml(yaml, 2, &env).unwrap(), &registry).unwrap();
         assert!(!v2.tenants["a"].routes["m"].targets[0].in_rotation());
+        // Once the control plane marks it disabled, re-enabling it there
+        // puts it back in rotation.
+        let disabled = yaml.replace("api_key: k1", "api_key: k1, disabled: true");
+        let v3 = super::super::compile_with(&parse_yaml(&disabled, 3, &env).unwrap(), &registry)
+            .unwrap();
+        assert!(!v3.tenants["a"].routes["m"].targets[0].in_rotation());
+        let v4 =
+            super::super::compile_with(&parse_yaml(yaml, 4, &env).unwrap(), &registry).unwrap();
+        assert!(v4.tenants["a"].routes["m"].targets[0].in_rotation());
+        v4.tenants["a"].routes["m"].targets[0].health.reject(401);
         let rotated = yaml.replace("k1", "k2");
-        let v3 =
-            super::super::compile_with(&parse_yaml(&rotated, 3, &env).unwrap(), &registry).unwrap();
-        assert!(v3.tenants["a"].routes["m"].targets[0].in_rotation());
-        drop((v1, v2));
+        let v5 =
+            super::super::compile_with(&parse_yaml(&rotated, 5, &env).unwrap(), &registry).unwrap();
+        assert!(v5.tenants["a"].routes["m"].targets[0].in_rotation());
+        drop((v1, v2, v3, v4));
     }
 }

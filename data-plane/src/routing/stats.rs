@@ -75,6 +75,12 @@ impl ProviderHealth {
         self.rejected.load(Ordering::Acquire)
     }
 
+    /// The control plane now carries the rejection (its snapshot marks the
+    /// provider disabled), so an operator's re-enabling takes effect here.
+    pub fn hand_over_to_control_plane(&self) {
+        self.rejected.store(false, Ordering::Release);
+    }
+
     /// Takes the credential out of rotation; true the first time.
     pub fn reject(&self, status: u16) -> bool {
         self.last_status.store(u32::from(status), Ordering::Release);
