@@ -15,6 +15,7 @@ use tollgate_proto::admin::v1::data_plane_service_server::DataPlaneServiceServer
 use tollgate_proto::admin::v1::key_service_server::KeyServiceServer;
 use tollgate_proto::admin::v1::model_service_server::ModelServiceServer;
 use tollgate_proto::admin::v1::provider_service_server::ProviderServiceServer;
+use tollgate_proto::admin::v1::route_service_server::RouteServiceServer;
 use tollgate_proto::admin::v1::tenant_service_server::TenantServiceServer;
 use tollgate_proto::admin::v1::usage_service_server::UsageServiceServer;
 use tollgate_proto::sync::v1::sync_service_server::SyncServiceServer;
@@ -24,6 +25,7 @@ use crate::api::data_planes::DataPlaneApi;
 use crate::api::keys::KeyApi;
 use crate::api::models::ModelApi;
 use crate::api::providers::ProviderApi;
+use crate::api::routes::RouteApi;
 use crate::api::tenants::TenantApi;
 use crate::api::usage::UsageApi;
 use crate::api::ApiState;
@@ -161,6 +163,10 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         ))
         .add_service(ModelServiceServer::with_interceptor(
             ModelApi::new(state.clone()),
+            admin.clone(),
+        ))
+        .add_service(RouteServiceServer::with_interceptor(
+            RouteApi::new(state.clone()),
             admin.clone(),
         ))
         .add_service(KeyServiceServer::with_interceptor(

@@ -140,6 +140,31 @@ impl SyncService for SyncApi {
             duplicates,
         }))
     }
+
+    async fn report_target_health(
+        &self,
+        request: Request<pb::TargetHealthReport>,
+    ) -> Result<Response<pb::TargetHealthAck>, Status> {
+        let r = request.into_inner();
+        if !(r.status_code == 401 || r.status_code == 403) {
+            return Err(Status::invalid_argument(
+                "only rejected credentials (401/403) are reported",
+            ));
+        }
+        let reason = format!(
+            "provider answered {} to data plane {}",
+            r.status_code, r.node_id
+        );
+        let changed = self
+            .store
+            .disable_provider(&r.tenant_id, &r.provider_id, &reason)
+            .await
+            .map_err(store_status)?;
+        if changed {
+            tracing::warn!(tenant_id = %r.tenant_id, provider_id = %r.provider_id, node_id = %r.node_id, status = r.status_code, "provider credential taken out of rotation");
+        }
+        Ok(Response::new(pb::TargetHealthAck {}))
+    }
 }
 
 async fn read_hello(inbound: &mut Streaming<pb::DataPlaneMessage>) -> Result<pb::Hello, Status> {
@@ -198,6 +223,17 @@ fn usage_from_proto(
         cost_micros: r.cost_micros,
         node_id: node_id.to_owned(),
         received_at_ms,
+        attempts: r
+            .attempts
+            .into_iter()
+            .map(|a| crate::store::UsageAttempt {
+                provider_id: a.provider_id,
+                upstream_model: a.upstream_model,
+                status_code: a.status_code,
+                latency_ms: a.latency_ms,
+                error_code: a.error_code,
+            })
+            .collect(),
     })
 }
 

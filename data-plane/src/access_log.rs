@@ -32,6 +32,7 @@ pub fn log(session: &Session, ctx: &CallContext, latency_ms: i64) {
         model,
         provider,
         upstream_model,
+        attempts = ctx.attempts.len(),
         stream = ctx.stream,
         prompt_tokens = usage.prompt_tokens,
         completion_tokens = usage.completion_tokens,

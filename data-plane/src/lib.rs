@@ -30,6 +30,7 @@ pub mod metering;
 pub mod pipeline;
 pub mod providers;
 pub mod proxy;
+pub mod routing;
 pub mod server;
 pub mod stream;
 pub mod sync;
@@ -111,6 +112,22 @@ pub struct DataPlaneConfig {
     pub shutdown_grace: Duration,
     /// Disk bound of the usage spool (`<data_dir>/spool/`).
     pub usage_spool_max_bytes: u64,
+    /// Time for circuit breakers; the monotonic clock when unset (tests
+    /// inject a [`routing::ManualClock`]).
+    pub clock: Option<Arc<dyn routing::Clock>>,
+    /// Where usage records go in file and memory mode (default: nowhere;
+    /// tests collect them). Control-plane mode always reports to the CP.
+    pub usage_sink: Option<UsageSinkHandle>,
+}
+
+/// A usage sink given to [`DataPlaneConfig::usage_sink`].
+#[derive(Clone)]
+pub struct UsageSinkHandle(pub Arc<dyn UsageSink>);
+
+impl std::fmt::Debug for UsageSinkHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UsageSinkHandle")
+    }
 }
 
 impl DataPlaneConfig {
@@ -127,6 +144,8 @@ impl DataPlaneConfig {
             threads: 2,
             shutdown_grace: Duration::from_secs(10),
             usage_spool_max_bytes: metering::spool::DEFAULT_MAX_BYTES,
+            clock: None,
+            usage_sink: None,
         }
     }
 
@@ -183,6 +202,8 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
     let mut tasks: Vec<BackgroundTask> = Vec::new();
     let mut usage: Option<UsageShutdown> = None;
     let mut spool: Option<Arc<Spool>> = None;
+    let mut health: Arc<dyn routing::health::HealthSink> =
+        Arc::new(routing::health::NullHealthSink);
     let (source, sink, applier): (Box<dyn ConfigSource>, Arc<dyn UsageSink>, SnapshotApplier) =
         match config.source {
             ConfigSourceSpec::Cp { url, token } => {
@@ -232,6 +253,21 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
                         ));
                     }
                 }
+                let (health_sink, health_rx) = routing::health::ChannelHealthSink::new(256);
+                health = Arc::new(health_sink);
+                let (health_endpoint, health_auth, health_node) =
+                    (endpoint.clone(), auth.clone(), node_id.clone());
+                tasks.push(Box::new(move |shutdown| {
+                    async move {
+                        let client = tollgate_proto::sync::v1::sync_service_client::SyncServiceClient::with_interceptor(
+                            health_endpoint.connect_lazy(),
+                            health_auth,
+                        );
+                        routing::health::report_to_cp(client, health_node, health_rx, shutdown)
+                            .await;
+                    }
+                    .boxed()
+                }));
                 let source = Box::new(GrpcSource::new(endpoint, auth, node_id.clone()));
                 (source, sink, applier)
             }
@@ -242,11 +278,18 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
                 applier.apply(&snapshot).map_err(|reason| {
                     anyhow::anyhow!("configuration file {}: {reason}", path.display())
                 })?;
-                (Box::new(FileSource { path }), Arc::new(NullSink), applier)
+                let sink = config
+                    .usage_sink
+                    .clone()
+                    .map_or_else(|| Arc::new(NullSink) as Arc<dyn UsageSink>, |h| h.0);
+                (Box::new(FileSource { path }), sink, applier)
             }
             ConfigSourceSpec::Memory(source) => (
                 Box::new(source),
-                Arc::new(NullSink),
+                config
+                    .usage_sink
+                    .clone()
+                    .map_or_else(|| Arc::new(NullSink) as Arc<dyn UsageSink>, |h| h.0),
                 SnapshotApplier::new(store.clone(), None),
             ),
         };
@@ -280,6 +323,11 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
             upstream_timeout: config.upstream_timeout,
         },
         drain: drain.clone(),
+        clock: config
+            .clock
+            .clone()
+            .unwrap_or_else(|| Arc::new(routing::MonotonicClock::new())),
+        health,
     });
 
     // Draining happens before Pingora is told to stop (see WatchShutdown),

@@ -123,6 +123,14 @@ impl SyncService for FakeCp {
             duplicates: 0,
         }))
     }
+
+    async fn report_target_health(
+        &self,
+        request: Request<pb::TargetHealthReport>,
+    ) -> Result<Response<pb::TargetHealthAck>, Status> {
+        authorized(&request)?;
+        Ok(Response::new(pb::TargetHealthAck {}))
+    }
 }
 
 struct Cp {
@@ -189,6 +197,7 @@ fn snapshot(version: u64, keys: &[&str]) -> pb::Snapshot {
                     kind: "mock".into(),
                     base_url: String::new(),
                     api_key: String::new(),
+                    ..Default::default()
                 },
                 pb::ProviderConfig {
                     id: "pv_up".into(),
@@ -196,6 +205,7 @@ fn snapshot(version: u64, keys: &[&str]) -> pb::Snapshot {
                     kind: "openai".into(),
                     base_url: "http://127.0.0.1:9/v1".into(),
                     api_key: PROVIDER_KEY.into(),
+                    ..Default::default()
                 },
             ],
             models: vec![pb::ModelConfig {
@@ -204,6 +214,7 @@ fn snapshot(version: u64, keys: &[&str]) -> pb::Snapshot {
                 provider_id: "pv_mock".into(),
                 upstream_model: "mock-small".into(),
                 created_at_ms: 0,
+                ..Default::default()
             }],
             keys: keys
                 .iter()

@@ -11,7 +11,8 @@ use tonic::{Request, Status};
 use crate::admin::v1::{
     data_plane_service_client::DataPlaneServiceClient, key_service_client::KeyServiceClient,
     model_service_client::ModelServiceClient, provider_service_client::ProviderServiceClient,
-    tenant_service_client::TenantServiceClient, usage_service_client::UsageServiceClient,
+    route_service_client::RouteServiceClient, tenant_service_client::TenantServiceClient,
+    usage_service_client::UsageServiceClient,
 };
 
 /// Why a connection could not be made.
@@ -67,6 +68,7 @@ pub struct AdminClient {
     pub tenants: TenantServiceClient<Authed>,
     pub providers: ProviderServiceClient<Authed>,
     pub models: ModelServiceClient<Authed>,
+    pub routes: RouteServiceClient<Authed>,
     pub keys: KeyServiceClient<Authed>,
     pub usage: UsageServiceClient<Authed>,
     pub data_planes: DataPlaneServiceClient<Authed>,
@@ -86,6 +88,7 @@ impl AdminClient {
             tenants: TenantServiceClient::with_interceptor(channel.clone(), auth.clone()),
             providers: ProviderServiceClient::with_interceptor(channel.clone(), auth.clone()),
             models: ModelServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            routes: RouteServiceClient::with_interceptor(channel.clone(), auth.clone()),
             keys: KeyServiceClient::with_interceptor(channel.clone(), auth.clone()),
             usage: UsageServiceClient::with_interceptor(channel.clone(), auth.clone()),
             data_planes: DataPlaneServiceClient::with_interceptor(channel, auth),

@@ -8,5 +8,6 @@ mod errors;
 mod https_upstream;
 mod metadata_only;
 mod proxy;
+mod routing;
 mod sync;
 mod usage;

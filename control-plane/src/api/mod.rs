@@ -6,6 +6,7 @@ pub mod data_planes;
 pub mod keys;
 pub mod models;
 pub mod providers;
+pub mod routes;
 pub mod status;
 pub mod tenants;
 pub mod usage;

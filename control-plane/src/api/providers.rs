@@ -11,7 +11,7 @@ use super::status::{crypto_status, store_status};
 use super::{reject_id_lookalike, require_token, ApiState};
 use crate::crypto;
 use crate::secret::SecretString;
-use crate::store::{NewProvider, Provider};
+use crate::store::{NewProvider, Provider, ProviderHealthRow};
 
 /// Provider kinds the data plane knows.
 pub const PROVIDER_KINDS: &[&str] = &["openai", "mock"];
@@ -24,6 +24,16 @@ pub struct ProviderApi {
 impl ProviderApi {
     pub fn new(state: ApiState) -> Self {
         Self { state }
+    }
+}
+
+fn health_to_proto(h: ProviderHealthRow) -> pb::ProviderHealth {
+    pb::ProviderHealth {
+        provider_id: h.provider_id,
+        provider_name: h.provider_name,
+        disabled: h.disabled_at_ms != 0,
+        disabled_at_ms: h.disabled_at_ms,
+        reason: h.disabled_reason,
     }
 }
 
@@ -166,6 +176,50 @@ impl ProviderService for ProviderApi {
             .map_err(store_status)?;
         tracing::info!(tenant_id = %tenant.id, provider = %reference, "provider deleted");
         Ok(Response::new(pb::DeleteProviderResponse {}))
+    }
+
+    async fn list_provider_health(
+        &self,
+        request: Request<pb::ListProviderHealthRequest>,
+    ) -> Result<Response<pb::ListProviderHealthResponse>, Status> {
+        let tenant = self.state.tenant(&request.into_inner().tenant).await?;
+        let rows = self
+            .state
+            .store
+            .list_provider_health(&tenant.id)
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(pb::ListProviderHealthResponse {
+            providers: rows.into_iter().map(health_to_proto).collect(),
+        }))
+    }
+
+    async fn enable_provider(
+        &self,
+        request: Request<pb::EnableProviderRequest>,
+    ) -> Result<Response<pb::ProviderHealth>, Status> {
+        let req = request.into_inner();
+        let tenant = self.state.tenant(&req.tenant).await?;
+        let reference = req.provider.trim();
+        if reference.is_empty() {
+            return Err(Status::invalid_argument(
+                "provider is required (id or name)",
+            ));
+        }
+        let store = &self.state.store;
+        store
+            .enable_provider(&tenant.id, reference)
+            .await
+            .map_err(store_status)?;
+        tracing::info!(tenant_id = %tenant.id, provider = %reference, "provider credential back in rotation");
+        let row = store
+            .list_provider_health(&tenant.id)
+            .await
+            .map_err(store_status)?
+            .into_iter()
+            .find(|h| h.provider_id == reference || h.provider_name == reference)
+            .ok_or_else(|| Status::not_found(format!("provider '{reference}' not found")))?;
+        Ok(Response::new(health_to_proto(row)))
     }
 }
 

@@ -40,6 +40,17 @@ fn record_to_proto(r: UsageRecord) -> pb::UsageRecordView {
         completion_tokens: r.usage.completion_tokens,
         cost_micros: r.cost_micros,
         node_id: r.node_id,
+        attempts: r
+            .attempts
+            .into_iter()
+            .map(|a| pb::UsageAttemptView {
+                provider_id: a.provider_id,
+                upstream_model: a.upstream_model,
+                status_code: a.status_code,
+                latency_ms: a.latency_ms,
+                error_code: a.error_code,
+            })
+            .collect(),
     }
 }
 

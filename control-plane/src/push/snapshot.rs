@@ -5,7 +5,7 @@ use tollgate_core::time::now_ms;
 use tollgate_proto::sync::v1 as pb;
 
 use crate::crypto::{self, CryptoError, KeyEncryptionKey};
-use crate::store::ConfigData;
+use crate::store::{ConfigData, StoredRoutePolicy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -15,6 +15,49 @@ pub enum SnapshotError {
         provider_id: String,
         source: CryptoError,
     },
+}
+
+/// A model with its route: targets in priority order and the policy.
+fn model_config(m: &crate::store::Model, t: &crate::store::TenantData) -> pb::ModelConfig {
+    let targets = t
+        .route_targets
+        .iter()
+        .filter(|rt| rt.model_id == m.id)
+        .map(|rt| pb::RouteTargetConfig {
+            provider_id: rt.provider_id.clone(),
+            upstream_model: rt.upstream_model.clone(),
+            priority: u32::try_from(rt.priority).unwrap_or(u32::MAX),
+            weight: u32::try_from(rt.weight).unwrap_or(1),
+        })
+        .collect();
+    let policy = (!m.route_policy.is_empty()).then(|| {
+        let p = StoredRoutePolicy::parse(&m.route_policy);
+        pb::RoutePolicy {
+            strategy: p.strategy,
+            max_attempts: p.max_attempts,
+            retries_per_target: p.retries_per_target,
+            no_same_target_retry: p.no_same_target_retry,
+            connect_timeout_ms: p.connect_timeout_ms,
+            total_timeout_ms: p.total_timeout_ms,
+            ttft_timeout_ms: p.ttft_timeout_ms,
+            idle_timeout_ms: p.idle_timeout_ms,
+            retry_base_ms: p.retry_base_ms,
+            retry_max_ms: p.retry_max_ms,
+            breaker_failures: p.breaker_failures,
+            breaker_cooldown_ms: p.breaker_cooldown_ms,
+            fallback_model: p.fallback_model,
+        }
+    });
+    pb::ModelConfig {
+        id: m.id.clone(),
+        name: m.name.clone(),
+        provider_id: m.provider_id.clone(),
+        upstream_model: m.upstream_model.clone(),
+        created_at_ms: m.created_at_ms,
+        targets,
+        policy,
+        aliases: Vec::new(),
+    }
 }
 
 /// Builds the snapshot of `data`. Fails as a whole rather than shipping a
@@ -44,6 +87,7 @@ pub async fn build_snapshot(
                 kind: p.provider.kind.clone(),
                 base_url: p.provider.base_url.clone(),
                 api_key,
+                disabled: p.disabled,
             });
         }
         tenants.push(pb::TenantConfig {
@@ -51,17 +95,7 @@ pub async fn build_snapshot(
             name: t.tenant.name.clone(),
             active: t.tenant.active,
             providers,
-            models: t
-                .models
-                .iter()
-                .map(|m| pb::ModelConfig {
-                    id: m.id.clone(),
-                    name: m.name.clone(),
-                    provider_id: m.provider_id.clone(),
-                    upstream_model: m.upstream_model.clone(),
-                    created_at_ms: m.created_at_ms,
-                })
-                .collect(),
+            models: t.models.iter().map(|m| model_config(m, t)).collect(),
             keys: t
                 .keys
                 .iter()

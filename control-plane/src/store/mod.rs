@@ -15,6 +15,7 @@
 mod keys;
 mod models;
 mod providers;
+mod routes;
 mod snapshot_data;
 mod tenants;
 mod usage;
@@ -30,9 +31,10 @@ use tokio::sync::watch;
 pub use keys::{CallerKey, NewCallerKey};
 pub use models::{Model, NewModel};
 pub use providers::{NewProvider, Provider};
+pub use routes::{NewRouteTarget, ProviderHealthRow, RouteTarget, RouteView, StoredRoutePolicy};
 pub use snapshot_data::{ConfigData, ProviderWithSecret, TenantData};
 pub use tenants::Tenant;
-pub use usage::{UsageFilter, UsageRecord, UsageSummaryRow};
+pub use usage::{UsageAttempt, UsageFilter, UsageRecord, UsageSummaryRow};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -16,6 +16,8 @@ pub struct Model {
     pub provider_name: String,
     pub upstream_model: String,
     pub created_at_ms: i64,
+    /// JSON of the route policy; '' : defaults (see `routes.rs`).
+    pub route_policy: String,
 }
 
 #[derive(Debug, Clone)]
@@ -37,11 +39,12 @@ pub(super) fn model_from_row(row: &AnyRow) -> StoreResult<Model> {
         provider_name: row.try_get("provider_name")?,
         upstream_model: row.try_get("upstream_model")?,
         created_at_ms: row.try_get("created_at_ms")?,
+        route_policy: row.try_get("route_policy")?,
     })
 }
 
 pub(super) const MODEL_SELECT: &str = "SELECT m.id, m.tenant_id, m.name, m.provider_id, \
-     p.name AS provider_name, m.upstream_model, m.created_at_ms \
+     p.name AS provider_name, m.upstream_model, m.created_at_ms, m.route_policy \
      FROM models m JOIN providers p ON p.id = m.provider_id AND p.tenant_id = m.tenant_id";
 
 impl Store {
@@ -73,6 +76,21 @@ impl Store {
         .execute(&mut *change.tx)
         .await
         .map_err(|e| unique_or_db(e, || format!("model '{}'", new.name)))?;
+        // A model is a route with one target until more are added.
+        sqlx::query(
+            "INSERT INTO route_targets (id, tenant_id, model_id, provider_id, upstream_model, \
+             priority, weight, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(format!("rt_{}", new.id))
+        .bind(&new.tenant_id)
+        .bind(&new.id)
+        .bind(&provider_id)
+        .bind(&new.upstream_model)
+        .bind(0_i64)
+        .bind(1_i64)
+        .bind(created_at_ms)
+        .execute(&mut *change.tx)
+        .await?;
         self.commit_config_change(change).await?;
         Ok(Model {
             id: new.id,
@@ -82,6 +100,7 @@ impl Store {
             provider_name,
             upstream_model: new.upstream_model,
             created_at_ms,
+            route_policy: String::new(),
         })
     }
 
@@ -100,6 +119,14 @@ impl Store {
     /// Deletes a model of `tenant_id` by id or public name.
     pub async fn delete_model(&self, tenant_id: &str, id_or_name: &str) -> StoreResult<()> {
         let mut change = self.begin_config_change().await?;
+        sqlx::query(
+            "DELETE FROM route_targets WHERE tenant_id = $1 AND model_id IN \
+             (SELECT id FROM models WHERE tenant_id = $1 AND (id = $2 OR name = $2))",
+        )
+        .bind(tenant_id)
+        .bind(id_or_name)
+        .execute(&mut *change.tx)
+        .await?;
         let done =
             sqlx::query("DELETE FROM models WHERE tenant_id = $1 AND (id = $2 OR name = $2)")
                 .bind(tenant_id)

@@ -110,7 +110,8 @@ impl Store {
                 .ok_or_else(|| StoreError::NotFound(format!("provider '{id_or_name}'")))?
                 .try_get(0)?;
         let users: Vec<String> = sqlx::query(
-            "SELECT name FROM models WHERE tenant_id = $1 AND provider_id = $2 ORDER BY name",
+            "SELECT name FROM models WHERE tenant_id = $1 AND (provider_id = $2 OR id IN \
+             (SELECT model_id FROM route_targets WHERE provider_id = $2)) ORDER BY name",
         )
         .bind(tenant_id)
         .bind(&id)

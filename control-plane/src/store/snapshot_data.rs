@@ -7,6 +7,7 @@ use sqlx::Row;
 use super::keys::{key_from_row, KEY_COLUMNS};
 use super::models::{model_from_row, MODEL_SELECT};
 use super::providers::{provider_from_row, PROVIDER_COLUMNS};
+use super::routes::{target_from_row, RouteTarget, TARGET_SELECT};
 use super::tenants::tenant_from_row;
 use super::{read_version, CallerKey, Model, Provider, Store, StoreResult, Tenant};
 
@@ -16,6 +17,8 @@ pub struct ProviderWithSecret {
     pub provider: Provider,
     /// Envelope ciphertext; empty when the provider has no key.
     pub api_key_ciphertext: String,
+    /// Out of rotation (its credential was rejected by the provider).
+    pub disabled: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -23,6 +26,8 @@ pub struct TenantData {
     pub tenant: Tenant,
     pub providers: Vec<ProviderWithSecret>,
     pub models: Vec<Model>,
+    /// Targets of the models' routes, by priority within each model.
+    pub route_targets: Vec<RouteTarget>,
     /// Keys not revoked (expired ones included: the data plane checks expiry).
     pub keys: Vec<CallerKey>,
 }
@@ -51,7 +56,7 @@ impl Store {
         .collect::<StoreResult<Vec<_>>>()?;
 
         let providers = sqlx::query(&format!(
-            "SELECT {PROVIDER_COLUMNS}, api_key_ciphertext FROM providers ORDER BY name"
+            "SELECT {PROVIDER_COLUMNS}, api_key_ciphertext, disabled_at_ms FROM providers ORDER BY name"
         ))
         .fetch_all(&mut *tx)
         .await?
@@ -60,6 +65,7 @@ impl Store {
             Ok(ProviderWithSecret {
                 provider: provider_from_row(row)?,
                 api_key_ciphertext: row.try_get("api_key_ciphertext")?,
+                disabled: row.try_get::<i64, _>("disabled_at_ms")? != 0,
             })
         })
         .collect::<StoreResult<Vec<_>>>()?;
@@ -69,6 +75,14 @@ impl Store {
             .iter()
             .map(model_from_row)
             .collect::<StoreResult<Vec<_>>>()?;
+        let route_targets = sqlx::query(&format!(
+            "{TARGET_SELECT} ORDER BY rt.model_id, rt.priority, rt.created_at_ms, rt.id"
+        ))
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(target_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
         let keys = sqlx::query(&format!(
             "SELECT {KEY_COLUMNS} FROM caller_keys WHERE revoked_at_ms = $1 ORDER BY name"
         ))
@@ -84,11 +98,13 @@ impl Store {
         let mut providers = group_by_tenant(providers, |p| &p.provider.tenant_id);
         let mut models = group_by_tenant(models, |m| &m.tenant_id);
         let mut keys = group_by_tenant(keys, |k| &k.tenant_id);
+        let mut route_targets = group_by_tenant(route_targets, |t| &t.tenant_id);
         let tenants = tenants
             .into_iter()
             .map(|tenant| TenantData {
                 providers: providers.remove(&tenant.id).unwrap_or_default(),
                 models: models.remove(&tenant.id).unwrap_or_default(),
+                route_targets: route_targets.remove(&tenant.id).unwrap_or_default(),
                 keys: keys.remove(&tenant.id).unwrap_or_default(),
                 tenant,
             })

@@ -27,6 +27,19 @@ pub struct UsageRecord {
     /// Data plane that reported the record.
     pub node_id: String,
     pub received_at_ms: i64,
+    /// Upstream attempts (retries, failovers), in order.
+    pub attempts: Vec<UsageAttempt>,
+}
+
+/// One upstream attempt of a call, stored as JSON with its record.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct UsageAttempt {
+    pub provider_id: String,
+    pub upstream_model: String,
+    pub status_code: u32,
+    pub latency_ms: i64,
+    pub error_code: String,
 }
 
 /// Window and grouping of a usage summary; times are epoch ms, `[since, until)`.
@@ -52,7 +65,7 @@ pub struct UsageSummaryRow {
 const RECORD_COLUMNS: &str = "id, request_id, tenant_id, key_id, model, provider_id, \
      upstream_model, started_at_ms, latency_ms, status_code, error_code, stream, prompt_tokens, \
      completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_micros, \
-     node_id, received_at_ms";
+     node_id, received_at_ms, attempts";
 
 fn record_from_row(row: &AnyRow) -> StoreResult<UsageRecord> {
     let status: i64 = row.try_get("status_code")?;
@@ -79,6 +92,14 @@ fn record_from_row(row: &AnyRow) -> StoreResult<UsageRecord> {
         cost_micros: row.try_get("cost_micros")?,
         node_id: row.try_get("node_id")?,
         received_at_ms: row.try_get("received_at_ms")?,
+        attempts: {
+            let text: String = row.try_get("attempts")?;
+            if text.is_empty() {
+                Vec::new()
+            } else {
+                serde_json::from_str(&text).unwrap_or_default()
+            }
+        },
     })
 }
 
@@ -91,7 +112,7 @@ impl Store {
         for r in records {
             let done = sqlx::query(&format!(
                 "INSERT INTO usage_records ({RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
                  ON CONFLICT (id) DO NOTHING"
             ))
             .bind(&r.id)
@@ -114,6 +135,11 @@ impl Store {
             .bind(r.cost_micros)
             .bind(&r.node_id)
             .bind(r.received_at_ms)
+            .bind(if r.attempts.is_empty() {
+                String::new()
+            } else {
+                serde_json::to_string(&r.attempts).unwrap_or_default()
+            })
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
@@ -222,6 +248,7 @@ mod tests {
             cost_micros: 100,
             node_id: "dp-1".into(),
             received_at_ms: 5000,
+            attempts: Vec::new(),
         }
     }
 

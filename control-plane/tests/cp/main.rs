@@ -9,5 +9,6 @@ mod harness;
 mod isolation;
 mod lifecycle;
 mod postgres;
+mod routes;
 mod sync;
 mod usage;

@@ -37,6 +37,13 @@ fn record(
         cache_write_tokens: 0,
         reasoning_tokens: 10,
         cost_micros: 1_500,
+        attempts: vec![pb::UpstreamAttempt {
+            provider_id: "pv_x".into(),
+            upstream_model: model.into(),
+            status_code: status,
+            latency_ms: 250,
+            error_code: String::new(),
+        }],
     }
 }
 
@@ -123,6 +130,9 @@ async fn same_batch_twice_is_stored_once() {
     assert_eq!(recs[1].node_id, "dp-1");
     assert_eq!(recs[1].status_code, 429);
     assert_eq!(recs[1].error_code, "rate_limited");
+    assert_eq!(recs[1].attempts.len(), 1);
+    assert_eq!(recs[1].attempts[0].status_code, 429);
+    assert_eq!(recs[1].attempts[0].latency_ms, 250);
     let two = a
         .usage
         .list_usage_records(admin::ListUsageRecordsRequest {

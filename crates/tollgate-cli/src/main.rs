@@ -5,6 +5,7 @@ mod admin;
 mod client;
 mod dev;
 mod output;
+mod route;
 
 use std::path::PathBuf;
 
@@ -57,6 +58,12 @@ enum Command {
     /// Models exposed to callers.
     #[command(subcommand)]
     Model(admin::ModelCmd),
+    /// Routes: a model's targets (priority groups, weights) and policy.
+    #[command(subcommand)]
+    Route(route::RouteCmd),
+    /// Provider credentials taken out of rotation after a 401/403.
+    #[command(subcommand)]
+    Health(route::HealthCmd),
     /// Caller API keys.
     #[command(subcommand)]
     Key(admin::KeyCmd),
@@ -86,6 +93,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant(c) => admin::tenant(&mut admin, c, cli.json).await,
         Command::Provider(c) => admin::provider(&mut admin, c, cli.json).await,
         Command::Model(c) => admin::model(&mut admin, c, cli.json).await,
+        Command::Route(c) => route::route(&mut admin, c, cli.json).await,
+        Command::Health(c) => route::health(&mut admin, c, cli.json).await,
         Command::Key(c) => admin::key(&mut admin, c, cli.json).await,
         Command::Usage(a) => admin::usage(&mut admin, a, cli.json).await,
         Command::Status => admin::status(&mut admin, cli.json).await,

@@ -7,7 +7,9 @@
 //!   end-to-end tests, the quickstart and benchmarks. It records what it was
 //!   sent, and model names select failure behaviours (see [`server`]).
 
+pub mod fault;
 pub mod openai;
 pub mod server;
 
+pub use fault::Fault;
 pub use server::{MockOptions, MockServer, RecordedRequest};

@@ -11,6 +11,11 @@
 //! | `mock-slow-<ms>`         | waits `<ms>` milliseconds before answering           |
 //! | `mock-drop-after-<n>`    | streams `<n>` events, then aborts the connection     |
 //!
+//! On top of that, each server runs a script of [`Fault`]s (status
+//! sequences with `Retry-After`, latency, hanging before the head or
+//! mid-stream, cutting the connection mid-stream, slow drip): see
+//! [`MockServer::script`].
+//!
 //! Every request is recorded (method, path, headers, JSON body) for tests to
 //! assert on what the gateway sent upstream.
 
@@ -27,6 +32,7 @@ use axum::Router;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+use crate::fault::{Fault, Script, Watch};
 use crate::openai;
 
 /// How a [`MockServer`] behaves.
@@ -77,6 +83,7 @@ impl RecordedRequest {
 struct Shared {
     options: MockOptions,
     recorded: Mutex<Vec<RecordedRequest>>,
+    script: Arc<Script>,
 }
 
 /// A running mock provider. Dropping it stops the server.
@@ -101,6 +108,7 @@ impl MockServer {
         let shared = Arc::new(Shared {
             options,
             recorded: Mutex::new(Vec::new()),
+            script: Arc::new(Script::default()),
         });
         let app = router(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -127,6 +135,33 @@ impl MockServer {
             .lock()
             .map(|r| r.clone())
             .unwrap_or_default()
+    }
+
+    /// Queues faults: the next chat completion requests take them in order.
+    pub fn script(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.shared.script.push(faults);
+    }
+
+    /// What chat completion requests get once the script is used up
+    /// (normally [`Fault::Ok`]).
+    pub fn set_default(&self, fault: Fault) {
+        self.shared.script.set_default(fault);
+    }
+
+    /// Chat completion requests received so far.
+    pub fn chat_calls(&self) -> usize {
+        self.shared.script.chat_calls()
+    }
+
+    /// Chat completion requests the client abandoned while the mock was
+    /// still answering (before the head, or mid-stream).
+    pub fn abandoned(&self) -> usize {
+        self.shared.script.abandoned()
+    }
+
+    /// Waits until at least `n` requests were abandoned; false on timeout.
+    pub async fn wait_abandoned(&self, n: usize, timeout: Duration) -> bool {
+        self.shared.script.wait_abandoned(n, timeout).await
     }
 
     /// Stops accepting connections.
@@ -253,6 +288,10 @@ fn behaviour(model: &str) -> Behaviour {
 }
 
 fn error_for_status(status: StatusCode) -> Response {
+    error_with_retry_after(status, None)
+}
+
+fn error_with_retry_after(status: StatusCode, retry_after: Option<&str>) -> Response {
     let (kind, code) = match status.as_u16() {
         400 => ("invalid_request_error", None),
         401 => ("invalid_request_error", Some("invalid_api_key")),
@@ -270,9 +309,17 @@ fn error_for_status(status: StatusCode) -> Response {
         kind,
         code,
     );
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        resp.headers_mut()
-            .insert("retry-after", http::HeaderValue::from_static("1"));
+    match retry_after {
+        Some(v) => {
+            if let Ok(v) = http::HeaderValue::from_str(v) {
+                resp.headers_mut().insert("retry-after", v);
+            }
+        }
+        None if status == StatusCode::TOO_MANY_REQUESTS => {
+            resp.headers_mut()
+                .insert("retry-after", http::HeaderValue::from_static("1"));
+        }
+        None => {}
     }
     resp
 }
@@ -310,7 +357,41 @@ async fn chat_completions(
     if !shared.options.latency.is_zero() {
         tokio::time::sleep(shared.options.latency).await;
     }
+    let fault = shared.script.next();
+    // Counts the request as abandoned if the client leaves before the head.
+    let before_head = Watch::new(shared.script.clone());
     let mut drop_after = None;
+    let mut hang_after = None;
+    let mut drip = None;
+    match fault {
+        Fault::Ok => {}
+        Fault::Status {
+            status,
+            retry_after,
+        } => {
+            before_head.finish();
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return error_with_retry_after(status, retry_after.as_deref());
+        }
+        Fault::ErrorCode { status, code } => {
+            before_head.finish();
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            return error(
+                status,
+                &format!("The mock provider was asked to fail with {code}"),
+                "invalid_request_error",
+                Some(&code),
+            );
+        }
+        Fault::Latency(d) => tokio::time::sleep(d).await,
+        Fault::HangBeforeHeaders => {
+            std::future::pending::<()>().await;
+        }
+        Fault::HangMidStream { after } => hang_after = Some(after),
+        Fault::CutMidStream { after } => drop_after = Some(after),
+        Fault::SlowDrip { delay } => drip = Some(delay),
+    }
+    before_head.finish();
     match behaviour(&model) {
         Behaviour::Error(status) => return error_for_status(status),
         Behaviour::Slow(d) => tokio::time::sleep(d).await,
@@ -329,27 +410,40 @@ async fn chat_completions(
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let events = openai::stream_events(&id, &model, created, &reply, include_usage);
-    let delay = shared.options.chunk_delay;
+    let delay = drip.unwrap_or(shared.options.chunk_delay);
+    // Counts the stream as abandoned if the client leaves before its end.
+    let mid_stream = Watch::new(shared.script.clone());
     let stream = futures::stream::unfold(
-        (events.into_iter().enumerate(), false),
-        move |(mut it, done)| async move {
+        (events.into_iter().enumerate(), false, Some(mid_stream)),
+        move |(mut it, done, mut watch)| async move {
             if done {
                 return None;
             }
-            let (i, ev) = it.next()?;
+            let Some((i, ev)) = it.next() else {
+                if let Some(w) = watch.take() {
+                    w.finish();
+                }
+                return None;
+            };
+            if hang_after.is_some_and(|n| i >= n) {
+                std::future::pending::<()>().await;
+            }
             if drop_after.is_some_and(|n| i >= n) {
                 // Let the events already sent reach the client first, then
                 // an Err makes hyper abort the response mid-body.
                 tokio::time::sleep(Duration::from_millis(20)).await;
+                if let Some(w) = watch.take() {
+                    w.finish();
+                }
                 return Some((
                     Err(std::io::Error::other("mock dropped the stream")),
-                    (it, true),
+                    (it, true, watch),
                 ));
             }
             if i > 0 && !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            Some((Ok::<_, std::io::Error>(ev), (it, false)))
+            Some((Ok::<_, std::io::Error>(ev), (it, false, watch)))
         },
     );
     Response::builder()

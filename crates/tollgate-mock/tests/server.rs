@@ -107,3 +107,43 @@ async fn drop_after_aborts_the_stream() {
         "a dropped stream must not end cleanly"
     );
 }
+
+#[tokio::test]
+async fn scripted_faults_apply_in_order_then_the_default() {
+    use std::time::Duration;
+    use tollgate_mock::Fault;
+    let mock = MockServer::start(addr()).await.unwrap();
+    mock.script([
+        Fault::retry_after(429, "7"),
+        Fault::status(503),
+        Fault::CutMidStream { after: 2 },
+    ]);
+    let client = reqwest::Client::new();
+    let url = format!("{}/chat/completions", mock.base_url);
+    let body = json!({"model": "mock-small", "stream": true,
+                      "messages": [{"role": "user", "content": "ping"}]});
+    let r = client.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "7");
+    let r = client.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().get("retry-after").is_none());
+    // Two events, then the connection is cut.
+    let r = client.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.is_err());
+    // Script used up: the default (normal answers).
+    let r = client.post(&url).json(&body).send().await.unwrap();
+    assert!(r.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    assert_eq!(mock.chat_calls(), 4);
+    assert_eq!(mock.abandoned(), 0);
+
+    // Hanging before the head: the client gives up, the mock sees it.
+    mock.set_default(Fault::HangBeforeHeaders);
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    assert!(quick.post(&url).json(&body).send().await.is_err());
+    assert!(mock.wait_abandoned(1, Duration::from_secs(5)).await);
+}

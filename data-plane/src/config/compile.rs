@@ -12,6 +12,8 @@ use tollgate_proto::sync::v1 as pb;
 use super::{
     CallerKey, CompiledConfig, ProviderKind, ProviderTarget, Route, SecretString, TenantRuntime,
 };
+use crate::routing::table::wildcard_prefix;
+use crate::routing::{ModelRoute, RoutePolicy, Target, TargetRegistry};
 
 /// Why a snapshot was rejected. The text goes back to the control plane as
 /// the reject reason, so it never contains a secret.
@@ -43,6 +45,12 @@ pub enum CompileError {
     },
     #[error("tenant {tenant:?}: duplicate model name {model:?}")]
     DuplicateModel { tenant: String, model: String },
+    #[error("tenant {tenant:?}: model {model:?}: {why}")]
+    BadRoute {
+        tenant: String,
+        model: String,
+        why: String,
+    },
     #[error("tenant {tenant:?}: empty model name")]
     EmptyModelName { tenant: String },
     #[error("tenant {tenant:?}: key {key:?} has a malformed key_hash (expected 64 lowercase hex characters)")]
@@ -51,8 +59,18 @@ pub enum CompileError {
     DuplicateKeyHash { tenant: String, key: String },
 }
 
-/// Compiles a snapshot into the tables the proxy serves from.
+/// Compiles a snapshot into the tables the proxy serves from, with fresh
+/// target health records.
 pub fn compile(snapshot: &pb::Snapshot) -> Result<CompiledConfig, CompileError> {
+    compile_with(snapshot, &TargetRegistry::default())
+}
+
+/// Compiles a snapshot, taking the health records of targets that already
+/// existed in an earlier version from `registry`.
+pub fn compile_with(
+    snapshot: &pb::Snapshot,
+    registry: &TargetRegistry,
+) -> Result<CompiledConfig, CompileError> {
     let mut tenants = HashMap::with_capacity(snapshot.tenants.len());
     let mut keys = HashMap::new();
     for t in &snapshot.tenants {
@@ -62,37 +80,50 @@ pub fn compile(snapshot: &pb::Snapshot) -> Result<CompiledConfig, CompileError> 
             });
         }
         let providers = compile_providers(t)?;
+        let credentials: HashMap<&str, (String, bool)> = t
+            .providers
+            .iter()
+            .map(|p| {
+                (
+                    p.id.as_str(),
+                    (credential_fingerprint(&p.api_key), p.disabled),
+                )
+            })
+            .collect();
         let mut models = HashMap::with_capacity(t.models.len());
+        let mut routes: HashMap<String, Arc<ModelRoute>> = HashMap::with_capacity(t.models.len());
+        let mut wildcards = Vec::new();
         for m in &t.models {
             if m.name.is_empty() {
                 return Err(CompileError::EmptyModelName {
                     tenant: t.name.clone(),
                 });
             }
-            let Some(provider) = providers.get(&m.provider_id) else {
-                return Err(CompileError::UnknownProvider {
-                    tenant: t.name.clone(),
-                    model: m.name.clone(),
-                    provider: m.provider_id.clone(),
-                });
+            let route = Arc::new(compile_route(t, m, &providers, &credentials, registry)?);
+            let duplicate = || CompileError::DuplicateModel {
+                tenant: t.name.clone(),
+                model: m.name.clone(),
             };
-            let route = Route {
-                model_id: m.id.clone(),
-                public_name: m.name.clone(),
-                provider: provider.clone(),
-                upstream_model: if m.upstream_model.is_empty() {
-                    m.name.clone()
-                } else {
-                    m.upstream_model.clone()
-                },
-            };
-            if models.insert(m.name.clone(), Arc::new(route)).is_some() {
-                return Err(CompileError::DuplicateModel {
-                    tenant: t.name.clone(),
-                    model: m.name.clone(),
-                });
+            if let Some(prefix) = wildcard_prefix(&m.name) {
+                if wildcards.iter().any(|(p, _)| p == prefix) {
+                    return Err(duplicate());
+                }
+                wildcards.push((prefix.to_string(), route));
+                continue;
+            }
+            for name in std::iter::once(&m.name).chain(&m.aliases) {
+                if routes.insert(name.clone(), route.clone()).is_some() {
+                    return Err(CompileError::DuplicateModel {
+                        tenant: t.name.clone(),
+                        model: name.clone(),
+                    });
+                }
+                if let Some(primary) = route.primary() {
+                    models.insert(name.clone(), primary.clone());
+                }
             }
         }
+        wildcards.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         for k in &t.keys {
             if !is_sha256_hex(&k.key_hash) {
                 return Err(CompileError::BadKeyHash {
@@ -121,6 +152,8 @@ pub fn compile(snapshot: &pb::Snapshot) -> Result<CompiledConfig, CompileError> 
                 name: t.name.clone(),
                 active: t.active,
                 models,
+                routes,
+                wildcards,
                 models_list_body,
             }),
         );
@@ -130,6 +163,94 @@ pub fn compile(snapshot: &pb::Snapshot) -> Result<CompiledConfig, CompileError> 
         keys,
         tenants,
     })
+}
+
+/// Identifies a credential without revealing it: SHA-256, first 16 hex.
+fn credential_fingerprint(api_key: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(api_key.as_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// One model's targets (its own provider when it lists none), grouped by
+/// priority, with health records from the registry.
+fn compile_route(
+    t: &pb::TenantConfig,
+    m: &pb::ModelConfig,
+    providers: &HashMap<String, Arc<ProviderTarget>>,
+    credentials: &HashMap<&str, (String, bool)>,
+    registry: &TargetRegistry,
+) -> Result<ModelRoute, CompileError> {
+    let bad = |why: String| CompileError::BadRoute {
+        tenant: t.name.clone(),
+        model: m.name.clone(),
+        why,
+    };
+    let policy = RoutePolicy::from_proto(m.policy.as_ref()).map_err(bad)?;
+    let wildcard = wildcard_prefix(&m.name).is_some();
+    let single = [pb::RouteTargetConfig {
+        provider_id: m.provider_id.clone(),
+        upstream_model: String::new(),
+        priority: 0,
+        weight: 1,
+    }];
+    let configured: &[pb::RouteTargetConfig] = if m.targets.is_empty() {
+        &single
+    } else {
+        &m.targets
+    };
+    let mut targets = Vec::with_capacity(configured.len());
+    for c in configured {
+        let Some(provider) = providers.get(&c.provider_id) else {
+            return Err(CompileError::UnknownProvider {
+                tenant: t.name.clone(),
+                model: m.name.clone(),
+                provider: c.provider_id.clone(),
+            });
+        };
+        let (upstream_model, from_suffix) = if !c.upstream_model.is_empty() {
+            (c.upstream_model.clone(), false)
+        } else if !m.upstream_model.is_empty() {
+            (m.upstream_model.clone(), false)
+        } else if wildcard {
+            (String::new(), true)
+        } else {
+            (m.name.clone(), false)
+        };
+        let (credential, disabled) = credentials
+            .get(c.provider_id.as_str())
+            .cloned()
+            .unwrap_or_default();
+        let health = registry.provider(&provider.id, &credential);
+        if disabled {
+            health.hand_over_to_control_plane();
+        }
+        let stats_model = if from_suffix {
+            "*"
+        } else {
+            upstream_model.as_str()
+        };
+        targets.push(Target {
+            stats: registry.target(&provider.id, &credential, stats_model),
+            health,
+            route: Arc::new(Route {
+                model_id: m.id.clone(),
+                public_name: m.name.clone(),
+                provider: provider.clone(),
+                upstream_model,
+            }),
+            from_suffix,
+            priority: c.priority,
+            weight: c.weight.max(1),
+            disabled,
+        });
+    }
+    Ok(ModelRoute::new(
+        m.id.clone(),
+        m.name.clone(),
+        targets,
+        policy,
+    ))
 }
 
 fn compile_providers(
@@ -203,7 +324,12 @@ fn is_sha256_hex(s: &str) -> bool {
 }
 
 fn models_list_body(t: &pb::TenantConfig) -> Bytes {
-    let mut models: Vec<&pb::ModelConfig> = t.models.iter().collect();
+    // Wildcard routes are patterns, not models a caller can list.
+    let mut models: Vec<&pb::ModelConfig> = t
+        .models
+        .iter()
+        .filter(|m| wildcard_prefix(&m.name).is_none())
+        .collect();
     models.sort_by(|a, b| a.name.cmp(&b.name));
     let owner: HashMap<&str, &str> = t
         .providers
@@ -250,6 +376,7 @@ pub(crate) mod tests {
                             kind: "openai".into(),
                             base_url: "http://127.0.0.1:9/v1/".into(),
                             api_key: "sk-upstream-secret".into(),
+                            disabled: false,
                         },
                         pb::ProviderConfig {
                             id: "pv_mock".into(),
@@ -257,6 +384,7 @@ pub(crate) mod tests {
                             kind: "mock".into(),
                             base_url: String::new(),
                             api_key: String::new(),
+                            disabled: false,
                         },
                     ],
                     models: vec![
@@ -266,6 +394,7 @@ pub(crate) mod tests {
                             provider_id: "pv_up".into(),
                             upstream_model: "mock-small".into(),
                             created_at_ms: 5_000,
+                            ..Default::default()
                         },
                         pb::ModelConfig {
                             id: "md_2".into(),
@@ -273,6 +402,7 @@ pub(crate) mod tests {
                             provider_id: "pv_mock".into(),
                             upstream_model: String::new(),
                             created_at_ms: 6_000,
+                            ..Default::default()
                         },
                     ],
                     keys: vec![pb::CallerKeyConfig {

@@ -44,6 +44,8 @@ struct FileProvider {
     base_url: String,
     api_key: Option<String>,
     api_key_env: Option<String>,
+    #[serde(default)]
+    disabled: bool,
 }
 
 impl std::fmt::Debug for FileProvider {
@@ -59,8 +61,62 @@ impl std::fmt::Debug for FileProvider {
 #[serde(deny_unknown_fields)]
 struct FileModel {
     name: String,
+    /// The single provider; optional when `targets` are given.
+    provider: Option<String>,
+    upstream_model: Option<String>,
+    #[serde(default)]
+    aliases: Vec<String>,
+    #[serde(default)]
+    targets: Vec<FileTarget>,
+    routing: Option<FilePolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTarget {
     provider: String,
     upstream_model: Option<String>,
+    #[serde(default)]
+    priority: u32,
+    #[serde(default)]
+    weight: u32,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FilePolicy {
+    strategy: String,
+    max_attempts: u32,
+    retries_per_target: Option<u32>,
+    connect_timeout_ms: u64,
+    total_timeout_ms: u64,
+    ttft_timeout_ms: u64,
+    idle_timeout_ms: u64,
+    retry_base_ms: u64,
+    retry_max_ms: u64,
+    breaker_failures: u32,
+    breaker_cooldown_ms: u64,
+    fallback_model: String,
+}
+
+impl FilePolicy {
+    fn to_proto(&self) -> pb::RoutePolicy {
+        pb::RoutePolicy {
+            strategy: self.strategy.clone(),
+            max_attempts: self.max_attempts,
+            retries_per_target: self.retries_per_target.unwrap_or(0),
+            no_same_target_retry: self.retries_per_target == Some(0),
+            connect_timeout_ms: self.connect_timeout_ms,
+            total_timeout_ms: self.total_timeout_ms,
+            ttft_timeout_ms: self.ttft_timeout_ms,
+            idle_timeout_ms: self.idle_timeout_ms,
+            retry_base_ms: self.retry_base_ms,
+            retry_max_ms: self.retry_max_ms,
+            breaker_failures: self.breaker_failures,
+            breaker_cooldown_ms: self.breaker_cooldown_ms,
+            fallback_model: self.fallback_model.clone(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -148,19 +204,41 @@ pub fn parse_yaml(
                 kind: p.kind.clone(),
                 base_url: p.base_url.clone(),
                 api_key,
+                disabled: p.disabled,
             });
         }
-        let models = t
-            .models
-            .iter()
-            .map(|m| pb::ModelConfig {
+        let mut models = Vec::with_capacity(t.models.len());
+        for m in &t.models {
+            let Some(provider) = m
+                .provider
+                .as_ref()
+                .or_else(|| m.targets.first().map(|t| &t.provider))
+            else {
+                return Err(invalid(format!(
+                    "model {:?}: give a provider or targets",
+                    m.name
+                )));
+            };
+            models.push(pb::ModelConfig {
                 id: format!("{tenant_id}/{}", m.name),
                 name: m.name.clone(),
-                provider_id: format!("{tenant_id}/{}", m.provider),
+                provider_id: format!("{tenant_id}/{provider}"),
                 upstream_model: m.upstream_model.clone().unwrap_or_default(),
                 created_at_ms: 0,
-            })
-            .collect();
+                targets: m
+                    .targets
+                    .iter()
+                    .map(|t| pb::RouteTargetConfig {
+                        provider_id: format!("{tenant_id}/{}", t.provider),
+                        upstream_model: t.upstream_model.clone().unwrap_or_default(),
+                        priority: t.priority,
+                        weight: t.weight,
+                    })
+                    .collect(),
+                policy: m.routing.as_ref().map(FilePolicy::to_proto),
+                aliases: m.aliases.clone(),
+            });
+        }
         let mut keys = Vec::with_capacity(t.keys.len());
         for k in &t.keys {
             let key_hash = match (&k.key_hash, &k.key) {
@@ -274,5 +352,118 @@ tenants:
             .unwrap_err()
             .to_string()
             .contains("unknown provider"));
+    }
+
+    const ROUTES: &str = r#"
+tenants:
+  - name: acme
+    providers:
+      - {name: p1, kind: mock}
+      - {name: p2, kind: mock, disabled: true}
+      - {name: p3, kind: mock}
+    models:
+      - name: chat
+        upstream_model: up-chat
+        aliases: [chat-latest]
+        targets:
+          - {provider: p1, weight: 3}
+          - {provider: p2}
+          - {provider: p3, priority: 1, upstream_model: up-fallback}
+        routing: {strategy: ordered, retries_per_target: 0, ttft_timeout_ms: 250, breaker_failures: 2}
+      - name: "vendor/*"
+        provider: p1
+"#;
+
+    #[test]
+    fn routes_with_targets_aliases_policy_and_wildcards() {
+        use crate::routing::Strategy;
+        use std::time::Duration;
+        let snap = parse_yaml(ROUTES, 1, &env).unwrap();
+        let c = compile(&snap).unwrap();
+        let t = &c.tenants["acme"];
+        let (route, suffix) = t.find_route("chat").unwrap();
+        assert_eq!(suffix, None);
+        assert!(std::sync::Arc::ptr_eq(
+            route,
+            t.find_route("chat-latest").unwrap().0
+        ));
+        let targets: Vec<(&str, &str, u32, u32, bool)> = route
+            .targets
+            .iter()
+            .map(|x| {
+                (
+                    x.route.provider.name.as_str(),
+                    x.route.upstream_model.as_str(),
+                    x.priority,
+                    x.weight,
+                    x.in_rotation(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                ("p1", "up-chat", 0, 3, true),
+                ("p2", "up-chat", 0, 1, false),
+                ("p3", "up-fallback", 1, 1, true)
+            ]
+        );
+        assert_eq!(route.groups, [0..2, 2..3]);
+        assert_eq!(route.policy.strategy, Strategy::Ordered);
+        assert_eq!(route.policy.retries_per_target, 0);
+        assert_eq!(route.policy.ttft_timeout, Some(Duration::from_millis(250)));
+        assert_eq!(route.policy.breaker.failure_threshold, 2);
+        // The first target is what one-provider code sees.
+        assert_eq!(t.models["chat"].provider.name, "p1");
+
+        let (wild, suffix) = t.find_route("vendor/some-model").unwrap();
+        assert_eq!(suffix, Some("some-model"));
+        assert_eq!(
+            wild.targets[0].route_for(suffix).upstream_model,
+            "some-model"
+        );
+        assert!(t.find_route("vendor/").is_none());
+        assert!(t.find_route("other/x").is_none());
+
+        let bad = ROUTES.replace("strategy: ordered", "strategy: roundrobin");
+        let e = compile(&parse_yaml(&bad, 1, &env).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("roundrobin"), "{e}");
+        let e = parse_yaml(
+            "tenants:\n  - name: a\n    models:\n      - name: m\n",
+            1,
+            &env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("give a provider or targets"), "{e}");
+    }
+
+    #[test]
+    fn health_survives_a_new_version_but_not_a_new_credential() {
+        let registry = crate::routing::TargetRegistry::default();
+        let yaml = "tenants:\n  - name: a\n    providers:\n      - {name: p, kind: mock, api_key: k1}\n    models:\n      - {name: m, provider: p}\n";
+        let v1 =
+            super::super::compile_with(&parse_yaml(yaml, 1, &env).unwrap(), &registry).unwrap();
+        v1.tenants["a"].routes["m"].targets[0].health.reject(401);
+        let v2 =
+            super::super::compile_with(&parse_yaml(yaml, 2, &env).unwrap(), &registry).unwrap();
+        assert!(!v2.tenants["a"].routes["m"].targets[0].in_rotation());
+        // Once the control plane marks it disabled, re-enabling it there
+        // puts it back in rotation.
+        let disabled = yaml.replace("api_key: k1", "api_key: k1, disabled: true");
+        let v3 = super::super::compile_with(&parse_yaml(&disabled, 3, &env).unwrap(), &registry)
+            .unwrap();
+        assert!(!v3.tenants["a"].routes["m"].targets[0].in_rotation());
+        let v4 =
+            super::super::compile_with(&parse_yaml(yaml, 4, &env).unwrap(), &registry).unwrap();
+        assert!(v4.tenants["a"].routes["m"].targets[0].in_rotation());
+        v4.tenants["a"].routes["m"].targets[0].health.reject(401);
+        let rotated = yaml.replace("k1", "k2");
+        let v5 =
+            super::super::compile_with(&parse_yaml(&rotated, 5, &env).unwrap(), &registry).unwrap();
+        assert!(v5.tenants["a"].routes["m"].targets[0].in_rotation());
+        drop((v1, v2, v3, v4));
     }
 }

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 
-pub use compile::{compile, CompileError};
+pub use compile::{compile, compile_with, CompileError};
+
+use crate::routing::{ModelRoute, TargetRegistry};
 
 /// A caller key as the proxy knows it: only its hash is ever stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,9 +126,35 @@ pub struct TenantRuntime {
     pub id: String,
     pub name: String,
     pub active: bool,
+    /// Public name → the route's first target (kept for code that needs one
+    /// provider per model; routing uses `routes`).
     pub models: HashMap<String, Arc<Route>>,
+    /// Public name or alias → route with all its targets.
+    pub routes: HashMap<String, Arc<ModelRoute>>,
+    /// Wildcard routes (`openai/*`) by prefix (`openai/`), longest first.
+    pub wildcards: Vec<(String, Arc<ModelRoute>)>,
     /// Prebuilt `GET /v1/models` answer (OpenAI list shape, sorted by id).
     pub models_list_body: Bytes,
+}
+
+impl TenantRuntime {
+    /// The route of a public model name: exact name or alias first, then the
+    /// longest wildcard prefix. The second value is what a wildcard matched
+    /// (the upstream model of targets without their own).
+    pub fn find_route<'a>(
+        &'a self,
+        model: &'a str,
+    ) -> Option<(&'a Arc<ModelRoute>, Option<&'a str>)> {
+        if let Some(r) = self.routes.get(model) {
+            return Some((r, None));
+        }
+        self.wildcards.iter().find_map(|(prefix, r)| {
+            model
+                .strip_prefix(prefix.as_str())
+                .filter(|rest| !rest.is_empty())
+                .map(|rest| (r, Some(rest)))
+        })
+    }
 }
 
 /// One compiled snapshot version.
@@ -142,6 +170,8 @@ pub struct CompiledConfig {
 #[derive(Debug, Default)]
 pub struct ConfigStore {
     current: ArcSwapOption<CompiledConfig>,
+    /// Target health carried from one version to the next.
+    pub targets: TargetRegistry,
 }
 
 impl ConfigStore {

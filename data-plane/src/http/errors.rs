@@ -54,6 +54,17 @@ pub enum GatewayError {
     /// OpenAI-shaped body (normalised if needed) are passed through.
     #[error("upstream answered {status}")]
     UpstreamStatus { status: u16, body: Bytes },
+    /// Like `UpstreamStatus`, with the provider's `Retry-After` (429/503).
+    #[error("upstream answered {status} (retry after {retry_after_ms} ms)")]
+    UpstreamThrottled {
+        status: u16,
+        body: Bytes,
+        retry_after_ms: u64,
+    },
+    /// Every target of the route is out of rotation or behind an open
+    /// circuit breaker: no upstream was called.
+    #[error("no target available for model {0:?}")]
+    NoTargetAvailable(String),
     /// A bug or an impossible state inside the gateway.
     #[error("internal error")]
     Internal,
@@ -69,12 +80,13 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => 405,
             GatewayError::InvalidRequest { .. } => 400,
             GatewayError::BodyTooLarge { .. } => 413,
-            GatewayError::NotReady(_) => 503,
+            GatewayError::NotReady(_) | GatewayError::NoTargetAvailable(_) => 503,
             GatewayError::UpstreamConnect
             | GatewayError::UpstreamAuth
             | GatewayError::Upstream(_) => 502,
             GatewayError::UpstreamTimeout => 504,
-            GatewayError::UpstreamStatus { status, .. } => *status,
+            GatewayError::UpstreamStatus { status, .. }
+            | GatewayError::UpstreamThrottled { status, .. } => *status,
             GatewayError::Internal => 500,
         }
     }
@@ -89,12 +101,13 @@ impl GatewayError {
             | GatewayError::InvalidRequest { .. }
             | GatewayError::BodyTooLarge { .. } => "invalid_request_error",
             GatewayError::TenantInactive => "permission_error",
-            GatewayError::NotReady(_) => "service_unavailable",
+            GatewayError::NotReady(_) | GatewayError::NoTargetAvailable(_) => "service_unavailable",
             GatewayError::UpstreamConnect
             | GatewayError::UpstreamTimeout
             | GatewayError::UpstreamAuth
             | GatewayError::Upstream(_)
-            | GatewayError::UpstreamStatus { .. } => "upstream_error",
+            | GatewayError::UpstreamStatus { .. }
+            | GatewayError::UpstreamThrottled { .. } => "upstream_error",
             GatewayError::Internal => "server_error",
         }
     }
@@ -115,7 +128,10 @@ impl GatewayError {
             GatewayError::UpstreamTimeout => "upstream_timeout",
             GatewayError::UpstreamAuth => "upstream_auth_error",
             GatewayError::Upstream(_) => "upstream_error",
-            GatewayError::UpstreamStatus { .. } => "upstream_status",
+            GatewayError::UpstreamStatus { .. } | GatewayError::UpstreamThrottled { .. } => {
+                "upstream_status"
+            }
+            GatewayError::NoTargetAvailable(_) => "no_target_available",
             GatewayError::Internal => "internal_error",
         }
     }
@@ -152,16 +168,22 @@ impl GatewayError {
                 "The provider rejected the gateway's credentials for it.".into()
             }
             GatewayError::Upstream(why) => format!("The provider failed: {why}."),
-            GatewayError::UpstreamStatus { status, .. } => {
+            GatewayError::UpstreamStatus { status, .. }
+            | GatewayError::UpstreamThrottled { status, .. } => {
                 format!("The provider answered with status {status}.")
             }
+            GatewayError::NoTargetAvailable(m) => format!(
+                "No provider for model '{m}' is available right now (all are failing or out of rotation). Retry later."
+            ),
             GatewayError::Internal => "Internal gateway error.".into(),
         }
     }
 
     /// The JSON body of the response.
     pub fn body(&self) -> Bytes {
-        if let GatewayError::UpstreamStatus { body, .. } = self {
+        if let GatewayError::UpstreamStatus { body, .. }
+        | GatewayError::UpstreamThrottled { body, .. } = self
+        {
             return body.clone();
         }
         Bytes::from(
@@ -173,6 +195,17 @@ impl GatewayError {
             )
             .to_string(),
         )
+    }
+
+    /// The provider's `Retry-After`, in whole seconds rounded up, passed on
+    /// to the caller when its answer is the final one.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            GatewayError::UpstreamThrottled { retry_after_ms, .. } => {
+                Some(retry_after_ms.div_ceil(1000))
+            }
+            _ => None,
+        }
     }
 
     /// True when the caller may retry the same request and hope for success.
@@ -286,6 +319,12 @@ mod tests {
                 "upstream_error",
                 "upstream_auth_error",
             ),
+            (
+                GatewayError::NoTargetAvailable("gpt-x".into()),
+                503,
+                "service_unavailable",
+                "no_target_available",
+            ),
         ];
         for (e, status, kind, code) in cases {
             assert_eq!(e.status(), status, "{e:?}");
@@ -335,6 +374,14 @@ mod tests {
         assert_eq!(pass.status(), 429);
         assert_eq!(pass.body().as_ref(), openai);
         assert!(pass.retryable());
+        assert_eq!(pass.retry_after_secs(), None);
+        let throttled = GatewayError::UpstreamThrottled {
+            status: 429,
+            body: Bytes::from_static(openai),
+            retry_after_ms: 1_200,
+        };
+        assert_eq!(throttled.retry_after_secs(), Some(2));
+        assert_eq!(throttled.body().as_ref(), openai);
         assert!(!GatewayError::InvalidApiKey.retryable());
     }
 }

@@ -1,5 +1,6 @@
 //! Writing responses downstream. Every response carries `x-request-id`;
-//! proxied calls also carry `x-tollgate-provider`.
+//! proxied calls also carry `x-tollgate-provider`, `x-tollgate-model` and
+//! `x-tollgate-attempts`.
 
 use bytes::Bytes;
 use pingora_http::ResponseHeader;
@@ -17,11 +18,15 @@ pub fn head(
     content_type: &'static str,
     content_length: Option<usize>,
 ) -> pingora_core::Result<Box<ResponseHeader>> {
-    let mut h = ResponseHeader::build(status, Some(6))?;
+    let mut h = ResponseHeader::build(status, Some(8))?;
     h.insert_header(http::header::CONTENT_TYPE, content_type)?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
-    if let Some(route) = &ctx.route {
+    // Only once an upstream was tried: the provider and model of the last
+    // attempt, and how many there were.
+    if let (Some(route), false) = (&ctx.route, ctx.attempts.is_empty()) {
         h.insert_header("x-tollgate-provider", route.provider.name.as_str())?;
+        h.insert_header("x-tollgate-model", route.upstream_model.as_str())?;
+        h.insert_header("x-tollgate-attempts", ctx.attempts.len())?;
     }
     match content_length {
         Some(n) => h.insert_header(http::header::CONTENT_LENGTH, n)?,
@@ -38,6 +43,24 @@ pub async fn write_json(
     body: Bytes,
 ) -> pingora_core::Result<()> {
     let h = head(status, ctx, CONTENT_TYPE_JSON, Some(body.len()))?;
+    ctx.status = status;
+    session.write_response_header(h, false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+/// Writes a failure as its status and OpenAI-shaped body, with the
+/// provider's `Retry-After` when it sent one.
+pub async fn write_error(
+    session: &mut Session,
+    ctx: &mut CallContext,
+    e: &crate::http::errors::GatewayError,
+) -> pingora_core::Result<()> {
+    let body = e.body();
+    let status = e.status();
+    let mut h = head(status, ctx, CONTENT_TYPE_JSON, Some(body.len()))?;
+    if let Some(secs) = e.retry_after_secs() {
+        h.insert_header(http::header::RETRY_AFTER, secs)?;
+    }
     ctx.status = status;
     session.write_response_header(h, false).await?;
     session.write_response_body(Some(body), true).await

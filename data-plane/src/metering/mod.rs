@@ -32,6 +32,9 @@ pub struct UsageRecord {
     pub error_code: String,
     pub stream: bool,
     pub usage: Usage,
+    /// Upstream attempts in order (retries and failovers); the last one
+    /// answered the caller.
+    pub attempts: Vec<crate::routing::Attempt>,
 }
 
 impl UsageRecord {
@@ -55,6 +58,7 @@ impl UsageRecord {
             cache_write_tokens: self.usage.cache_write_tokens,
             reasoning_tokens: self.usage.reasoning_tokens,
             cost_micros: 0,
+            attempts: self.attempts.iter().map(|a| a.to_proto()).collect(),
         }
     }
 }
@@ -157,6 +161,7 @@ pub(crate) mod tests {
                 completion_tokens: 11,
                 ..Usage::default()
             },
+            attempts: Vec::new(),
         }
     }
 

@@ -13,6 +13,7 @@
 
 pub mod chat_request;
 pub mod drain;
+mod failover;
 mod relay;
 
 use std::sync::Arc;
@@ -25,7 +26,9 @@ use crate::config::{CallerKey, CompiledConfig, ConfigStore, Route, TenantRuntime
 use crate::http::errors::GatewayError;
 use crate::http::{self, response, BodyError};
 use crate::metering::{UsageRecord, UsageSink};
-use crate::providers::{CallOptions, Providers};
+use crate::providers::Providers;
+use crate::routing::health::HealthSink;
+use crate::routing::{Attempt, Clock};
 use chat_request::ChatRequest;
 pub use drain::Drain;
 
@@ -47,6 +50,14 @@ pub struct CallContext {
     pub status: u16,
     pub error_code: Option<&'static str>,
     pub usage: Option<Usage>,
+    /// Upstream attempts so far (retries and failovers included).
+    pub attempts: Vec<Attempt>,
+    /// Health record and breaker settings of the target streaming the
+    /// answer: its breaker verdict waits for the end of the stream.
+    pub serving: Option<(
+        Arc<crate::routing::TargetStats>,
+        crate::routing::BreakerConfig,
+    )>,
     in_flight: Option<drain::InFlight>,
 }
 
@@ -64,6 +75,8 @@ impl Default for CallContext {
             status: 0,
             error_code: None,
             usage: None,
+            attempts: Vec::new(),
+            serving: None,
             in_flight: None,
         }
     }
@@ -137,6 +150,10 @@ pub struct Gateway {
     pub sink: Arc<dyn UsageSink>,
     pub limits: Limits,
     pub drain: Arc<Drain>,
+    /// Time for circuit breakers.
+    pub clock: Arc<dyn Clock>,
+    /// Where rejected provider credentials are reported.
+    pub health: Arc<dyn HealthSink>,
 }
 
 impl Gateway {
@@ -170,7 +187,7 @@ impl Gateway {
         e: GatewayError,
     ) -> pingora_core::Result<()> {
         ctx.error_code = Some(e.code());
-        response::write_json(session, ctx, e.status(), e.body()).await
+        response::write_error(session, ctx, &e).await
     }
 
     async fn dispatch(&self, session: &mut Session, ctx: &mut CallContext) -> Result<(), Failure> {
@@ -254,21 +271,30 @@ impl Gateway {
         // Later stages slot in here: input guardrails, rate limit, budget
         // lease, cache lookup.
 
-        let route = tenant
-            .models
-            .get(&chat.model)
-            .cloned()
-            .ok_or_else(|| GatewayError::ModelNotFound(chat.model.clone()))?;
-        ctx.route = Some(route.clone());
-
-        let adapter = self.providers.adapter(route.provider.kind);
-        adapter.prepare_body(&route, &mut chat.body, chat.stream);
-        let options = CallOptions {
-            stream: chat.stream,
-            timeout: self.limits.upstream_timeout,
+        let model = chat.model.clone();
+        let (route, suffix) = tenant
+            .find_route(&model)
+            .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;
+        let answer = match self
+            .call_upstream(session, ctx, route, suffix, &mut chat)
+            .await
+        {
+            Err(Failure::Reply(e)) if crate::routing::retry::wants_model_fallback(&e) => {
+                // Once, to the route's fallback model (not to its fallback).
+                let Some(fallback) = route.policy.fallback_model.as_deref() else {
+                    return Err(e.into());
+                };
+                let Some((fallback_route, fallback_suffix)) = tenant.find_route(fallback) else {
+                    tracing::warn!(model = %model, fallback, "fallback model not found");
+                    return Err(e.into());
+                };
+                tracing::info!(request_id = %ctx.request_id, model = %model, fallback, code = e.code(), "falling back to another model");
+                self.call_upstream(session, ctx, fallback_route, fallback_suffix, &mut chat)
+                    .await?
+            }
+            other => other?,
         };
-        let upstream = adapter.send(&route.provider, &chat.body, options).await?;
-        relay::relay(session, ctx, upstream, self.limits.upstream_timeout).await?;
+        relay::relay(session, ctx, answer, self.clock.as_ref()).await?;
         Ok(())
     }
 
@@ -281,6 +307,11 @@ impl Gateway {
     ) {
         if error.is_some() && ctx.error_code.is_none() {
             ctx.error_code = Some("client_disconnected");
+        }
+        if let Some((stats, breaker)) = ctx.serving.take() {
+            // A stream the caller left before it ended: the target did not
+            // fail (and a half-open probe must not stay pending).
+            stats.breaker.on_success(&breaker, self.clock.now_ms());
         }
         let latency_ms = i64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let record = self.usage_record(ctx, latency_ms);
@@ -308,6 +339,7 @@ impl Gateway {
             error_code: ctx.error_code.unwrap_or_default().to_string(),
             stream: ctx.stream,
             usage: ctx.usage.unwrap_or_default(),
+            attempts: ctx.attempts.clone(),
         })
     }
 }

@@ -3,28 +3,36 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
 use pingora_proxy::Session;
 
+use super::failover::{downstream_gone, Answer};
 use super::{CallContext, Failure};
 use crate::http::response;
 use crate::providers::{ByteStream, UpstreamResponse};
+use crate::routing::Clock;
 use crate::stream::{error_event, SseSplitter, StreamMeter, Verdict};
+use tollgate_core::usage::Usage;
 
 pub(super) async fn relay(
     session: &mut Session,
     ctx: &mut CallContext,
-    upstream: UpstreamResponse,
-    idle_timeout: Duration,
+    answer: Answer,
+    clock: &dyn Clock,
 ) -> Result<(), Failure> {
+    let Answer {
+        upstream,
+        first_chunk,
+        idle_timeout,
+    } = answer;
     match upstream {
         UpstreamResponse::Complete { body, usage } => {
             ctx.usage = usage;
             response::write_json(session, ctx, 200, body).await?;
         }
         UpstreamResponse::Stream(stream) => {
-            relay_stream(session, ctx, stream, idle_timeout).await?
+            relay_stream(session, ctx, stream, first_chunk, idle_timeout, clock).await?
         }
     }
     Ok(())
@@ -51,11 +59,33 @@ const ENDED_EARLY: StreamFailure = StreamFailure {
 /// Most bytes gathered into one downstream write.
 const COALESCE_LIMIT: usize = 64 * 1024;
 
+/// True when an event carries a non-empty `"content":"…"` delta.
+fn carries_content(event: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"content\":\"";
+    event
+        .windows(KEY.len() + 1)
+        .any(|w| w.starts_with(KEY) && w[KEY.len()] != b'"')
+}
+
+/// Usage of a stream that ended before the provider reported it (caller
+/// left, upstream failed): output estimated at one token per content chunk
+/// relayed (what providers stream); input unknown, so 0.
+fn partial_usage(reported: Option<Usage>, content_chunks: i64) -> Option<Usage> {
+    reported.or_else(|| {
+        (content_chunks > 0).then(|| Usage {
+            completion_tokens: content_chunks,
+            ..Usage::default()
+        })
+    })
+}
+
 async fn relay_stream(
     session: &mut Session,
     ctx: &mut CallContext,
     mut stream: ByteStream,
+    first_chunk: Option<Bytes>,
     idle_timeout: Duration,
+    clock: &dyn Clock,
 ) -> Result<(), Failure> {
     let head = response::head(200, ctx, response::CONTENT_TYPE_SSE, None)?;
     ctx.status = 200;
@@ -63,11 +93,26 @@ async fn relay_stream(
     let mut splitter = SseSplitter::new();
     let mut meter = StreamMeter::new(ctx.include_usage);
     let mut out = BytesMut::new();
+    let mut content_chunks: i64 = 0;
+    let mut first = first_chunk;
     let failure = loop {
-        // Wait (bounded) for the next chunk…
-        let mut item = match tokio::time::timeout(idle_timeout, stream.next()).await {
-            Ok(item) => item,
-            Err(_) => break Some(IDLE_TIMEOUT),
+        // Wait (bounded) for the next chunk, unless the caller leaves: then
+        // dropping the stream cancels the upstream request at once.
+        let mut item = match first.take() {
+            Some(chunk) => Some(Ok(chunk)),
+            None => {
+                let next = tokio::select! {
+                    r = tokio::time::timeout(idle_timeout, stream.next()) => r,
+                    e = downstream_gone(session) => {
+                        ctx.usage = partial_usage(meter.usage, content_chunks);
+                        return Err(Failure::Downstream(e));
+                    }
+                };
+                match next {
+                    Ok(item) => item,
+                    Err(_) => break Some(IDLE_TIMEOUT),
+                }
+            }
         };
         let mut end: Option<Option<StreamFailure>> = None;
         loop {
@@ -75,6 +120,9 @@ async fn relay_stream(
                 Some(Ok(chunk)) => {
                     for event in splitter.push(&chunk) {
                         if meter.on_event(&event) == Verdict::Forward {
+                            if carries_content(&event) {
+                                content_chunks += 1;
+                            }
                             out.extend_from_slice(&event);
                         }
                     }
@@ -111,7 +159,19 @@ async fn relay_stream(
             break result;
         }
     };
-    ctx.usage = meter.usage;
+    ctx.usage = if failure.is_some() {
+        partial_usage(meter.usage, content_chunks)
+    } else {
+        meter.usage
+    };
+    if let Some((stats, breaker)) = ctx.serving.take() {
+        // Too late to fail over after a failure, but the target did fail.
+        if failure.is_some() {
+            stats.breaker.on_failure(&breaker, clock.now_ms());
+        } else {
+            stats.breaker.on_success(&breaker, clock.now_ms());
+        }
+    }
     if let Some(f) = failure {
         tracing::warn!(request_id = %ctx.request_id, code = f.code, "upstream stream failed mid-way");
         ctx.status = if f.code == "upstream_timeout" {
@@ -127,4 +187,28 @@ async fn relay_stream(
     }
     session.write_response_body(None, true).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_chunks_are_recognised_and_estimate_partial_usage() {
+        assert!(carries_content(
+            br#"data: {"choices":[{"delta":{"content":"Hello"}}]}"#
+        ));
+        assert!(!carries_content(
+            br#"data: {"choices":[{"delta":{"role":"assistant","content":""}}]}"#
+        ));
+        assert!(!carries_content(b"data: [DONE]\n\n"));
+        assert_eq!(partial_usage(None, 0), None);
+        assert_eq!(partial_usage(None, 3).map(|u| u.completion_tokens), Some(3));
+        let reported = Usage {
+            prompt_tokens: 5,
+            completion_tokens: 11,
+            ..Usage::default()
+        };
+        assert_eq!(partial_usage(Some(reported), 3), Some(reported));
+    }
 }

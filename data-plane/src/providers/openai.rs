@@ -135,6 +135,27 @@ pub(crate) fn status_error(status: u16, body: &[u8]) -> GatewayError {
     }
 }
 
+/// [`status_error`], keeping the provider's `Retry-After` on a retryable
+/// status so routing can honour it.
+pub(crate) fn status_error_with_retry_after(
+    status: u16,
+    retry_after: Option<&http::HeaderValue>,
+    body: &[u8],
+) -> GatewayError {
+    let after = retry_after
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::routing::retry::parse_retry_after)
+        .filter(|_| crate::routing::retry::retryable_status(status));
+    match after {
+        Some(d) => GatewayError::UpstreamThrottled {
+            status,
+            body: normalize_upstream_error(status, body),
+            retry_after_ms: u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+        },
+        None => status_error(status, body),
+    }
+}
+
 /// Adapter for OpenAI-compatible providers.
 pub struct OpenAiAdapter {
     client: reqwest::Client,
@@ -180,12 +201,17 @@ impl ProviderAdapter for OpenAiAdapter {
                 .await
                 .map_err(|e| transport_error(&e, provider))?;
             let status = resp.status().as_u16();
+            let retry_after = resp.headers().get(http::header::RETRY_AFTER).cloned();
             let bytes = resp
                 .bytes()
                 .await
                 .map_err(|e| transport_error(&e, provider))?;
             if !(200..300).contains(&status) {
-                return Err(status_error(status, &bytes));
+                return Err(status_error_with_retry_after(
+                    status,
+                    retry_after.as_ref(),
+                    &bytes,
+                ));
             }
             let usage = usage_from_body(&bytes);
             return Ok(UpstreamResponse::Complete { body: bytes, usage });
@@ -198,11 +224,16 @@ impl ProviderAdapter for OpenAiAdapter {
             .map_err(|e| transport_error(&e, provider))?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
+            let retry_after = resp.headers().get(http::header::RETRY_AFTER).cloned();
             let bytes = tokio::time::timeout(options.timeout, resp.bytes())
                 .await
                 .map_err(|_| GatewayError::UpstreamTimeout)?
                 .unwrap_or_else(|_| Bytes::new());
-            return Err(status_error(status, &bytes));
+            return Err(status_error_with_retry_after(
+                status,
+                retry_after.as_ref(),
+                &bytes,
+            ));
         }
         let provider = provider.to_string();
         let stream = resp

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
 use tollgate_proto::sync::v1 as pb;
 
-use crate::config::{compile, ConfigStore};
+use crate::config::{compile_with, ConfigStore};
 pub use grpc::GrpcSource;
 use persist::SnapshotFile;
 
@@ -46,7 +46,7 @@ impl SnapshotApplier {
                 "control plane sent an older snapshot version; applying it (the control plane is authoritative)"
             );
         }
-        let compiled = compile(snapshot).map_err(|e| e.to_string())?;
+        let compiled = compile_with(snapshot, &self.store.targets).map_err(|e| e.to_string())?;
         self.store.store(Arc::new(compiled));
         tracing::info!(
             version = snapshot.version,
@@ -66,7 +66,7 @@ impl SnapshotApplier {
     pub fn load_persisted(&self) -> Option<u64> {
         let file = self.persist.as_ref()?;
         match file.load() {
-            Ok(Some(snapshot)) => match compile(&snapshot) {
+            Ok(Some(snapshot)) => match compile_with(&snapshot, &self.store.targets) {
                 Ok(compiled) => {
                     self.store.store(Arc::new(compiled));
                     tracing::info!(version = snapshot.version, path = %file.path().display(), "serving the persisted snapshot");
