@@ -137,6 +137,7 @@ impl Conn {
         let sent = Instant::now();
         let resp = self.send(req).await?;
         let status = resp.status();
+        let reusable = keeps_connection(&resp);
         let mut body = resp.into_body();
         let mut sse = SseScanner::default();
         let mut first = None;
@@ -164,6 +165,7 @@ impl Conn {
             first_event: first,
             total,
             data_events: sse.data_events,
+            reusable,
         })
     }
 }
@@ -176,6 +178,27 @@ pub struct StreamTiming {
     /// From sending the request to the end of the body.
     pub total: std::time::Duration,
     pub data_events: usize,
+    /// Whether the server left the connection open for another request:
+    /// false when it said `Connection: close` or delimited the body by
+    /// closing (HTTP/1.1 without `Content-Length` or chunked encoding).
+    pub reusable: bool,
+}
+
+/// Whether an HTTP/1.1 response leaves its connection usable afterwards.
+pub fn keeps_connection<B>(resp: &http::Response<B>) -> bool {
+    let h = resp.headers();
+    let has_token = |name: header::HeaderName, token: &str| {
+        h.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if has_token(header::CONNECTION, "close") {
+        return false;
+    }
+    resp.version() != http::Version::HTTP_11
+        || h.contains_key(header::CONTENT_LENGTH)
+        || has_token(header::TRANSFER_ENCODING, "chunked")
 }
 
 /// Counts complete SSE events with a `data:` field as bytes arrive, however
@@ -258,6 +281,24 @@ mod tests {
         assert_eq!(t.addr.port(), 7480);
         assert!(Target::new("x", "http://10.0.0.1:80/v1", "k").is_err());
         assert!(Target::new("x", "https://127.0.0.1:80/v1", "k").is_err());
+    }
+
+    #[test]
+    fn close_delimited_bodies_do_not_keep_the_connection() {
+        let resp = |headers: &[(&str, &str)]| {
+            let mut b = http::Response::builder().version(http::Version::HTTP_11);
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            b.body(()).unwrap()
+        };
+        assert!(keeps_connection(&resp(&[("transfer-encoding", "chunked")])));
+        assert!(keeps_connection(&resp(&[("content-length", "12")])));
+        assert!(!keeps_connection(&resp(&[("connection", "keep-alive")])));
+        assert!(!keeps_connection(&resp(&[
+            ("content-length", "12"),
+            ("connection", "close")
+        ])));
     }
 
     #[test]

@@ -251,6 +251,9 @@ pub struct StreamResult {
     pub total: Latency,
     /// SSE data events per stream (all streams must agree).
     pub data_events: usize,
+    /// Streams after which the server did not keep the connection open
+    /// (a new connection was opened, outside the timings).
+    pub connections_closed_by_server: u64,
 }
 
 /// `streams` streamed calls over `concurrency` connections.
@@ -272,6 +275,7 @@ pub async fn streams(
             let mut ttft = new_histogram()?;
             let mut total = new_histogram()?;
             let mut events = 0;
+            let mut closed = 0_u64;
             while next.fetch_add(1, Ordering::Relaxed) < streams {
                 let outcome = match target.chat_request(body.clone()) {
                     Ok(req) => conn.stream(req, || {}).await,
@@ -283,6 +287,10 @@ pub async fn streams(
                         record(&mut ttft, t.first_event);
                         record(&mut total, t.total);
                         events = t.data_events;
+                        if !t.reusable {
+                            closed += 1;
+                            conn = Conn::open(target.addr).await?;
+                        }
                     }
                     Err(e) => {
                         tally.error(&e);
@@ -290,15 +298,16 @@ pub async fn streams(
                     }
                 }
             }
-            Ok::<_, anyhow::Error>((tally, ttft, total, events))
+            Ok::<_, anyhow::Error>((tally, ttft, total, events, closed))
         }));
     }
     let mut ttft = new_histogram()?;
     let mut total = new_histogram()?;
     let mut result = StreamResult::default();
     for outcome in futures::future::join_all(tasks).await {
-        let (tally, t, tt, events) = outcome??;
+        let (tally, t, tt, events, closed) = outcome??;
         result.ok += tally.ok;
+        result.connections_closed_by_server += closed;
         result.errors += tally.errors;
         if result.first_error.is_none() {
             result.first_error = tally.first_error;

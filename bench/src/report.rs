@@ -43,12 +43,7 @@ pub fn target_checks(r: &SuiteReport) -> Vec<TargetCheck> {
         .iter()
         .filter_map(|i| i.result.as_ref().map(|p| (i.streams, &p.dp)))
         .max_by_key(|(n, _)| *n);
-    let ten_k = r
-        .idle
-        .iter()
-        .find(|i| i.streams >= 10_000)
-        .and_then(|i| i.result.as_ref())
-        .map(|p| p.dp.outcome.opened);
+    let ten_k = r.idle.iter().find(|i| i.requested >= 10_000);
     let rss_mib = r.memory_after_load.dp.rss_kib as f64 / 1024.0;
     vec![
         check(
@@ -91,11 +86,22 @@ pub fn target_checks(r: &SuiteReport) -> Vec<TargetCheck> {
             }),
             |v| v <= 20.0,
         ),
-        check(
-            "10,000 concurrent streams on one gateway",
-            ten_k.map(|o| (o as f64, format!("{o} open at once"))),
-            |v| v >= 10_000.0,
-        ),
+        match ten_k.map(|i| (i.streams, i.result.as_ref().map(|p| p.dp.outcome.opened))) {
+            Some((n, Some(opened))) if n >= 10_000 => check(
+                "10,000 concurrent streams on one gateway",
+                Some((opened as f64, format!("{opened} open at once"))),
+                |v| v >= 10_000.0,
+            ),
+            Some((n, opened)) => TargetCheck {
+                target: "10,000 concurrent streams on one gateway".into(),
+                measured: format!(
+                    "not measured: open-file limit; {} of {n} open at once",
+                    opened.unwrap_or(0)
+                ),
+                met: None,
+            },
+            None => check("10,000 concurrent streams on one gateway", None, |_| true),
+        },
         TargetCheck {
             target: "each optional feature costs ≤ 5% throughput".into(),
             measured: "pending: no optional feature exists yet".into(),
@@ -284,7 +290,14 @@ pub fn markdown(r: &SuiteReport) -> String {
         "MiB",
     );
     for idle in &r.idle {
-        let s = format!("{} idle open streams", idle.streams);
+        let s = if idle.streams == idle.requested {
+            format!("{} idle open streams", idle.streams)
+        } else {
+            format!(
+                "{} idle open streams ({} asked)",
+                idle.streams, idle.requested
+            )
+        };
         match (&idle.result, &idle.skipped) {
             (Some(p), _) => {
                 row(
@@ -363,13 +376,20 @@ pub fn markdown(r: &SuiteReport) -> String {
     for (name, s) in [("direct", &r.streams.direct), ("dp", &r.streams.dp)] {
         let _ = writeln!(
             out,
-            "- streams {name}: {} ok, {} errors, {} SSE data events each{}",
+            "- streams {name}: {} ok, {} errors, {} SSE data events each; server closed the \
+             connection after {} streams{}",
             s.result.ok,
             s.result.errors,
             s.result.data_events,
+            s.result.connections_closed_by_server,
             error_note(&s.result.first_error),
         );
     }
+    let _ = writeln!(
+        out,
+        "- gateway CPU with no load (3 s after the warm-up): {:.3} cores",
+        r.idle_cpu.dp_cores
+    );
     let _ = writeln!(
         out,
         "- gateway RSS at start {:.1} MiB, after the load {:.1} MiB (peak {:.1} MiB); mock {:.1} MiB",
@@ -379,6 +399,9 @@ pub fn markdown(r: &SuiteReport) -> String {
         mem.mock.rss_kib as f64 / 1024.0,
     );
     for idle in &r.idle {
+        if let (Some(_), Some(why)) = (&idle.result, &idle.skipped) {
+            let _ = writeln!(out, "- idle streams: {why}");
+        }
         if let Some(p) = &idle.result {
             for (name, i) in [("direct", &p.direct), ("dp", &p.dp)] {
                 let _ = writeln!(

@@ -102,6 +102,9 @@ pub struct CpuPerRequest {
     pub dp_ms: f64,
     pub mock_ms: f64,
     pub loadgen_ms: f64,
+    /// Gateway CPU per request less what it burns when idle (timers,
+    /// background tasks) over the same wall time.
+    pub dp_net_ms: f64,
     /// Average cores the gateway used over the window.
     pub dp_cores: f64,
     pub mock_cores: f64,
@@ -147,10 +150,35 @@ pub struct IdleMeasured {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct IdleRun {
+    /// Streams asked for.
+    pub requested: usize,
+    /// Streams attempted (fewer than asked when the open-file limit is low).
     pub streams: usize,
     pub result: Option<Pair<IdleMeasured>>,
-    /// Why the run was skipped, if it was.
+    /// Why the run was reduced or skipped, if it was.
     pub skipped: Option<String>,
+}
+
+/// Sockets a process may need besides the streams.
+const FD_SLACK: u64 = 1024;
+
+/// How many idle streams fit the open-file limit (inherited by the gateway,
+/// which holds a downstream and an upstream socket per stream), rounded down
+/// to 500, and why it is fewer than asked.
+pub fn feasible_idle_streams(requested: usize, limit: Option<u64>) -> (usize, Option<String>) {
+    let Some(limit) = limit else {
+        return (requested, None);
+    };
+    let fit = limit.saturating_sub(FD_SLACK) / 2;
+    if requested as u64 <= fit {
+        return (requested, None);
+    }
+    let n = usize::try_from(fit / 500 * 500).unwrap_or(0);
+    let why = format!(
+        "{requested} asked, {n} run: the open-file limit is {limit} and the gateway needs 2 per \
+         stream (raise the hard limit: `ulimit -n` needs CAP_SYS_RESOURCE)"
+    );
+    (n, Some(why))
 }
 
 /// Memory of both processes once the load is over.
@@ -170,8 +198,15 @@ pub struct SuiteReport {
     pub saturated: Pair<Measured>,
     pub streams: Pair<StreamMeasured>,
     pub memory_after_load: MemoryAfterLoad,
+    pub idle_cpu: IdleCpu,
     pub idle: Vec<IdleRun>,
     pub pending: Vec<String>,
+}
+
+/// What the gateway burns with no request in flight.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct IdleCpu {
+    pub dp_cores: f64,
 }
 
 /// A child process that printed its `… ready: URL` line.
@@ -244,6 +279,8 @@ pub fn dp_config_yaml(mock_base_url: &str) -> String {
 
 struct Bench {
     opts: SuiteOptions,
+    /// Cores the gateway uses with no load (measured after the warm-up).
+    dp_idle_cores: std::cell::Cell<f64>,
     direct: Target,
     dp: Target,
     mock_pid: u32,
@@ -267,8 +304,10 @@ impl Bench {
         let after = CpuMark::take(&self.pids())?;
         let (used, wall) = after.since(before);
         let (dp, mock, me) = (used[0], used[1], used[2]);
+        let dp_net = (dp - self.dp_idle_cores.get() * wall).max(0.0);
         Ok(CpuPerRequest {
             dp_ms: per_request_ms(dp, requests),
+            dp_net_ms: per_request_ms(dp_net, requests),
             mock_ms: per_request_ms(mock, requests),
             loadgen_ms: per_request_ms(me, requests),
             dp_cores: dp / wall.max(1e-9),
@@ -376,20 +415,15 @@ impl Bench {
         Ok(())
     }
 
-    async fn idle(&self, n: usize) -> anyhow::Result<IdleRun> {
-        // Through the gateway: n downstream + n upstream sockets in the DP,
-        // n in this process and n in the mock, plus some slack.
-        let needed = 2 * n as u64 + 1024;
-        if let Some(limit) = procfs::open_files_limit() {
-            if limit < needed {
-                return Ok(IdleRun {
-                    streams: n,
-                    result: None,
-                    skipped: Some(format!(
-                        "open-file limit {limit} < {needed}: raise `ulimit -n` (bench/run.sh does)"
-                    )),
-                });
-            }
+    async fn idle(&self, requested: usize) -> anyhow::Result<IdleRun> {
+        let (n, limited_by) = feasible_idle_streams(requested, procfs::open_files_limit());
+        if n == 0 {
+            return Ok(IdleRun {
+                requested,
+                streams: 0,
+                result: None,
+                skipped: limited_by,
+            });
         }
         let mut runs = Vec::new();
         for (t, server_pid) in [(&self.direct, self.mock_pid), (&self.dp, self.dp_pid)] {
@@ -413,9 +447,10 @@ impl Bench {
         }
         let [direct, dp] = pair(runs)?;
         Ok(IdleRun {
+            requested,
             streams: n,
             result: Some(Pair { direct, dp }),
-            skipped: None,
+            skipped: limited_by,
         })
     }
 }
@@ -471,6 +506,7 @@ pub async fn run(opts: SuiteOptions) -> anyhow::Result<SuiteReport> {
         )?,
         mock_pid: mock.pid,
         dp_pid: dp.pid,
+        dp_idle_cores: std::cell::Cell::new(0.0),
         opts: opts.clone(),
     };
     let outcome = measure(&bench).await;
@@ -479,6 +515,9 @@ pub async fn run(opts: SuiteOptions) -> anyhow::Result<SuiteReport> {
     mock.stop().await;
     let (open_loop, saturated, streams, memory_after_load, idle) =
         outcome.with_context(|| logs.clone())?;
+    let idle_cpu = IdleCpu {
+        dp_cores: bench.dp_idle_cores.get(),
+    };
     machine.loadavg_end = read_trimmed("/proc/loadavg");
     let _ = std::fs::remove_dir_all(&work);
     Ok(SuiteReport {
@@ -488,6 +527,7 @@ pub async fn run(opts: SuiteOptions) -> anyhow::Result<SuiteReport> {
         saturated,
         streams,
         memory_after_load,
+        idle_cpu,
         idle,
         pending: pending_scenarios(),
     })
@@ -506,6 +546,10 @@ async fn measure(bench: &Bench) -> anyhow::Result<Measurements> {
     bench.sanity().await?;
     eprintln!("warming up");
     bench.warmup().await?;
+    let before = CpuMark::take(&bench.pids())?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (used, wall) = CpuMark::take(&bench.pids())?.since(&before);
+    bench.dp_idle_cores.set(used[0] / wall.max(1e-9));
     let mut open_loop = Vec::new();
     for rate in &bench.opts.rates {
         open_loop.push(bench.open_loop(*rate).await?);
@@ -549,6 +593,16 @@ mod tests {
         assert!(yaml.contains(&format!("- name: {HOLD_MODEL}")));
         assert!(yaml.contains(&format!("key: {GATEWAY_KEY}")));
         assert!(!yaml.contains('\t'));
+    }
+
+    #[test]
+    fn idle_streams_fit_the_open_file_limit() {
+        assert_eq!(feasible_idle_streams(10_000, Some(65_536)), (10_000, None));
+        assert_eq!(feasible_idle_streams(10_000, None), (10_000, None));
+        let (n, why) = feasible_idle_streams(10_000, Some(20_000));
+        assert_eq!(n, 9_000);
+        assert!(why.unwrap().contains("20000"));
+        assert_eq!(feasible_idle_streams(1_000, Some(1_500)).0, 0);
     }
 
     #[test]

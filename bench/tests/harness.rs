@@ -51,6 +51,10 @@ async fn streams_report_first_token_before_the_end() {
     // role + 16 words + finish + usage + [DONE]
     assert_eq!(r.data_events, 20);
     assert!(r.ttft.p50_ms <= r.total.p50_ms);
+    assert_eq!(
+        r.connections_closed_by_server, 0,
+        "chunked SSE keeps the connection"
+    );
 }
 
 #[tokio::test]
