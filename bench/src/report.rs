@@ -194,6 +194,14 @@ pub fn markdown(r: &SuiteReport) -> String {
             g.cpu.dp_ms,
             "ms",
         );
+        row(
+            &mut out,
+            &s,
+            "… net of idle CPU",
+            0.0,
+            g.cpu.dp_net_ms,
+            "ms",
+        );
     }
     let (d, g) = (&r.saturated.direct, &r.saturated.dp);
     let s = format!("saturated, {} conns", o.conns);
