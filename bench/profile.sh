@@ -70,8 +70,10 @@ sleep 1
 perf record -F 499 -g -o "$out/perf.data" -p "$dp_pid" -- sleep "$secs" 2>"$out/perf-record.log"
 [ "$mode" = stream ] && kill "$load_pid" 2>/dev/null || wait "$load_pid" || true
 
-perf report -i "$out/perf.data" --no-children --sort dso,symbol --percent-limit 0.7 --stdio \
-    -g none 2>/dev/null | grep -v '^$' | head -70
+report() { perf report -i "$out/perf.data" --no-children --stdio -g none "$@" 2>/dev/null |
+    grep -v -e '^$' -e '^#' | sed -e 's/  */ /g' -e 's/ - - *$//' | cut -c1-160; }
+echo "== by binary"; report --sort dso --percent-limit 1
+echo "== hottest symbols"; report --sort dso,symbol --percent-limit 0.7 | head -60
 echo
 echo "perf data: $out/perf.data (perf report -i $out/perf.data)"
 [ "$mode" = stream ] || grep -E '"(ok|errors|rps)"' "$out/load.json"

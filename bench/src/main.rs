@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tollgate_bench::client::{chat_body, Target};
 use tollgate_bench::suite::{self, SuiteOptions};
-use tollgate_bench::{load, report};
+use tollgate_bench::{load, procfs, report};
 
 #[derive(Parser)]
 #[command(version, about = "Tollgate benchmark harness (see bench/README.md)")]
@@ -87,6 +87,21 @@ enum Cmd {
         rate: f64,
         #[arg(long, default_value_t = 64)]
         conns: usize,
+    },
+    /// Idle open streams: opens N streams whose upstream (`bench-mock`,
+    /// model `bench-hold`) holds after the first event, waits, then releases
+    /// them through the mock. Prints the RSS of --pid before and with them.
+    Idle {
+        #[command(flatten)]
+        target: AdHoc,
+        #[arg(long, default_value_t = 1000)]
+        streams: usize,
+        /// The bench-mock base URL, to release the streams.
+        #[arg(long)]
+        mock_url: String,
+        /// Process whose RSS to report (the gateway or the mock).
+        #[arg(long)]
+        pid: Option<u32>,
     },
     /// Streamed calls: time to first token and total time.
     Stream {
@@ -182,6 +197,42 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             )
             .await?;
             println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        Cmd::Idle {
+            target,
+            streams,
+            mock_url,
+            pid,
+        } => {
+            let t = Target::new("target", &target.url, &target.key)?;
+            let mock = Target::new("mock", &mock_url, "")?;
+            let rss = || {
+                pid.and_then(|p| procfs::memory(p).ok())
+                    .map_or(0, |m| m.rss_kib)
+            };
+            let before = rss();
+            let held = load::IdleStreams::start(
+                &t,
+                chat_body(tollgate_bench::mock::HOLD_MODEL, true),
+                streams,
+                256,
+            );
+            let open = held.wait_open(Duration::from_secs(120)).await;
+            tokio::time::sleep(Duration::from_secs_f64(target.secs.min(60.0))).await;
+            let with = rss();
+            let mut conn = tollgate_bench::client::Conn::open(mock.addr).await?;
+            conn.exchange(mock.post(tollgate_bench::mock::RELEASE_PATH, bytes::Bytes::new())?)
+                .await?;
+            let done = held.finish(Duration::from_secs(120)).await;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "opened": open.opened, "failed": open.failed, "completed": done.completed,
+                    "rss_before_kib": before, "rss_open_kib": with,
+                    "kib_per_stream": with.saturating_sub(before) as f64 / open.opened.max(1) as f64,
+                    "first_error": done.first_error,
+                })
+            );
         }
         Cmd::Stream {
             target,
