@@ -28,7 +28,7 @@ date_utc="$(date -u +%F)"
 mkdir -p bench/results
 out="bench/results/$date_utc"
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if ! git diff --quiet HEAD -- data-plane crates bench 2>/dev/null; then
+if ! git diff --quiet HEAD -- data-plane crates bench ':!bench/results' 2>/dev/null; then
     commit="$commit+dirty"
 fi
 
