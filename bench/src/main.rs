@@ -71,6 +71,9 @@ enum Cmd {
         commit: Option<String>,
         #[arg(long)]
         date: Option<String>,
+        /// Skip the feature on/off comparison (two more gateways).
+        #[arg(long)]
+        no_features: bool,
     },
     /// Saturated load: N connections back to back.
     Closed {
@@ -142,6 +145,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             dp_threads,
             commit,
             date,
+            no_features,
         } => {
             let opts = SuiteOptions {
                 dp_bin,
@@ -160,6 +164,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 dp_threads,
                 commit,
                 date,
+                features: !no_features,
             };
             let r = suite::run(opts).await?;
             let md = report::markdown(&r);

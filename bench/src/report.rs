@@ -30,6 +30,33 @@ fn check(target: &str, measured: Option<(f64, String)>, ok: impl Fn(f64) -> bool
     }
 }
 
+/// Throughput cost of each optional feature against the baseline gateway.
+fn feature_check(r: &SuiteReport) -> TargetCheck {
+    let target = "each optional feature costs ≤ 5% throughput";
+    let Some((base, rest)) = r.features.split_first() else {
+        return check(target, None, |_| true);
+    };
+    let costs: Vec<(String, f64)> = rest
+        .iter()
+        .filter(|_| base.measured.load.rps > 0.0)
+        .map(|f| {
+            let cost = (1.0 - f.measured.load.rps / base.measured.load.rps) * 100.0;
+            (f.name.clone(), cost)
+        })
+        .collect();
+    let worst = costs.iter().map(|(_, c)| *c).fold(f64::MIN, f64::max);
+    let text = costs
+        .iter()
+        .map(|(n, c)| format!("{n}: {c:+.1}%"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    check(
+        target,
+        (!costs.is_empty()).then(|| (worst, format!("{text} (others pending)"))),
+        |v| v <= 5.0,
+    )
+}
+
 /// The targets of issue 15 (2-core machine, one run).
 pub fn target_checks(r: &SuiteReport) -> Vec<TargetCheck> {
     let sat = &r.saturated;
@@ -102,12 +129,16 @@ pub fn target_checks(r: &SuiteReport) -> Vec<TargetCheck> {
             },
             None => check("10,000 concurrent streams on one gateway", None, |_| true),
         },
-        TargetCheck {
-            target: "each optional feature costs ≤ 5% throughput".into(),
-            measured: "pending: no optional feature exists yet".into(),
-            met: None,
-        },
+        feature_check(r),
     ]
+}
+
+fn percent_change(base: f64, value: f64) -> String {
+    if base > 0.0 {
+        format!("{:+.1}%", (value - base) / base * 100.0)
+    } else {
+        "–".into()
+    }
 }
 
 fn ratio(direct: f64, dp: f64) -> String {
@@ -335,6 +366,27 @@ pub fn markdown(r: &SuiteReport) -> String {
         let _ = writeln!(out, "| {p} | | | | | |");
     }
 
+    if let Some(base) = r.features.first() {
+        out.push_str(
+            "\n## Features on vs off (saturated, fresh gateway each)\n\n\
+             | Setting | Throughput | vs baseline | Gateway CPU / request | vs baseline |\n\
+             |---|---:|---:|---:|---:|\n",
+        );
+        let b = &base.measured;
+        for f in &r.features {
+            let m = &f.measured;
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} rps | {} | {:.3} ms | {} |",
+                f.name,
+                m.load.rps,
+                percent_change(b.load.rps, m.load.rps),
+                m.cpu.dp_ms,
+                percent_change(b.cpu.dp_ms, m.cpu.dp_ms),
+            );
+        }
+    }
+
     out.push_str("\n## Targets (issue 15)\n\n| Target | Measured | Met |\n|---|---|---|\n");
     for t in target_checks(r) {
         let met = match t.met {
@@ -466,6 +518,12 @@ mod tests {
             out,
             "| s | p50 | 0.500 ms | 0.750 ms | +0.250 ms | 1.50× |\n"
         );
+    }
+
+    #[test]
+    fn percent_change_is_relative_to_the_baseline() {
+        assert_eq!(percent_change(200.0, 190.0), "-5.0%");
+        assert_eq!(percent_change(0.0, 1.0), "–");
     }
 
     #[test]

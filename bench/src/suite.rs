@@ -49,6 +49,8 @@ pub struct SuiteOptions {
     pub commit: Option<String>,
     /// Date of the run, as the caller wants it printed.
     pub date: Option<String>,
+    /// Also compare feature settings on fresh gateways (saturated load).
+    pub features: bool,
 }
 
 /// The machine the numbers come from.
@@ -200,7 +202,105 @@ pub struct SuiteReport {
     pub memory_after_load: MemoryAfterLoad,
     pub idle_cpu: IdleCpu,
     pub idle: Vec<IdleRun>,
+    /// Saturated load through fresh gateways, one per feature setting.
+    pub features: Vec<FeatureRun>,
     pub pending: Vec<String>,
+}
+
+/// Saturated load through a gateway with one feature setting.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeatureRun {
+    pub name: String,
+    pub rust_log: String,
+    pub args: Vec<String>,
+    pub measured: Measured,
+}
+
+/// Feature settings the gateway has today, the first being the baseline.
+fn feature_settings() -> Vec<(&'static str, &'static str, Vec<String>)> {
+    vec![
+        ("baseline (RUST_LOG=warn)", "warn", Vec::new()),
+        (
+            "access log on (JSON, to a file)",
+            "warn,access=info",
+            vec!["--log-format".into(), "json".into()],
+        ),
+    ]
+}
+
+async fn start_dp(
+    opts: &SuiteOptions,
+    config: &Path,
+    rust_log: &str,
+    args: &[String],
+    log: &Path,
+) -> anyhow::Result<Running> {
+    let mut dp_cmd = Command::new(&opts.dp_bin);
+    dp_cmd
+        .arg("--config")
+        .arg(config)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--threads")
+        .arg(opts.dp_threads.to_string())
+        .args(args)
+        .env("RUST_LOG", rust_log);
+    Running::spawn(dp_cmd, "tollgate-dp ready:", log)
+        .await
+        .context("start tollgate-dp")
+}
+
+/// Each feature setting on a fresh gateway, back to back: warm-up, then the
+/// saturated closed loop.
+async fn features(
+    opts: &SuiteOptions,
+    main: &Bench,
+    config: &Path,
+    work: &Path,
+) -> anyhow::Result<Vec<FeatureRun>> {
+    let mut runs = Vec::new();
+    for (i, (name, rust_log, args)) in feature_settings().into_iter().enumerate() {
+        eprintln!("  feature: {name}");
+        let dp = start_dp(
+            opts,
+            config,
+            rust_log,
+            &args,
+            &work.join(format!("dp-feature-{i}.log")),
+        )
+        .await?;
+        let target = Target::new(
+            "dp",
+            &format!("{}/v1", dp.url.trim_end_matches('/')),
+            GATEWAY_KEY,
+        )?;
+        let bench = Bench {
+            direct: main.direct.clone(),
+            dp: target,
+            mock_pid: main.mock_pid,
+            dp_pid: dp.pid,
+            dp_idle_cores: std::cell::Cell::new(0.0),
+            opts: opts.clone(),
+        };
+        let body = chat_body(MODEL, false);
+        let warm = Duration::from_secs_f64(opts.warmup_secs);
+        let outcome = async {
+            load::closed_loop(&bench.dp, body.clone(), opts.conns, warm).await?;
+            let before = CpuMark::take(&bench.pids())?;
+            let load = load::closed_loop(&bench.dp, body, opts.conns, bench.secs()).await?;
+            let cpu = bench.cpu(&before, load.ok)?;
+            Ok::<_, anyhow::Error>(Measured { load, cpu })
+        }
+        .await;
+        dp.stop().await;
+        runs.push(FeatureRun {
+            name: name.into(),
+            rust_log: rust_log.into(),
+            args,
+            measured: outcome?,
+        });
+    }
+    Ok(runs)
 }
 
 /// What the gateway burns with no request in flight.
@@ -480,18 +580,7 @@ pub async fn run(opts: SuiteOptions) -> anyhow::Result<SuiteReport> {
 
     let config = work.join("gateway.yaml");
     std::fs::write(&config, dp_config_yaml(&mock.url))?;
-    let mut dp_cmd = Command::new(&opts.dp_bin);
-    dp_cmd
-        .arg("--config")
-        .arg(&config)
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--threads")
-        .arg(opts.dp_threads.to_string())
-        .env("RUST_LOG", "warn");
-    let dp = Running::spawn(dp_cmd, "tollgate-dp ready:", &work.join("dp.log"))
-        .await
-        .context("start tollgate-dp")?;
+    let dp = start_dp(&opts, &config, "warn", &[], &work.join("dp.log")).await?;
     eprintln!(
         "mock {} (pid {}), gateway {} (pid {})",
         mock.url, mock.pid, dp.url, dp.pid
@@ -512,9 +601,14 @@ pub async fn run(opts: SuiteOptions) -> anyhow::Result<SuiteReport> {
     let outcome = measure(&bench).await;
     let logs = format!("logs: {} and {}", mock.log.display(), dp.log.display());
     dp.stop().await;
+    let features = match &outcome {
+        Ok(_) if opts.features => features(&opts, &bench, &config, &work).await,
+        _ => Ok(Vec::new()),
+    };
     mock.stop().await;
     let (open_loop, saturated, streams, memory_after_load, idle) =
         outcome.with_context(|| logs.clone())?;
+    let features = features?;
     let idle_cpu = IdleCpu {
         dp_cores: bench.dp_idle_cores.get(),
     };
@@ -529,6 +623,7 @@ pub async fn run(opts: SuiteOptions) -> anyhow::Result<SuiteReport> {
         memory_after_load,
         idle_cpu,
         idle,
+        features,
         pending: pending_scenarios(),
     })
 }
@@ -571,9 +666,10 @@ async fn measure(bench: &Bench) -> anyhow::Result<Measurements> {
 /// Scenarios of issue 15 that the gateway cannot express yet.
 pub fn pending_scenarios() -> Vec<String> {
     vec![
-        "1 vs 50 route targets: pending the routing work (a model maps to one provider today)".into(),
-        "features on vs off (rate limits, budget leases, guardrails, cache, telemetry): pending; \
-         only metering (usage extraction + access-log event, no control plane in file mode) runs today"
+        "1 vs 50 route targets: pending the routing work (a model maps to one provider today)"
+            .into(),
+        "features on vs off: only the access log can be switched today (see Features); rate \
+         limits, budget leases, guardrails, cache and OTLP telemetry are pending"
             .into(),
         "cache-hit path: pending the response cache".into(),
     ]
