@@ -174,3 +174,42 @@ async fn models_lists_only_the_callers_tenant() {
         .await;
     assert_eq!(resp.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_answer_keeps_the_callers_connection_alive() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = Gateway::start().await;
+    let addr = gw.dp.url().trim_start_matches("http://").to_string();
+    let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let body = chat(true).to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        gw.key,
+        body.len()
+    );
+    for round in 0..2 {
+        sock.write_all(request.as_bytes()).await.unwrap();
+        // Read until the chunked terminator: the stream must end by framing,
+        // not by closing the connection.
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8192];
+        while !got.ends_with(b"0\r\n\r\n") {
+            let n = tokio::time::timeout(std::time::Duration::from_secs(10), sock.read(&mut buf))
+                .await
+                .expect("stream ends by chunked framing")
+                .unwrap();
+            assert!(
+                n > 0,
+                "round {round}: connection closed before the chunked terminator"
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"));
+        assert!(text.contains("data: [DONE]"));
+    }
+}

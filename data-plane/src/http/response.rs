@@ -30,7 +30,12 @@ pub fn head(
     }
     match content_length {
         Some(n) => h.insert_header(http::header::CONTENT_LENGTH, n)?,
-        None => h.insert_header(http::header::CACHE_CONTROL, "no-cache")?,
+        None => {
+            h.insert_header(http::header::CACHE_CONTROL, "no-cache")?;
+            // Without a length, chunked framing is what lets the body end
+            // without closing the caller's (keep-alive) connection.
+            h.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        }
     }
     Ok(Box::new(h))
 }
