@@ -14,7 +14,7 @@ use crate::secret::SecretString;
 use crate::store::{NewProvider, Provider};
 
 /// Provider kinds the data plane knows.
-pub const PROVIDER_KINDS: &[&str] = &["openai", "mock"];
+pub const PROVIDER_KINDS: &[&str] = &["openai", "anthropic", "mock"];
 
 #[derive(Debug, Clone)]
 pub struct ProviderApi {
@@ -63,12 +63,13 @@ fn validate(req: pb::AddProviderRequest) -> Result<ProviderInput, Status> {
         )));
     }
     let base_url = req.base_url.trim().trim_end_matches('/').to_owned();
-    if kind == "openai" {
-        if base_url.is_empty() {
-            return Err(Status::invalid_argument(
-                "base_url is required for kind \"openai\" (e.g. https://api.openai.com/v1)",
-            ));
-        }
+    if kind == "openai" && base_url.is_empty() {
+        return Err(Status::invalid_argument(
+            "base_url is required for kind \"openai\" (e.g. https://api.openai.com/v1)",
+        ));
+    }
+    // Other kinds default to the provider's public endpoint.
+    if kind != "mock" && !base_url.is_empty() {
         let rest = base_url
             .strip_prefix("https://")
             .or_else(|| base_url.strip_prefix("http://"));
@@ -189,13 +190,15 @@ mod tests {
         assert_eq!(ok.base_url, "https://api.openai.com/v1");
         assert!(!format!("{ok:?}").contains("sk-secret"));
         assert!(validate(req("mock", "")).is_ok());
+        assert!(validate(req("anthropic", "")).is_ok());
         assert!(validate(req("OpenAI", "http://localhost:8080")).is_ok());
         for (kind, url) in [
             ("openai", ""),
             ("openai", "ftp://x"),
+            ("anthropic", "ftp://x"),
             ("openai", "https://"),
             ("openai", "api.openai.com"),
-            ("anthropic", "https://x"),
+            ("bedrock", "https://x"),
         ] {
             let e = validate(req(kind, url)).unwrap_err();
             assert_eq!(e.code(), tonic::Code::InvalidArgument, "{kind} {url}");

@@ -43,10 +43,12 @@ pub struct ProviderAdd {
     pub tenant: String,
     #[arg(long)]
     pub name: String,
-    /// openai (any OpenAI-compatible API) or mock (built into the data plane).
+    /// openai (any OpenAI-compatible API), anthropic (Messages API) or mock
+    /// (built into the data plane).
     #[arg(long, default_value = "openai")]
     pub kind: String,
-    /// e.g. https://api.openai.com/v1
+    /// e.g. https://api.openai.com/v1; optional for anthropic
+    /// (https://api.anthropic.com/v1).
     #[arg(long, default_value = "")]
     pub base_url: String,
     /// Read the API key from this file (keeps it out of shell history).
@@ -194,7 +196,7 @@ pub async fn provider(admin: &mut Admin, cmd: ProviderCmd, as_json: bool) -> any
     match cmd {
         ProviderCmd::Add(add) => {
             let api_key = read_api_key(&add)?;
-            if add.kind == "openai" && api_key.is_empty() {
+            if add.kind != "mock" && api_key.is_empty() {
                 eprintln!("note: no API key given (--api-key-file or --api-key-env); calls go out unauthenticated");
             }
             let p = admin

@@ -7,6 +7,9 @@
 //!   end-to-end tests, the quickstart and benchmarks. It records what it was
 //!   sent, and model names select failure behaviours (see [`server`]).
 
+pub mod anthropic;
+mod anthropic_routes;
+pub mod gemini;
 pub mod openai;
 pub mod server;
 

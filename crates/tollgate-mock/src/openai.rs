@@ -11,8 +11,20 @@ pub struct MockReply {
     pub text: String,
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
-    /// `stop`, or `length` when `max_tokens` cut the reply.
+    /// `stop`, or `length` when `max_tokens` cut the reply, or
+    /// `tool_calls`.
     pub finish_reason: &'static str,
+    /// With `tools` (and the last message not a tool result): a call of the
+    /// first tool with `{"query": <quote>}`, after a short text.
+    pub tool_call: Option<MockToolCall>,
+}
+
+/// A tool call the mock makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
 }
 
 /// Longest snippet of the caller's last message quoted in the reply.
@@ -47,7 +59,35 @@ pub fn reply_for(body: &Value) -> MockReply {
         .chars()
         .take(QUOTE_CHARS)
         .collect();
-    let full = format!("Hello from {model}, the Tollgate mock provider. You said: \"{quote}\"");
+    let first_tool = body
+        .pointer("/tools/0/function/name")
+        .and_then(Value::as_str)
+        .filter(|_| body.get("tool_choice").and_then(Value::as_str) != Some("none"));
+    let last_is_tool = messages
+        .last()
+        .and_then(|m| m.get("role"))
+        .and_then(Value::as_str)
+        == Some("tool");
+    if let (Some(name), false) = (first_tool, last_is_tool) {
+        let text = format!("Calling {name}.");
+        return MockReply {
+            completion_tokens: word_count(&text) + 5,
+            text,
+            prompt_tokens,
+            finish_reason: "tool_calls",
+            tool_call: Some(MockToolCall {
+                id: format!("call_mock{prompt_tokens:08x}"),
+                name: name.to_string(),
+                arguments: json!({"query": quote}).to_string(),
+            }),
+        };
+    }
+    let full = if last_is_tool {
+        let result = messages.last().map(message_text).unwrap_or_default();
+        format!("Hello from {model}, the Tollgate mock provider. The tool said: \"{result}\"")
+    } else {
+        format!("Hello from {model}, the Tollgate mock provider. You said: \"{quote}\"")
+    };
     let words: Vec<&str> = full.split_whitespace().collect();
     let limit = body
         .get("max_completion_tokens")
@@ -63,6 +103,7 @@ pub fn reply_for(body: &Value) -> MockReply {
         prompt_tokens,
         completion_tokens: u32::try_from(kept.len()).unwrap_or(u32::MAX),
         finish_reason,
+        tool_call: None,
     }
 }
 
@@ -103,13 +144,22 @@ pub fn completion_body(id: &str, model: &str, created: i64, reply: &MockReply) -
         "model": model,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": reply.text, "refusal": null},
+            "message": message_json(reply),
             "logprobs": null,
             "finish_reason": reply.finish_reason
         }],
         "usage": usage_json(reply),
         "system_fingerprint": "fp_tollgate_mock"
     })
+}
+
+fn message_json(reply: &MockReply) -> Value {
+    let mut m = json!({"role": "assistant", "content": reply.text, "refusal": null});
+    if let Some(c) = &reply.tool_call {
+        m["tool_calls"] = json!([{"id": c.id, "type": "function",
+            "function": {"name": c.name, "arguments": c.arguments}}]);
+    }
+    m
 }
 
 fn chunk(id: &str, model: &str, created: i64, choices: Value, include_usage: bool) -> Value {
@@ -165,6 +215,28 @@ pub fn stream_events(
             json!([{"index": 0, "delta": {"content": piece}, "logprobs": null, "finish_reason": null}]),
             include_usage,
         )));
+    }
+    if let Some(c) = &reply.tool_call {
+        out.push(sse(&chunk(
+            id,
+            model,
+            created,
+            json!([{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": c.id, "type": "function",
+                "function": {"name": c.name, "arguments": ""}}]}, "logprobs": null, "finish_reason": null}]),
+            include_usage,
+        )));
+        let chars: Vec<char> = c.arguments.chars().collect();
+        for piece in chars.chunks(7) {
+            let piece: String = piece.iter().collect();
+            out.push(sse(&chunk(
+                id,
+                model,
+                created,
+                json!([{"index": 0, "delta": {"tool_calls": [{"index": 0,
+                    "function": {"arguments": piece}}]}, "logprobs": null, "finish_reason": null}]),
+                include_usage,
+            )));
+        }
     }
     out.push(sse(&chunk(
         id,

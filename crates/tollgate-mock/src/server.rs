@@ -74,8 +74,8 @@ impl RecordedRequest {
     }
 }
 
-struct Shared {
-    options: MockOptions,
+pub(crate) struct Shared {
+    pub(crate) options: MockOptions,
     recorded: Mutex<Vec<RecordedRequest>>,
 }
 
@@ -149,12 +149,13 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/messages", post(crate::anthropic_routes::messages))
         .route("/v1/models", get(models))
         .fallback(not_found)
         .with_state(shared)
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
@@ -165,9 +166,41 @@ fn error(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> R
     (status, axum::Json(openai::error_body(message, kind, code))).into_response()
 }
 
+/// Which provider's conventions a route follows (auth header, error shape).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    OpenAi,
+    Anthropic,
+}
+
+/// An error response in the route's own shape.
+pub(crate) fn dialect_error(dialect: Dialect, status: StatusCode, message: &str) -> Response {
+    match dialect {
+        Dialect::OpenAi => {
+            let kind = if status.as_u16() == 429 {
+                "rate_limit_error"
+            } else if status.is_client_error() {
+                "invalid_request_error"
+            } else {
+                "server_error"
+            };
+            error(status, message, kind, None)
+        }
+        Dialect::Anthropic => {
+            let kind = crate::anthropic::error_type(status.as_u16());
+            (
+                status,
+                axum::Json(crate::anthropic::error_body(kind, message)),
+            )
+                .into_response()
+        }
+    }
+}
+
 /// Records the request and checks the API key; `Err` is the response to send.
-fn admit(
+pub(crate) fn admit(
     shared: &Shared,
+    dialect: Dialect,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -197,20 +230,29 @@ fn admit(
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        let api_key = headers.get("api-key").and_then(|v| v.to_str().ok());
-        if bearer != Some(want.as_str()) && api_key != Some(want.as_str()) {
-            return Err(Box::new(error(
-                StatusCode::UNAUTHORIZED,
-                "Incorrect API key provided.",
-                "invalid_request_error",
-                Some("invalid_api_key"),
-            )));
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let ok = match dialect {
+            Dialect::OpenAi => {
+                bearer == Some(want.as_str()) || header("api-key") == Some(want.as_str())
+            }
+            Dialect::Anthropic => header("x-api-key") == Some(want.as_str()),
+        };
+        if !ok {
+            return Err(Box::new(match dialect {
+                Dialect::OpenAi => error(
+                    StatusCode::UNAUTHORIZED,
+                    "Incorrect API key provided.",
+                    "invalid_request_error",
+                    Some("invalid_api_key"),
+                ),
+                _ => dialect_error(dialect, StatusCode::UNAUTHORIZED, "invalid x-api-key"),
+            }));
         }
     }
     Ok(())
 }
 
-fn parse_body(bytes: &Bytes) -> Result<Value, Box<Response>> {
+pub(crate) fn parse_body(bytes: &Bytes) -> Result<Value, Box<Response>> {
     serde_json::from_slice(bytes).map_err(|e| {
         Box::new(error(
             StatusCode::BAD_REQUEST,
@@ -222,14 +264,14 @@ fn parse_body(bytes: &Bytes) -> Result<Value, Box<Response>> {
 }
 
 /// Behaviour selected by the model name.
-enum Behaviour {
+pub(crate) enum Behaviour {
     Normal,
     Error(StatusCode),
     Slow(Duration),
     DropAfter(usize),
 }
 
-fn behaviour(model: &str) -> Behaviour {
+pub(crate) fn behaviour(model: &str) -> Behaviour {
     let num = |prefix: &str| {
         model
             .strip_prefix(prefix)
@@ -288,7 +330,7 @@ async fn chat_completions(
         Ok(b) => b,
         Err(r) => return *r,
     };
-    if let Err(r) = admit(&shared, &method, &uri, &headers, &body) {
+    if let Err(r) = admit(&shared, Dialect::OpenAi, &method, &uri, &headers, &body) {
         return *r;
     }
     let Some(model) = body.get("model").and_then(Value::as_str).map(str::to_owned) else {
@@ -329,7 +371,16 @@ async fn chat_completions(
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let events = openai::stream_events(&id, &model, created, &reply, include_usage);
-    let delay = shared.options.chunk_delay;
+    sse_response(events, shared.options.chunk_delay, drop_after)
+}
+
+/// A streamed response of complete SSE events, `delay` apart; with
+/// `drop_after`, the connection is aborted after that many events.
+pub(crate) fn sse_response(
+    events: Vec<Bytes>,
+    delay: Duration,
+    drop_after: Option<usize>,
+) -> Response {
     let stream = futures::stream::unfold(
         (events.into_iter().enumerate(), false),
         move |(mut it, done)| async move {
@@ -371,7 +422,7 @@ async fn embeddings(
         Ok(b) => b,
         Err(r) => return *r,
     };
-    if let Err(r) = admit(&shared, &method, &uri, &headers, &body) {
+    if let Err(r) = admit(&shared, Dialect::OpenAi, &method, &uri, &headers, &body) {
         return *r;
     }
     let model = body
@@ -420,7 +471,14 @@ async fn models(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = admit(&shared, &method, &uri, &headers, &Value::Null) {
+    if let Err(r) = admit(
+        &shared,
+        Dialect::OpenAi,
+        &method,
+        &uri,
+        &headers,
+        &Value::Null,
+    ) {
         return *r;
     }
     let names: Vec<String> = if shared.options.models.is_empty() {
@@ -444,7 +502,7 @@ async fn not_found(uri: Uri) -> Response {
     )
 }
 
-fn fnv(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         h ^= u64::from(*b);

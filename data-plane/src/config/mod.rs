@@ -35,6 +35,8 @@ impl CallerKey {
 pub enum ProviderKind {
     /// Any OpenAI-compatible base URL.
     OpenAi,
+    /// Anthropic Messages API (`{base_url}/messages`, `x-api-key`).
+    Anthropic,
     /// Built in: answers in-process, no network.
     Mock,
 }
@@ -43,14 +45,24 @@ impl ProviderKind {
     pub fn parse(s: &str) -> Option<ProviderKind> {
         match s {
             "openai" => Some(ProviderKind::OpenAi),
+            "anthropic" => Some(ProviderKind::Anthropic),
             "mock" => Some(ProviderKind::Mock),
             _ => None,
+        }
+    }
+
+    /// The base URL used when a provider of this kind has none.
+    pub fn default_base_url(&self) -> Option<&'static str> {
+        match self {
+            ProviderKind::Anthropic => Some("https://api.anthropic.com/v1"),
+            ProviderKind::OpenAi | ProviderKind::Mock => None,
         }
     }
 
     pub fn as_str(&self) -> &'static str {
         match self {
             ProviderKind::OpenAi => "openai",
+            ProviderKind::Anthropic => "anthropic",
             ProviderKind::Mock => "mock",
         }
     }
@@ -91,10 +103,14 @@ pub struct ProviderTarget {
     /// Without a trailing slash.
     pub base_url: String,
     pub api_key: SecretString,
-    /// `{base_url}/chat/completions`.
+    /// The chat endpoint of the kind: `{base_url}/chat/completions`
+    /// (OpenAI), `{base_url}/messages` (Anthropic).
     pub chat_url: String,
     /// `Bearer <api_key>`, marked sensitive; `None` when there is no key.
     pub auth_header: Option<http::HeaderValue>,
+    /// The bare key as a header value (`x-api-key`, `api-key`,
+    /// `x-goog-api-key`), marked sensitive; `None` when there is no key.
+    pub api_key_header: Option<http::HeaderValue>,
 }
 
 impl fmt::Debug for ProviderTarget {
@@ -182,6 +198,7 @@ mod tests {
             api_key: SecretString::new("sk-very-secret-123"),
             chat_url: "http://x/v1/chat/completions".into(),
             auth_header: None,
+            api_key_header: None,
         };
         let dbg = format!("{t:?}");
         assert!(!dbg.contains("sk-very-secret"), "{dbg}");

@@ -22,7 +22,7 @@ use pingora_proxy::Session;
 use tollgate_core::usage::Usage;
 
 use crate::config::{CallerKey, CompiledConfig, ConfigStore, Route, TenantRuntime};
-use crate::http::errors::GatewayError;
+use crate::http::errors::{ApiFormat, GatewayError};
 use crate::http::{self, response, BodyError};
 use crate::metering::{UsageRecord, UsageSink};
 use crate::providers::{CallOptions, Providers};
@@ -47,6 +47,8 @@ pub struct CallContext {
     pub status: u16,
     pub error_code: Option<&'static str>,
     pub usage: Option<Usage>,
+    /// The protocol the caller speaks on this route (shapes its errors).
+    pub api: ApiFormat,
     in_flight: Option<drain::InFlight>,
 }
 
@@ -64,6 +66,7 @@ impl Default for CallContext {
             status: 0,
             error_code: None,
             usage: None,
+            api: ApiFormat::OpenAi,
             in_flight: None,
         }
     }
@@ -170,7 +173,8 @@ impl Gateway {
         e: GatewayError,
     ) -> pingora_core::Result<()> {
         ctx.error_code = Some(e.code());
-        response::write_json(session, ctx, e.status(), e.body()).await
+        let (status, body) = e.render(ctx.api);
+        response::write_json(session, ctx, status, body).await
     }
 
     async fn dispatch(&self, session: &mut Session, ctx: &mut CallContext) -> Result<(), Failure> {

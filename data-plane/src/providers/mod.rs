@@ -4,8 +4,11 @@
 //! to [`GatewayError`]s. Responses come back OpenAI-shaped: a complete body
 //! with its usage, or a byte stream of SSE events.
 
+pub mod anthropic;
+pub mod event_stream;
 pub mod mock;
 pub mod openai;
+pub mod upstream;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -75,13 +78,15 @@ pub trait ProviderAdapter: Send + Sync {
 /// Every adapter, chosen by a target's kind.
 pub struct Providers {
     openai: openai::OpenAiAdapter,
+    pub anthropic: anthropic::AnthropicAdapter,
     mock: mock::MockAdapter,
 }
 
 impl Providers {
     pub fn new(client: reqwest::Client) -> Self {
         Providers {
-            openai: openai::OpenAiAdapter::new(client),
+            openai: openai::OpenAiAdapter::new(client.clone()),
+            anthropic: anthropic::AnthropicAdapter::new(client),
             mock: mock::MockAdapter,
         }
     }
@@ -89,6 +94,7 @@ impl Providers {
     pub fn adapter(&self, kind: ProviderKind) -> &dyn ProviderAdapter {
         match kind {
             ProviderKind::OpenAi => &self.openai,
+            ProviderKind::Anthropic => &self.anthropic,
             ProviderKind::Mock => &self.mock,
         }
     }

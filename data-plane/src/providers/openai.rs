@@ -46,6 +46,10 @@ struct WireUsage {
 struct PromptDetails {
     #[serde(default)]
     cached_tokens: Option<i64>,
+    /// Tollgate's extension for translated providers that bill cache
+    /// writes (Anthropic); OpenAI never sends it.
+    #[serde(default)]
+    cache_write_tokens: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -61,15 +65,38 @@ impl From<WireUsage> for Usage {
             completion_tokens: u.completion_tokens,
             cache_read_tokens: u
                 .prompt_tokens_details
+                .as_ref()
                 .and_then(|d| d.cached_tokens)
                 .unwrap_or(0),
-            cache_write_tokens: 0,
+            cache_write_tokens: u
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.cache_write_tokens)
+                .unwrap_or(0),
             reasoning_tokens: u
                 .completion_tokens_details
                 .and_then(|d| d.reasoning_tokens)
                 .unwrap_or(0),
         }
     }
+}
+
+/// The OpenAI `usage` object of a normalised usage, as translated
+/// providers report it to OpenAI callers. `prompt_tokens` includes cached
+/// input; `prompt_tokens_details.cache_write_tokens` is only present when
+/// the provider bills cache writes.
+pub fn usage_json(u: &Usage) -> Value {
+    let mut prompt_details = serde_json::json!({"cached_tokens": u.cache_read_tokens});
+    if u.cache_write_tokens > 0 {
+        prompt_details["cache_write_tokens"] = u.cache_write_tokens.into();
+    }
+    serde_json::json!({
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total_tokens(),
+        "prompt_tokens_details": prompt_details,
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens}
+    })
 }
 
 /// Usage of a `chat.completion` or `chat.completion.chunk` object.

@@ -1,0 +1,152 @@
+//! Anthropic Messages API: `POST {base_url}/messages` with `x-api-key` and
+//! `anthropic-version`. OpenAI chat requests are translated
+//! ([`request`]), answers translated back ([`response`], [`stream`]);
+//! `/v1/messages` callers are passed through untranslated
+//! ([`AnthropicAdapter::send_native`]).
+
+pub mod request;
+pub mod response;
+pub mod stream;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use super::event_stream::translate;
+use super::upstream::{exchange, RawAnswer};
+use super::{CallOptions, ProviderAdapter, UpstreamResponse};
+use crate::config::ProviderTarget;
+use crate::http::errors::{shaped_error, ApiFormat, GatewayError};
+use response::AnthropicUsage;
+
+/// The API version the translations are written against.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// An Anthropic error answer as the caller sees it: the provider's body
+/// when it already is Anthropic-shaped, else one built from the status.
+pub(crate) fn status_error(status: u16, body: &[u8]) -> GatewayError {
+    if matches!(status, 401 | 403) {
+        return GatewayError::UpstreamAuth;
+    }
+    let shaped = serde_json::from_slice::<Value>(body)
+        .ok()
+        .is_some_and(|v| v.pointer("/error/message").is_some_and(Value::is_string));
+    let body = if shaped {
+        Bytes::copy_from_slice(body)
+    } else {
+        let excerpt: String = String::from_utf8_lossy(body).chars().take(200).collect();
+        shaped_error(
+            ApiFormat::Anthropic,
+            status,
+            "api_error",
+            &format!(
+                "The provider answered with status {status}: {}",
+                excerpt.trim()
+            ),
+        )
+    };
+    GatewayError::UpstreamNative {
+        status,
+        body,
+        format: ApiFormat::Anthropic,
+    }
+}
+
+/// The normalised usage of a complete Anthropic `message` body.
+pub fn usage_from_message(body: &[u8]) -> Option<tollgate_core::usage::Usage> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        usage: Option<AnthropicUsage>,
+    }
+    serde_json::from_slice::<Probe>(body)
+        .ok()?
+        .usage
+        .map(|u| u.normalize())
+}
+
+/// Adapter for Anthropic.
+pub struct AnthropicAdapter {
+    client: reqwest::Client,
+}
+
+impl AnthropicAdapter {
+    pub fn new(client: reqwest::Client) -> Self {
+        AnthropicAdapter { client }
+    }
+
+    fn request(
+        &self,
+        target: &ProviderTarget,
+        payload: Vec<u8>,
+        stream: bool,
+        beta: Option<&http::HeaderValue>,
+    ) -> reqwest::RequestBuilder {
+        let mut req = self
+            .client
+            .post(&target.chat_url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                http::header::ACCEPT,
+                if stream {
+                    "text/event-stream"
+                } else {
+                    "application/json"
+                },
+            )
+            .header("anthropic-version", ANTHROPIC_VERSION)
+            .body(payload);
+        if let Some(key) = &target.api_key_header {
+            req = req.header("x-api-key", key.clone());
+        }
+        if let Some(beta) = beta {
+            req = req.header("anthropic-beta", beta.clone());
+        }
+        req
+    }
+
+    /// Passthrough for callers speaking the Messages API: their body (with
+    /// the upstream model) goes as is, the answer comes back as is
+    /// (`message` JSON or Anthropic events).
+    pub async fn send_native(
+        &self,
+        target: &ProviderTarget,
+        body: &Map<String, Value>,
+        options: CallOptions,
+        beta: Option<&http::HeaderValue>,
+    ) -> Result<RawAnswer, GatewayError> {
+        let payload = serde_json::to_vec(body).map_err(|_| GatewayError::Internal)?;
+        let req = self.request(target, payload, options.stream, beta);
+        exchange(req, options, &target.name, status_error).await
+    }
+}
+
+#[async_trait]
+impl ProviderAdapter for AnthropicAdapter {
+    async fn send(
+        &self,
+        target: &ProviderTarget,
+        body: &Map<String, Value>,
+        options: CallOptions,
+    ) -> Result<UpstreamResponse, GatewayError> {
+        let (translated, facts) = request::to_anthropic(body)?;
+        let payload = serde_json::to_vec(&translated).map_err(|_| GatewayError::Internal)?;
+        let req = self.request(target, payload, options.stream, None);
+        let created = tollgate_core::time::now_ms() / 1000;
+        match exchange(req, options, &target.name, status_error).await? {
+            RawAnswer::Complete(bytes) => {
+                let message: Value = serde_json::from_slice(&bytes).map_err(|_| {
+                    GatewayError::Upstream("the provider's answer is not JSON".into())
+                })?;
+                let (body, usage) = response::to_openai(&message, &facts, created);
+                Ok(UpstreamResponse::Complete {
+                    body: Bytes::from(body.to_string()),
+                    usage: Some(usage),
+                })
+            }
+            RawAnswer::Stream(s) => Ok(UpstreamResponse::Stream(translate(
+                s,
+                Box::new(stream::AnthropicToOpenAi::new(facts, created)),
+            ))),
+        }
+    }
+}
