@@ -98,3 +98,28 @@ pub(crate) async fn messages(
     }
     sse_response(events, shared.options.chunk_delay, drop_after)
 }
+
+/// `POST /v1/messages/count_tokens`: the prompt tokens the reply would
+/// report (cache included).
+pub(crate) async fn count_tokens(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let Ok(mut body) = parse_body(&raw) else {
+        return dialect_error(
+            Dialect::Anthropic,
+            StatusCode::BAD_REQUEST,
+            "The request body is not valid JSON.",
+        );
+    };
+    if let Err(r) = admit(&shared, Dialect::Anthropic, &method, &uri, &headers, &body) {
+        return *r;
+    }
+    body["max_tokens"] = json!(1);
+    let r = anthropic::reply_for(&body);
+    axum::Json(json!({"input_tokens": r.input_tokens + r.cache_read + r.cache_write}))
+        .into_response()
+}

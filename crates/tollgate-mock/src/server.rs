@@ -1,8 +1,10 @@
-//! A real OpenAI-compatible HTTP server for tests, the quickstart and
+//! A real OpenAI- and Anthropic-compatible HTTP server for tests, the quickstart and
 //! benchmarks.
 //!
 //! Routes: `POST /v1/chat/completions` (stream and non-stream, honouring
-//! `stream_options.include_usage`), `POST /v1/embeddings`, `GET /v1/models`.
+//! `stream_options.include_usage`), `POST /v1/embeddings`, `GET /v1/models`;
+//! Anthropic's `POST /v1/messages` and `/v1/messages/count_tokens` (see
+//! [`crate::anthropic`]).
 //! The model name selects failure behaviours:
 //!
 //! | model                    | behaviour                                            |
@@ -150,6 +152,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/messages", post(crate::anthropic_routes::messages))
+        .route(
+            "/v1/messages/count_tokens",
+            post(crate::anthropic_routes::count_tokens),
+        )
         .route("/v1/models", get(models))
         .fallback(not_found)
         .with_state(shared)

@@ -13,6 +13,7 @@
 
 pub mod chat_request;
 pub mod drain;
+mod messages;
 mod relay;
 
 use std::sync::Arc;
@@ -107,6 +108,8 @@ enum Endpoint {
     Ready,
     Models,
     ChatCompletions,
+    Messages,
+    CountTokens,
 }
 
 fn endpoint(method: &::http::Method, path: &str) -> Result<Endpoint, GatewayError> {
@@ -121,6 +124,8 @@ fn endpoint(method: &::http::Method, path: &str) -> Result<Endpoint, GatewayErro
         ),
         "/v1/models" => (Endpoint::Models, &[::http::Method::GET]),
         "/v1/chat/completions" => (Endpoint::ChatCompletions, &[::http::Method::POST]),
+        "/v1/messages" => (Endpoint::Messages, &[::http::Method::POST]),
+        "/v1/messages/count_tokens" => (Endpoint::CountTokens, &[::http::Method::POST]),
         _ => return Err(GatewayError::UnknownRoute(path.to_string())),
     };
     if allowed.contains(method) {
@@ -179,6 +184,9 @@ impl Gateway {
 
     async fn dispatch(&self, session: &mut Session, ctx: &mut CallContext) -> Result<(), Failure> {
         let req = session.req_header();
+        if req.uri.path().starts_with("/v1/messages") {
+            ctx.api = ApiFormat::Anthropic;
+        }
         let ep = endpoint(&req.method, req.uri.path())?;
         match ep {
             Endpoint::Health => {
@@ -202,6 +210,8 @@ impl Gateway {
                 response::write_json(session, ctx, 200, body).await?;
             }
             Endpoint::ChatCompletions => self.chat(session, ctx).await?,
+            Endpoint::Messages => self.messages(session, ctx).await?,
+            Endpoint::CountTokens => self.count_tokens(session, ctx).await?,
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use pingora_proxy::Session;
 use super::{CallContext, Failure};
 use crate::http::response;
 use crate::providers::{ByteStream, UpstreamResponse};
-use crate::stream::{error_event, SseSplitter, StreamMeter, Verdict};
+use crate::stream::{EventMeter, SseSplitter, StreamMeter, Verdict};
 
 pub(super) async fn relay(
     session: &mut Session,
@@ -24,7 +24,8 @@ pub(super) async fn relay(
             response::write_json(session, ctx, 200, body).await?;
         }
         UpstreamResponse::Stream(stream) => {
-            relay_stream(session, ctx, stream, idle_timeout).await?
+            let mut meter = StreamMeter::new(ctx.include_usage);
+            relay_stream(session, ctx, stream, idle_timeout, &mut meter).await?
         }
     }
     Ok(())
@@ -51,17 +52,18 @@ const ENDED_EARLY: StreamFailure = StreamFailure {
 /// Most bytes gathered into one downstream write.
 const COALESCE_LIMIT: usize = 64 * 1024;
 
-async fn relay_stream(
+/// Relays a stream in the caller's protocol; `meter` knows its events.
+pub(super) async fn relay_stream(
     session: &mut Session,
     ctx: &mut CallContext,
     mut stream: ByteStream,
     idle_timeout: Duration,
+    meter: &mut dyn EventMeter,
 ) -> Result<(), Failure> {
     let head = response::head(200, ctx, response::CONTENT_TYPE_SSE, None)?;
     ctx.status = 200;
     session.write_response_header(head, false).await?;
     let mut splitter = SseSplitter::new();
-    let mut meter = StreamMeter::new(ctx.include_usage);
     let mut out = BytesMut::new();
     let failure = loop {
         // Wait (bounded) for the next chunk…
@@ -84,11 +86,11 @@ async fn relay_stream(
                     break;
                 }
                 None => {
-                    end = Some((!meter.saw_done).then_some(ENDED_EARLY));
+                    end = Some((!meter.finished()).then_some(ENDED_EARLY));
                     break;
                 }
             }
-            if meter.saw_done {
+            if meter.finished() {
                 end = Some(None);
                 break;
             }
@@ -111,7 +113,11 @@ async fn relay_stream(
             break result;
         }
     };
-    ctx.usage = meter.usage;
+    ctx.usage = meter.usage();
+    if let Some(code) = meter.upstream_failure() {
+        ctx.status = 502;
+        ctx.error_code = Some(code);
+    }
     if let Some(f) = failure {
         tracing::warn!(request_id = %ctx.request_id, code = f.code, "upstream stream failed mid-way");
         ctx.status = if f.code == "upstream_timeout" {
@@ -121,7 +127,7 @@ async fn relay_stream(
         };
         ctx.error_code = Some(f.code);
         session
-            .write_response_body(Some(error_event(f.message, f.code)), false)
+            .write_response_body(Some(meter.failure_event(f.message, f.code)), false)
             .await
             .map_err(Failure::Downstream)?;
     }

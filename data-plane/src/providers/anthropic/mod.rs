@@ -4,6 +4,8 @@
 //! `/v1/messages` callers are passed through untranslated
 //! ([`AnthropicAdapter::send_native`]).
 
+pub mod inbound;
+pub mod inbound_stream;
 pub mod request;
 pub mod response;
 pub mod stream;
@@ -117,6 +119,33 @@ impl AnthropicAdapter {
         let payload = serde_json::to_vec(body).map_err(|_| GatewayError::Internal)?;
         let req = self.request(target, payload, options.stream, beta);
         exchange(req, options, &target.name, status_error).await
+    }
+
+    /// `POST {base_url}/messages/count_tokens`, passed through.
+    pub async fn count_tokens(
+        &self,
+        target: &ProviderTarget,
+        body: &Map<String, Value>,
+        timeout: std::time::Duration,
+    ) -> Result<Bytes, GatewayError> {
+        let payload = serde_json::to_vec(body).map_err(|_| GatewayError::Internal)?;
+        let mut req = self
+            .client
+            .post(format!("{}/count_tokens", target.chat_url))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("anthropic-version", ANTHROPIC_VERSION)
+            .body(payload);
+        if let Some(key) = &target.api_key_header {
+            req = req.header("x-api-key", key.clone());
+        }
+        let options = CallOptions {
+            stream: false,
+            timeout,
+        };
+        match exchange(req, options, &target.name, status_error).await? {
+            RawAnswer::Complete(b) => Ok(b),
+            RawAnswer::Stream(_) => Err(GatewayError::Internal),
+        }
     }
 }
 

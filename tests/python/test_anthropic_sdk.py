@@ -1,0 +1,185 @@
+"""The official `anthropic` and `openai` Python SDKs, unchanged, through the
+gateway to a mock Anthropic provider and a mock OpenAI provider (the
+`tollgate-mock` binary speaks both wire formats). Models are switched by name
+only: `claude-mock` is served by Anthropic, `gpt-mock` by OpenAI."""
+
+import json
+import time
+
+import anthropic
+import openai
+import pytest
+from anthropic import Anthropic
+from openai import OpenAI
+
+HELLO = 'Hello from mock-small, the Tollgate mock provider. You said: "hello gateway"'
+TOOLS = [
+    {
+        "name": "lookup",
+        "description": "Search the docs",
+        "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}},
+    }
+]
+
+
+@pytest.fixture(scope="module")
+def claude(gateway, upstream, tmp_path_factory):
+    """Tenant `claude-co` with an Anthropic and an OpenAI provider."""
+    key_file = tmp_path_factory.mktemp("keys") / "key.txt"
+    key_file.write_text(upstream["api_key"] + "\n")
+    gateway.cli("tenant", "create", "claude-co")
+    for name, kind in [("anthropic-up", "anthropic"), ("openai-up", "openai")]:
+        gateway.cli(
+            "provider", "add", "--tenant", "claude-co", "--name", name, "--kind", kind,
+            "--base-url", upstream["base_url"], "--api-key-file", str(key_file),
+        )
+    for model, provider, upstream_model in [
+        ("claude-mock", "anthropic-up", "mock-small"),
+        ("gpt-mock", "openai-up", "mock-small"),
+        ("claude-overloaded", "anthropic-up", "mock-error-529"),
+    ]:
+        gateway.cli(
+            "model", "add", "--tenant", "claude-co", "--name", model,
+            "--provider", provider, "--upstream-model", upstream_model,
+        )
+    secret = json.loads(
+        gateway.cli("--json", "key", "create", "--tenant", "claude-co", "--name", "sdk").stdout
+    )["secret"]
+    root = gateway.base_url.rsplit("/v1", 1)[0]
+    client = Anthropic(base_url=root, api_key=secret, max_retries=0)
+    # The new key and models reach the data plane within moments.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.messages.create(
+                model="gpt-mock",
+                max_tokens=10,
+                messages=[{"role": "user", "content": "ready?"}],
+            )
+            break
+        except anthropic.APIStatusError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    return {"root": root, "secret": secret, "client": client}
+
+
+@pytest.mark.parametrize("model", ["claude-mock", "gpt-mock"])
+def test_messages(claude, model):
+    m = claude["client"].messages.create(
+        model=model,
+        max_tokens=200,
+        system="be brief",
+        messages=[{"role": "user", "content": "hello gateway"}],
+    )
+    assert m.type == "message"
+    assert m.content[0].type == "text"
+    assert m.content[0].text == HELLO
+    assert m.stop_reason == "end_turn"
+    assert m.usage.input_tokens == 10
+    assert m.usage.output_tokens == 11
+
+
+@pytest.mark.parametrize("model", ["claude-mock", "gpt-mock"])
+def test_streaming(claude, model):
+    with claude["client"].messages.stream(
+        model=model,
+        max_tokens=200,
+        system="be brief",
+        messages=[{"role": "user", "content": "hello gateway"}],
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == HELLO
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens == 11
+    assert final.usage.input_tokens == 10
+
+
+@pytest.mark.parametrize("model", ["claude-mock", "gpt-mock"])
+def test_tools(claude, model):
+    client = claude["client"]
+    question = [{"role": "user", "content": "find the docs"}]
+    m = client.messages.create(model=model, max_tokens=200, tools=TOOLS, messages=question)
+    assert m.stop_reason == "tool_use"
+    call = [b for b in m.content if b.type == "tool_use"][0]
+    assert call.name == "lookup"
+    assert call.input == {"query": "find the docs"}
+
+    # Streamed, the SDK assembles the input from input_json_delta pieces.
+    with client.messages.stream(model=model, max_tokens=200, tools=TOOLS, messages=question) as s:
+        final = s.get_final_message()
+    streamed = [b for b in final.content if b.type == "tool_use"][0]
+    assert streamed.input == {"query": "find the docs"}
+    assert final.stop_reason == "tool_use"
+
+    answer = client.messages.create(
+        model=model,
+        max_tokens=200,
+        tools=TOOLS,
+        messages=question
+        + [
+            {"role": "assistant", "content": [b.model_dump() for b in m.content]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "42 results"}],
+            },
+        ],
+    )
+    assert answer.content[0].text.endswith('The tool said: "42 results"')
+
+
+def test_anthropic_errors(claude):
+    with pytest.raises(anthropic.AuthenticationError) as e:
+        Anthropic(base_url=claude["root"], api_key="tg-wrong", max_retries=0).messages.create(
+            model="claude-mock", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        )
+    assert e.value.status_code == 401
+    assert e.value.body["error"]["type"] == "authentication_error"
+
+    with pytest.raises(anthropic.NotFoundError):
+        claude["client"].messages.create(
+            model="no-such-model", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        )
+
+    with pytest.raises(anthropic.APIStatusError) as e:
+        claude["client"].messages.create(
+            model="claude-overloaded", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        )
+    assert e.value.status_code == 529
+    assert e.value.body["error"]["type"] == "overloaded_error"
+
+
+def test_openai_sdk_to_anthropic_provider(claude, gateway):
+    client = OpenAI(base_url=gateway.base_url, api_key=claude["secret"], max_retries=0)
+    r = client.chat.completions.create(
+        model="claude-mock", messages=[{"role": "user", "content": "hello gateway"}]
+    )
+    assert r.choices[0].message.content == HELLO
+    assert r.usage.prompt_tokens == 5 and r.usage.completion_tokens == 11
+
+    chunks = list(
+        client.chat.completions.create(
+            model="claude-mock",
+            messages=[{"role": "user", "content": "find the docs"}],
+            tools=[{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    args = "".join(
+        tc.function.arguments or ""
+        for c in chunks
+        if c.choices
+        for tc in (c.choices[0].delta.tool_calls or [])
+    )
+    assert json.loads(args) == {"query": "find the docs"}
+    assert [c for c in chunks if c.choices][-1].choices[0].finish_reason == "tool_calls"
+    assert chunks[-1].usage.prompt_tokens == 6
+
+    with pytest.raises(openai.InternalServerError) as e:
+        client.chat.completions.create(
+            model="claude-overloaded", messages=[{"role": "user", "content": "x"}]
+        )
+    # OpenAI has no 529: an overloaded Anthropic is a 503 to OpenAI callers.
+    assert e.value.status_code == 503
