@@ -51,3 +51,10 @@ fn anthropic_request_translations() {
             .0
     });
 }
+
+#[test]
+fn gemini_request_translations() {
+    check("gemini", |body| {
+        tollgate_dp::providers::gemini::request::to_gemini(body).unwrap()
+    });
+}

@@ -1,7 +1,8 @@
 """The official `anthropic` and `openai` Python SDKs, unchanged, through the
 gateway to a mock Anthropic provider and a mock OpenAI provider (the
 `tollgate-mock` binary speaks both wire formats). Models are switched by name
-only: `claude-mock` is served by Anthropic, `gpt-mock` by OpenAI."""
+only: `claude-mock` is served by Anthropic, `gpt-mock` by OpenAI,
+`gemini-mock` by Gemini."""
 
 import json
 import time
@@ -28,7 +29,11 @@ def claude(gateway, upstream, tmp_path_factory):
     key_file = tmp_path_factory.mktemp("keys") / "key.txt"
     key_file.write_text(upstream["api_key"] + "\n")
     gateway.cli("tenant", "create", "claude-co")
-    for name, kind in [("anthropic-up", "anthropic"), ("openai-up", "openai")]:
+    for name, kind in [
+        ("anthropic-up", "anthropic"),
+        ("openai-up", "openai"),
+        ("gemini-up", "gemini"),
+    ]:
         gateway.cli(
             "provider", "add", "--tenant", "claude-co", "--name", name, "--kind", kind,
             "--base-url", upstream["base_url"], "--api-key-file", str(key_file),
@@ -36,6 +41,7 @@ def claude(gateway, upstream, tmp_path_factory):
     for model, provider, upstream_model in [
         ("claude-mock", "anthropic-up", "mock-small"),
         ("gpt-mock", "openai-up", "mock-small"),
+        ("gemini-mock", "gemini-up", "mock-small"),
         ("claude-overloaded", "anthropic-up", "mock-error-529"),
     ]:
         gateway.cli(
@@ -64,7 +70,7 @@ def claude(gateway, upstream, tmp_path_factory):
     return {"root": root, "secret": secret, "client": client}
 
 
-@pytest.mark.parametrize("model", ["claude-mock", "gpt-mock"])
+@pytest.mark.parametrize("model", ["claude-mock", "gpt-mock", "gemini-mock"])
 def test_messages(claude, model):
     m = claude["client"].messages.create(
         model=model,
@@ -80,7 +86,7 @@ def test_messages(claude, model):
     assert m.usage.output_tokens == 11
 
 
-@pytest.mark.parametrize("model", ["claude-mock", "gpt-mock"])
+@pytest.mark.parametrize("model", ["claude-mock", "gpt-mock", "gemini-mock"])
 def test_streaming(claude, model):
     with claude["client"].messages.stream(
         model=model,
@@ -96,7 +102,7 @@ def test_streaming(claude, model):
     assert final.usage.input_tokens == 10
 
 
-@pytest.mark.parametrize("model", ["claude-mock", "gpt-mock"])
+@pytest.mark.parametrize("model", ["claude-mock", "gpt-mock", "gemini-mock"])
 def test_tools(claude, model):
     client = claude["client"]
     question = [{"role": "user", "content": "find the docs"}]
@@ -183,3 +189,19 @@ def test_openai_sdk_to_anthropic_provider(claude, gateway):
         )
     # OpenAI has no 529: an overloaded Anthropic is a 503 to OpenAI callers.
     assert e.value.status_code == 503
+
+
+@pytest.mark.parametrize("model", ["claude-mock", "gemini-mock"])
+def test_openai_sdk_streams_from_translated_providers(claude, gateway, model):
+    client = OpenAI(base_url=gateway.base_url, api_key=claude["secret"], max_retries=0)
+    chunks = list(
+        client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": "hello gateway"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == HELLO
+    assert chunks[-1].usage.completion_tokens == 11

@@ -14,7 +14,7 @@ use crate::secret::SecretString;
 use crate::store::{NewProvider, Provider};
 
 /// Provider kinds the data plane knows.
-pub const PROVIDER_KINDS: &[&str] = &["openai", "anthropic", "mock"];
+pub const PROVIDER_KINDS: &[&str] = &["openai", "anthropic", "gemini", "mock"];
 
 #[derive(Debug, Clone)]
 pub struct ProviderApi {

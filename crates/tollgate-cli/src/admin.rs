@@ -43,12 +43,13 @@ pub struct ProviderAdd {
     pub tenant: String,
     #[arg(long)]
     pub name: String,
-    /// openai (any OpenAI-compatible API), anthropic (Messages API) or mock
-    /// (built into the data plane).
+    /// openai (any OpenAI-compatible API), anthropic (Messages API), gemini
+    /// (Gemini API) or mock (built into the data plane).
     #[arg(long, default_value = "openai")]
     pub kind: String,
     /// e.g. https://api.openai.com/v1; optional for anthropic
-    /// (https://api.anthropic.com/v1).
+    /// (https://api.anthropic.com/v1) and gemini
+    /// (https://generativelanguage.googleapis.com/v1beta).
     #[arg(long, default_value = "")]
     pub base_url: String,
     /// Read the API key from this file (keeps it out of shell history).

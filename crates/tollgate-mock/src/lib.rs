@@ -10,6 +10,7 @@
 pub mod anthropic;
 mod anthropic_routes;
 pub mod gemini;
+mod gemini_routes;
 pub mod openai;
 pub mod server;
 

@@ -4,7 +4,9 @@
 //! Routes: `POST /v1/chat/completions` (stream and non-stream, honouring
 //! `stream_options.include_usage`), `POST /v1/embeddings`, `GET /v1/models`;
 //! Anthropic's `POST /v1/messages` and `/v1/messages/count_tokens` (see
-//! [`crate::anthropic`]).
+//! [`crate::anthropic`]); Gemini's `POST /v1beta/models/{model}:generateContent`
+//! and `:streamGenerateContent?alt=sse`, also under `/v1/models/` (see
+//! [`crate::gemini`]).
 //! The model name selects failure behaviours:
 //!
 //! | model                    | behaviour                                            |
@@ -153,6 +155,14 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/messages", post(crate::anthropic_routes::messages))
         .route(
+            "/v1beta/models/{model_action}",
+            post(crate::gemini_routes::model_action),
+        )
+        .route(
+            "/v1/models/{model_action}",
+            post(crate::gemini_routes::model_action),
+        )
+        .route(
             "/v1/messages/count_tokens",
             post(crate::anthropic_routes::count_tokens),
         )
@@ -177,6 +187,7 @@ fn error(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> R
 pub(crate) enum Dialect {
     OpenAi,
     Anthropic,
+    Gemini,
 }
 
 /// An error response in the route's own shape.
@@ -200,6 +211,11 @@ pub(crate) fn dialect_error(dialect: Dialect, status: StatusCode, message: &str)
             )
                 .into_response()
         }
+        Dialect::Gemini => (
+            status,
+            axum::Json(crate::gemini::error_body(status.as_u16(), message)),
+        )
+            .into_response(),
     }
 }
 
@@ -242,6 +258,13 @@ pub(crate) fn admit(
                 bearer == Some(want.as_str()) || header("api-key") == Some(want.as_str())
             }
             Dialect::Anthropic => header("x-api-key") == Some(want.as_str()),
+            Dialect::Gemini => {
+                header("x-goog-api-key") == Some(want.as_str())
+                    || uri.query().is_some_and(|q| {
+                        q.split('&')
+                            .any(|kv| kv.strip_prefix("key=") == Some(want.as_str()))
+                    })
+            }
         };
         if !ok {
             return Err(Box::new(match dialect {

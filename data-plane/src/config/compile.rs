@@ -19,7 +19,7 @@ use super::{
 pub enum CompileError {
     #[error("tenant {tenant:?}: duplicate tenant id")]
     DuplicateTenant { tenant: String },
-    #[error("tenant {tenant:?}: provider {provider:?} has unknown kind {kind:?} (expected openai, anthropic or mock)")]
+    #[error("tenant {tenant:?}: provider {provider:?} has unknown kind {kind:?} (expected openai, anthropic, gemini or mock)")]
     UnknownKind {
         tenant: String,
         provider: String,
@@ -185,6 +185,7 @@ fn compile_providers(
             kind,
             chat_url: match kind {
                 ProviderKind::Anthropic => format!("{base_url}/messages"),
+                ProviderKind::Gemini => format!("{base_url}/models"),
                 ProviderKind::OpenAi | ProviderKind::Mock => {
                     format!("{base_url}/chat/completions")
                 }

@@ -37,6 +37,9 @@ pub enum ProviderKind {
     OpenAi,
     /// Anthropic Messages API (`{base_url}/messages`, `x-api-key`).
     Anthropic,
+    /// Google Gemini API (`{base_url}/models/{model}:generateContent`,
+    /// `x-goog-api-key`).
+    Gemini,
     /// Built in: answers in-process, no network.
     Mock,
 }
@@ -46,6 +49,7 @@ impl ProviderKind {
         match s {
             "openai" => Some(ProviderKind::OpenAi),
             "anthropic" => Some(ProviderKind::Anthropic),
+            "gemini" => Some(ProviderKind::Gemini),
             "mock" => Some(ProviderKind::Mock),
             _ => None,
         }
@@ -55,6 +59,7 @@ impl ProviderKind {
     pub fn default_base_url(&self) -> Option<&'static str> {
         match self {
             ProviderKind::Anthropic => Some("https://api.anthropic.com/v1"),
+            ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com/v1beta"),
             ProviderKind::OpenAi | ProviderKind::Mock => None,
         }
     }
@@ -63,6 +68,7 @@ impl ProviderKind {
         match self {
             ProviderKind::OpenAi => "openai",
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
             ProviderKind::Mock => "mock",
         }
     }
@@ -104,7 +110,8 @@ pub struct ProviderTarget {
     pub base_url: String,
     pub api_key: SecretString,
     /// The chat endpoint of the kind: `{base_url}/chat/completions`
-    /// (OpenAI), `{base_url}/messages` (Anthropic).
+    /// (OpenAI), `{base_url}/messages` (Anthropic), `{base_url}/models`
+    /// (Gemini: the model and method are appended per call).
     pub chat_url: String,
     /// `Bearer <api_key>`, marked sensitive; `None` when there is no key.
     pub auth_header: Option<http::HeaderValue>,

@@ -26,6 +26,12 @@ pub trait EventTranslator: Send {
         data: &[u8],
         out: &mut Vec<Bytes>,
     ) -> Result<(), GatewayError>;
+
+    /// The upstream ended cleanly: protocols without an end marker
+    /// (Gemini) finish the downstream stream here.
+    fn on_end(&mut self, _out: &mut Vec<Bytes>) -> Result<(), GatewayError> {
+        Ok(())
+    }
 }
 
 /// The `event:` field of an SSE event, if any.
@@ -89,7 +95,14 @@ pub fn translate(upstream: ByteStream, translator: Box<dyn EventTranslator>) -> 
                     s.ended = true;
                     return Some((Err(e), s));
                 }
-                None => s.ended = true,
+                None => {
+                    s.ended = true;
+                    let mut out = Vec::new();
+                    if let Err(e) = s.translator.on_end(&mut out) {
+                        s.failure = Some(e);
+                    }
+                    s.queue.extend(out);
+                }
             }
         }
     }))

@@ -6,6 +6,7 @@
 
 pub mod anthropic;
 pub mod event_stream;
+pub mod gemini;
 pub mod mock;
 pub mod openai;
 pub mod upstream;
@@ -79,6 +80,7 @@ pub trait ProviderAdapter: Send + Sync {
 pub struct Providers {
     openai: openai::OpenAiAdapter,
     pub anthropic: anthropic::AnthropicAdapter,
+    gemini: gemini::GeminiAdapter,
     mock: mock::MockAdapter,
 }
 
@@ -86,7 +88,8 @@ impl Providers {
     pub fn new(client: reqwest::Client) -> Self {
         Providers {
             openai: openai::OpenAiAdapter::new(client.clone()),
-            anthropic: anthropic::AnthropicAdapter::new(client),
+            anthropic: anthropic::AnthropicAdapter::new(client.clone()),
+            gemini: gemini::GeminiAdapter::new(client),
             mock: mock::MockAdapter,
         }
     }
@@ -95,6 +98,7 @@ impl Providers {
         match kind {
             ProviderKind::OpenAi => &self.openai,
             ProviderKind::Anthropic => &self.anthropic,
+            ProviderKind::Gemini => &self.gemini,
             ProviderKind::Mock => &self.mock,
         }
     }
