@@ -84,7 +84,7 @@ async fn tenant_provider_model_key_crud() {
     );
     for (kind, url) in [
         ("openai", ""),
-        ("gemini", "https://x"),
+        ("bedrock", "https://x"),
         ("openai", "ftp://x"),
     ] {
         let e = a
