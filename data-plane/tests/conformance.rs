@@ -23,6 +23,8 @@ pub struct Provider {
     /// The provider streams tool arguments in pieces (Gemini sends each
     /// call whole).
     pub argument_pieces: bool,
+    /// Extra YAML lines of the provider (settings).
+    pub extra: &'static str,
 }
 
 pub struct Setup {
@@ -35,6 +37,13 @@ const FAILURES: &[u16] = &[400, 401, 429, 500, 529];
 
 fn yaml(base_url: &str, p: Provider) -> String {
     let kind = p.kind;
+    let extra = p.extra;
+    // Azure's base URL is the resource root, not `/v1`.
+    let base_url = if kind == "azure" {
+        base_url.trim_end_matches("/v1")
+    } else {
+        base_url
+    };
     let mut models = String::from(
         "      - {name: chat, provider: up, upstream_model: mock-small}\n      - {name: dropping, provider: up, upstream_model: mock-drop-after-3}\n",
     );
@@ -52,7 +61,7 @@ tenants:
       - name: up
         kind: {kind}
         base_url: {base_url}
-        api_key: {UPSTREAM_KEY}
+        api_key: {UPSTREAM_KEY}{extra}
     models:
 {models}
     keys:
@@ -211,6 +220,13 @@ pub async fn multi_turn_with_system(p: Provider) {
             assert_eq!(roles, ["user", "model", "user"]);
         }
         _ => assert_eq!(up["messages"].as_array().unwrap().len(), 4),
+    }
+    if s.p.kind == "azure" {
+        let seen = s.mock.requests();
+        let last = seen.last().unwrap();
+        assert_eq!(last.path, "/openai/deployments/mock-small/chat/completions");
+        assert_eq!(last.header("api-key"), Some(UPSTREAM_KEY));
+        assert_eq!(last.header("authorization"), None);
     }
 }
 
@@ -443,6 +459,7 @@ conformance!(
     openai,
     Provider {
         kind: "openai",
+        extra: "",
         argument_pieces: true,
         status_529: 529
     }
@@ -451,6 +468,7 @@ conformance!(
     anthropic,
     Provider {
         kind: "anthropic",
+        extra: "",
         argument_pieces: true,
         status_529: 503
     }
@@ -459,7 +477,17 @@ conformance!(
     gemini,
     Provider {
         kind: "gemini",
+        extra: "",
         argument_pieces: false,
         status_529: 503
+    }
+);
+conformance!(
+    azure,
+    Provider {
+        kind: "azure",
+        extra: "\n        settings: {api_version: 2024-10-21}",
+        argument_pieces: true,
+        status_529: 529
     }
 );

@@ -189,6 +189,7 @@ fn snapshot(version: u64, keys: &[&str]) -> pb::Snapshot {
                     kind: "mock".into(),
                     base_url: String::new(),
                     api_key: String::new(),
+                    ..Default::default()
                 },
                 pb::ProviderConfig {
                     id: "pv_up".into(),
@@ -196,6 +197,7 @@ fn snapshot(version: u64, keys: &[&str]) -> pb::Snapshot {
                     kind: "openai".into(),
                     base_url: "http://127.0.0.1:9/v1".into(),
                     api_key: PROVIDER_KEY.into(),
+                    ..Default::default()
                 },
             ],
             models: vec![pb::ModelConfig {

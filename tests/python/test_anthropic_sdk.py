@@ -2,7 +2,8 @@
 gateway to a mock Anthropic provider and a mock OpenAI provider (the
 `tollgate-mock` binary speaks both wire formats). Models are switched by name
 only: `claude-mock` is served by Anthropic, `gpt-mock` by OpenAI,
-`gemini-mock` by Gemini."""
+`gemini-mock` by Gemini, `azure-mock` by Azure OpenAI (deployment
+`mock-small`)."""
 
 import json
 import time
@@ -38,10 +39,17 @@ def claude(gateway, upstream, tmp_path_factory):
             "provider", "add", "--tenant", "claude-co", "--name", name, "--kind", kind,
             "--base-url", upstream["base_url"], "--api-key-file", str(key_file),
         )
+    # Azure's base URL is the resource root; the api-version is a setting.
+    gateway.cli(
+        "provider", "add", "--tenant", "claude-co", "--name", "azure-up", "--kind", "azure",
+        "--base-url", upstream["base_url"].rsplit("/v1", 1)[0], "--api-key-file", str(key_file),
+        "--setting", "api_version=2024-10-21",
+    )
     for model, provider, upstream_model in [
         ("claude-mock", "anthropic-up", "mock-small"),
         ("gpt-mock", "openai-up", "mock-small"),
         ("gemini-mock", "gemini-up", "mock-small"),
+        ("azure-mock", "azure-up", "mock-small"),
         ("claude-overloaded", "anthropic-up", "mock-error-529"),
     ]:
         gateway.cli(
@@ -70,7 +78,7 @@ def claude(gateway, upstream, tmp_path_factory):
     return {"root": root, "secret": secret, "client": client}
 
 
-@pytest.mark.parametrize("model", ["claude-mock", "gpt-mock", "gemini-mock"])
+@pytest.mark.parametrize("model", ["claude-mock", "gpt-mock", "gemini-mock", "azure-mock"])
 def test_messages(claude, model):
     m = claude["client"].messages.create(
         model=model,
@@ -86,7 +94,7 @@ def test_messages(claude, model):
     assert m.usage.output_tokens == 11
 
 
-@pytest.mark.parametrize("model", ["claude-mock", "gpt-mock", "gemini-mock"])
+@pytest.mark.parametrize("model", ["claude-mock", "gpt-mock", "gemini-mock", "azure-mock"])
 def test_streaming(claude, model):
     with claude["client"].messages.stream(
         model=model,
@@ -102,7 +110,7 @@ def test_streaming(claude, model):
     assert final.usage.input_tokens == 10
 
 
-@pytest.mark.parametrize("model", ["claude-mock", "gpt-mock", "gemini-mock"])
+@pytest.mark.parametrize("model", ["claude-mock", "gpt-mock", "gemini-mock", "azure-mock"])
 def test_tools(claude, model):
     client = claude["client"]
     question = [{"role": "user", "content": "find the docs"}]
@@ -191,7 +199,7 @@ def test_openai_sdk_to_anthropic_provider(claude, gateway):
     assert e.value.status_code == 503
 
 
-@pytest.mark.parametrize("model", ["claude-mock", "gemini-mock"])
+@pytest.mark.parametrize("model", ["claude-mock", "gemini-mock", "azure-mock"])
 def test_openai_sdk_streams_from_translated_providers(claude, gateway, model):
     client = OpenAI(base_url=gateway.base_url, api_key=claude["secret"], max_retries=0)
     chunks = list(

@@ -44,6 +44,7 @@ pub async fn build_snapshot(
                 kind: p.provider.kind.clone(),
                 base_url: p.provider.base_url.clone(),
                 api_key,
+                settings: p.provider.settings.clone().into_iter().collect(),
             });
         }
         tenants.push(pb::TenantConfig {

@@ -58,6 +58,10 @@ pub struct ProviderAdd {
     /// Read the API key from this environment variable.
     #[arg(long)]
     pub api_key_env: Option<String>,
+    /// A kind-specific setting as KEY=VALUE, repeatable (azure:
+    /// api_version=2024-10-21).
+    #[arg(long = "setting", value_name = "KEY=VALUE")]
+    pub settings: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -208,6 +212,17 @@ pub async fn provider(admin: &mut Admin, cmd: ProviderCmd, as_json: bool) -> any
                     kind: add.kind,
                     base_url: add.base_url,
                     api_key,
+                    settings: add
+                        .settings
+                        .iter()
+                        .map(|kv| {
+                            kv.split_once('=')
+                                .map(|(k, v)| (k.to_string(), v.to_string()))
+                                .ok_or_else(|| {
+                                    anyhow::anyhow!("--setting {kv:?}: expected KEY=VALUE")
+                                })
+                        })
+                        .collect::<anyhow::Result<_>>()?,
                 })
                 .await
                 .map_err(status_error)?
@@ -283,7 +298,8 @@ pub async fn provider(admin: &mut Admin, cmd: ProviderCmd, as_json: bool) -> any
 
 fn provider_json(p: &pb::Provider) -> serde_json::Value {
     json!({"id": p.id, "tenant_id": p.tenant_id, "name": p.name, "kind": p.kind,
-           "base_url": p.base_url, "key_fingerprint": p.key_fingerprint, "key_last4": p.key_last4})
+           "base_url": p.base_url, "key_fingerprint": p.key_fingerprint, "key_last4": p.key_last4,
+           "settings": p.settings})
 }
 
 pub async fn model(admin: &mut Admin, cmd: ModelCmd, as_json: bool) -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 //!
 //! Routes: `POST /v1/chat/completions` (stream and non-stream, honouring
 //! `stream_options.include_usage`), `POST /v1/embeddings`, `GET /v1/models`;
+//! Azure's `POST /openai/deployments/{deployment}/chat/completions?api-version=…`;
 //! Anthropic's `POST /v1/messages` and `/v1/messages/count_tokens` (see
 //! [`crate::anthropic`]); Gemini's `POST /v1beta/models/{model}:generateContent`
 //! and `:streamGenerateContent?alt=sse`, also under `/v1/models/` (see
@@ -153,6 +154,10 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/embeddings", post(embeddings))
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(azure_chat_completions),
+        )
         .route("/v1/messages", post(crate::anthropic_routes::messages))
         .route(
             "/v1beta/models/{model_action}",
@@ -438,6 +443,29 @@ pub(crate) fn sse_response(
         .header("cache-control", "no-cache")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Azure OpenAI's deployment route: the OpenAI format, with a required
+/// `api-version` query parameter (Azure answers 404 without one).
+async fn azure_chat_completions(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let has_version = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("api-version=")));
+    if !has_version {
+        return error(
+            StatusCode::NOT_FOUND,
+            "Resource not found",
+            "invalid_request_error",
+            Some("404"),
+        );
+    }
+    chat_completions(State(shared), method, uri, headers, raw).await
 }
 
 async fn embeddings(

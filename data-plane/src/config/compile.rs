@@ -19,7 +19,7 @@ use super::{
 pub enum CompileError {
     #[error("tenant {tenant:?}: duplicate tenant id")]
     DuplicateTenant { tenant: String },
-    #[error("tenant {tenant:?}: provider {provider:?} has unknown kind {kind:?} (expected openai, anthropic, gemini or mock)")]
+    #[error("tenant {tenant:?}: provider {provider:?} has unknown kind {kind:?} (expected openai, azure, anthropic, gemini or mock)")]
     UnknownKind {
         tenant: String,
         provider: String,
@@ -183,9 +183,19 @@ fn compile_providers(
             id: p.id.clone(),
             name: p.name.clone(),
             kind,
+            url_query: match kind {
+                ProviderKind::Azure => format!(
+                    "?api-version={}",
+                    p.settings
+                        .get("api_version")
+                        .map_or(crate::providers::azure::DEFAULT_API_VERSION, String::as_str)
+                ),
+                _ => String::new(),
+            },
             chat_url: match kind {
                 ProviderKind::Anthropic => format!("{base_url}/messages"),
                 ProviderKind::Gemini => format!("{base_url}/models"),
+                ProviderKind::Azure => format!("{base_url}/openai/deployments"),
                 ProviderKind::OpenAi | ProviderKind::Mock => {
                     format!("{base_url}/chat/completions")
                 }
@@ -271,6 +281,7 @@ pub(crate) mod tests {
                             kind: "openai".into(),
                             base_url: "http://127.0.0.1:9/v1/".into(),
                             api_key: "sk-upstream-secret".into(),
+                            ..Default::default()
                         },
                         pb::ProviderConfig {
                             id: "pv_mock".into(),
@@ -278,6 +289,7 @@ pub(crate) mod tests {
                             kind: "mock".into(),
                             base_url: String::new(),
                             api_key: String::new(),
+                            ..Default::default()
                         },
                     ],
                     models: vec![
@@ -381,6 +393,25 @@ pub(crate) mod tests {
             p.api_key_header.as_ref().unwrap().to_str().unwrap(),
             "sk-upstream-secret"
         );
+    }
+
+    #[test]
+    fn azure_urls_carry_the_api_version() {
+        let mut s = snapshot(1);
+        s.tenants[0].providers[0].kind = "azure".into();
+        s.tenants[0].providers[0].base_url = "https://res.openai.azure.com/".into();
+        let c = compile(&s).unwrap();
+        let p = &c.tenants["tn_acme"].models["gpt-test"].provider;
+        assert_eq!(
+            crate::providers::azure::chat_url(p, "gpt4o-prod"),
+            "https://res.openai.azure.com/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21"
+        );
+        s.tenants[0].providers[0]
+            .settings
+            .insert("api_version".into(), "2025-01-01-preview".into());
+        let c = compile(&s).unwrap();
+        let p = &c.tenants["tn_acme"].models["gpt-test"].provider;
+        assert_eq!(p.url_query, "?api-version=2025-01-01-preview");
     }
 
     fn reject(mutate: impl FnOnce(&mut pb::Snapshot)) -> String {

@@ -44,6 +44,9 @@ struct FileProvider {
     base_url: String,
     api_key: Option<String>,
     api_key_env: Option<String>,
+    /// Kind-specific settings, e.g. `api_version` for azure.
+    #[serde(default)]
+    settings: std::collections::HashMap<String, String>,
 }
 
 impl std::fmt::Debug for FileProvider {
@@ -148,6 +151,7 @@ pub fn parse_yaml(
                 kind: p.kind.clone(),
                 base_url: p.base_url.clone(),
                 api_key,
+                settings: p.settings.clone(),
             });
         }
         let models = t

@@ -35,6 +35,9 @@ impl CallerKey {
 pub enum ProviderKind {
     /// Any OpenAI-compatible base URL.
     OpenAi,
+    /// Azure OpenAI: `{base_url}/openai/deployments/{deployment}/…` with
+    /// `api-version` and the `api-key` header.
+    Azure,
     /// Anthropic Messages API (`{base_url}/messages`, `x-api-key`).
     Anthropic,
     /// Google Gemini API (`{base_url}/models/{model}:generateContent`,
@@ -48,6 +51,7 @@ impl ProviderKind {
     pub fn parse(s: &str) -> Option<ProviderKind> {
         match s {
             "openai" => Some(ProviderKind::OpenAi),
+            "azure" => Some(ProviderKind::Azure),
             "anthropic" => Some(ProviderKind::Anthropic),
             "gemini" => Some(ProviderKind::Gemini),
             "mock" => Some(ProviderKind::Mock),
@@ -60,13 +64,14 @@ impl ProviderKind {
         match self {
             ProviderKind::Anthropic => Some("https://api.anthropic.com/v1"),
             ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com/v1beta"),
-            ProviderKind::OpenAi | ProviderKind::Mock => None,
+            ProviderKind::OpenAi | ProviderKind::Azure | ProviderKind::Mock => None,
         }
     }
 
     pub fn as_str(&self) -> &'static str {
         match self {
             ProviderKind::OpenAi => "openai",
+            ProviderKind::Azure => "azure",
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::Gemini => "gemini",
             ProviderKind::Mock => "mock",
@@ -111,8 +116,12 @@ pub struct ProviderTarget {
     pub api_key: SecretString,
     /// The chat endpoint of the kind: `{base_url}/chat/completions`
     /// (OpenAI), `{base_url}/messages` (Anthropic), `{base_url}/models`
-    /// (Gemini: the model and method are appended per call).
+    /// (Gemini: the model and method are appended per call),
+    /// `{base_url}/openai/deployments` (Azure: the deployment is appended).
     pub chat_url: String,
+    /// Query appended to every call's URL: `?api-version=…` (Azure), else
+    /// empty.
+    pub url_query: String,
     /// `Bearer <api_key>`, marked sensitive; `None` when there is no key.
     pub auth_header: Option<http::HeaderValue>,
     /// The bare key as a header value (`x-api-key`, `api-key`,
@@ -204,6 +213,7 @@ mod tests {
             base_url: "http://x/v1".into(),
             api_key: SecretString::new("sk-very-secret-123"),
             chat_url: "http://x/v1/chat/completions".into(),
+            url_query: String::new(),
             auth_header: None,
             api_key_header: None,
         };

@@ -5,6 +5,7 @@
 //! with its usage, or a byte stream of SSE events.
 
 pub mod anthropic;
+pub mod azure;
 pub mod event_stream;
 pub mod gemini;
 pub mod mock;
@@ -79,6 +80,7 @@ pub trait ProviderAdapter: Send + Sync {
 /// Every adapter, chosen by a target's kind.
 pub struct Providers {
     openai: openai::OpenAiAdapter,
+    azure: azure::AzureAdapter,
     pub anthropic: anthropic::AnthropicAdapter,
     gemini: gemini::GeminiAdapter,
     mock: mock::MockAdapter,
@@ -88,6 +90,7 @@ impl Providers {
     pub fn new(client: reqwest::Client) -> Self {
         Providers {
             openai: openai::OpenAiAdapter::new(client.clone()),
+            azure: azure::AzureAdapter::new(client.clone()),
             anthropic: anthropic::AnthropicAdapter::new(client.clone()),
             gemini: gemini::GeminiAdapter::new(client),
             mock: mock::MockAdapter,
@@ -97,6 +100,7 @@ impl Providers {
     pub fn adapter(&self, kind: ProviderKind) -> &dyn ProviderAdapter {
         match kind {
             ProviderKind::OpenAi => &self.openai,
+            ProviderKind::Azure => &self.azure,
             ProviderKind::Anthropic => &self.anthropic,
             ProviderKind::Gemini => &self.gemini,
             ProviderKind::Mock => &self.mock,

@@ -173,18 +173,21 @@ impl OpenAiAdapter {
     }
 }
 
-#[async_trait]
-impl ProviderAdapter for OpenAiAdapter {
-    async fn send(
+impl OpenAiAdapter {
+    /// One Chat Completions call to `url`, authenticated with `auth`
+    /// (header name and value); shared with the Azure adapter.
+    pub(crate) async fn post_chat(
         &self,
-        target: &ProviderTarget,
+        url: &str,
+        auth: Option<(&'static str, &http::HeaderValue)>,
+        provider: &str,
         body: &Map<String, Value>,
         options: CallOptions,
     ) -> Result<UpstreamResponse, GatewayError> {
         let payload = serde_json::to_vec(body).map_err(|_| GatewayError::Internal)?;
         let mut req = self
             .client
-            .post(&target.chat_url)
+            .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(
                 http::header::ACCEPT,
@@ -195,10 +198,9 @@ impl ProviderAdapter for OpenAiAdapter {
                 },
             )
             .body(payload);
-        if let Some(auth) = &target.auth_header {
-            req = req.header(http::header::AUTHORIZATION, auth.clone());
+        if let Some((name, value)) = auth {
+            req = req.header(name, value.clone());
         }
-        let provider = target.name.as_str();
         if !options.stream {
             // The whole exchange, body included, within the timeout.
             let resp = req
@@ -236,6 +238,23 @@ impl ProviderAdapter for OpenAiAdapter {
             .bytes_stream()
             .map_err(move |e| transport_error(&e, &provider));
         Ok(UpstreamResponse::Stream(Box::pin(stream)))
+    }
+}
+
+#[async_trait]
+impl ProviderAdapter for OpenAiAdapter {
+    async fn send(
+        &self,
+        target: &ProviderTarget,
+        body: &Map<String, Value>,
+        options: CallOptions,
+    ) -> Result<UpstreamResponse, GatewayError> {
+        let auth = target
+            .auth_header
+            .as_ref()
+            .map(|v| (http::header::AUTHORIZATION.as_str(), v));
+        self.post_chat(&target.chat_url, auth, &target.name, body, options)
+            .await
     }
 }
 
