@@ -51,6 +51,9 @@ def claude(gateway, upstream, tmp_path_factory):
         ("gemini-mock", "gemini-up", "mock-small"),
         ("azure-mock", "azure-up", "mock-small"),
         ("claude-overloaded", "anthropic-up", "mock-error-529"),
+        ("embed-openai", "openai-up", "mock-embed"),
+        ("embed-azure", "azure-up", "mock-embed"),
+        ("embed-gemini", "gemini-up", "mock-embed"),
     ]:
         gateway.cli(
             "model", "add", "--tenant", "claude-co", "--name", model,
@@ -213,3 +216,17 @@ def test_openai_sdk_streams_from_translated_providers(claude, gateway, model):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == HELLO
     assert chunks[-1].usage.completion_tokens == 11
+
+
+@pytest.mark.parametrize("model", ["embed-openai", "embed-azure", "embed-gemini"])
+def test_embeddings_float_and_base64(claude, gateway, model):
+    client = OpenAI(base_url=gateway.base_url, api_key=claude["secret"], max_retries=0)
+    # The SDK asks for base64 by default and decodes it.
+    default = client.embeddings.create(model=model, input=["hello world", "other"])
+    floats = client.embeddings.create(
+        model=model, input=["hello world", "other"], encoding_format="float"
+    )
+    assert len(default.data) == 2 and len(default.data[0].embedding) == 8
+    for a, b in zip(default.data, floats.data):
+        assert a.embedding == pytest.approx(b.embedding, abs=1e-6)
+    assert default.data[0].embedding != default.data[1].embedding

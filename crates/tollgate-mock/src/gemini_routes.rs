@@ -35,6 +35,9 @@ pub(crate) async fn model_action(
     let Some((model, action)) = model_action.split_once(':') else {
         return dialect_error(Dialect::Gemini, StatusCode::NOT_FOUND, "Unknown method.");
     };
+    if action == "batchEmbedContents" {
+        return batch_embed(&body);
+    }
     let stream = match action {
         "generateContent" => false,
         "streamGenerateContent" => true,
@@ -90,4 +93,36 @@ pub(crate) async fn model_action(
         shared.options.chunk_delay,
         drop_after,
     )
+}
+
+/// `batchEmbedContents`: the mock's deterministic vectors, one per request
+/// (8 dimensions unless `outputDimensionality` says otherwise).
+fn batch_embed(body: &serde_json::Value) -> Response {
+    let Some(requests) = body.get("requests").and_then(serde_json::Value::as_array) else {
+        return dialect_error(
+            Dialect::Gemini,
+            StatusCode::BAD_REQUEST,
+            "* BatchEmbedContentsRequest.requests: requests is not specified",
+        );
+    };
+    let embeddings: Vec<serde_json::Value> = requests
+        .iter()
+        .map(|r| {
+            let text: Vec<&str> = r
+                .pointer("/content/parts")
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.get("text").and_then(serde_json::Value::as_str))
+                .collect();
+            let dims = r
+                .get("outputDimensionality")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|d| usize::try_from(d).ok())
+                .unwrap_or(8)
+                .min(4096);
+            serde_json::json!({"values": crate::openai::embedding_for(&text.join(" "), dims)})
+        })
+        .collect();
+    axum::Json(serde_json::json!({"embeddings": embeddings})).into_response()
 }

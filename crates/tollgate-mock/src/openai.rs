@@ -273,6 +273,14 @@ pub fn embedding_for(input: &str, dims: usize) -> Vec<f32> {
         .collect()
 }
 
+/// A vector as OpenAI's `encoding_format: base64`: the little-endian
+/// bytes of its `f32`s.
+pub fn embedding_base64(v: &[f32]) -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// An OpenAI-shaped error body.
 pub fn error_body(message: &str, kind: &str, code: Option<&str>) -> Value {
     json!({"error": {"message": message, "type": kind, "param": null, "code": code}})

@@ -158,6 +158,10 @@ fn router(shared: Arc<Shared>) -> Router {
             "/openai/deployments/{deployment}/chat/completions",
             post(azure_chat_completions),
         )
+        .route(
+            "/openai/deployments/{deployment}/embeddings",
+            post(azure_embeddings),
+        )
         .route("/v1/messages", post(crate::anthropic_routes::messages))
         .route(
             "/v1beta/models/{model_action}",
@@ -468,6 +472,27 @@ async fn azure_chat_completions(
     chat_completions(State(shared), method, uri, headers, raw).await
 }
 
+async fn azure_embeddings(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    if !uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("api-version=")))
+    {
+        return error(
+            StatusCode::NOT_FOUND,
+            "Resource not found",
+            "invalid_request_error",
+            Some("404"),
+        );
+    }
+    embeddings(State(shared), method, uri, headers, raw).await
+}
+
 async fn embeddings(
     State(shared): State<Arc<Shared>>,
     method: Method,
@@ -508,10 +533,19 @@ async fn embeddings(
         .unwrap_or(8)
         .min(4096);
     let tokens: usize = inputs.iter().map(|s| s.split_whitespace().count()).sum();
+    let base64 = body.get("encoding_format").and_then(Value::as_str) == Some("base64");
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
-        .map(|(i, s)| json!({"object": "embedding", "index": i, "embedding": openai::embedding_for(s, dims)}))
+        .map(|(i, s)| {
+            let v = openai::embedding_for(s, dims);
+            let embedding = if base64 {
+                json!(openai::embedding_base64(&v))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
         .collect();
     axum::Json(json!({
         "object": "list",

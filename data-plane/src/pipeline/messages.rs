@@ -36,7 +36,10 @@ fn parse(bytes: &[u8]) -> Result<Map<String, Value>, GatewayError> {
 }
 
 impl Gateway {
-    async fn read_json(&self, session: &mut Session) -> Result<Map<String, Value>, Failure> {
+    pub(super) async fn read_json(
+        &self,
+        session: &mut Session,
+    ) -> Result<Map<String, Value>, Failure> {
         let limit = self.limits.max_body_bytes;
         let body = http::read_body(session, limit).await.map_err(|e| match e {
             BodyError::TooLarge => Failure::Reply(GatewayError::BodyTooLarge { limit }),

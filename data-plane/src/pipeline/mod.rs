@@ -13,6 +13,7 @@
 
 pub mod chat_request;
 pub mod drain;
+mod embeddings;
 mod messages;
 mod relay;
 
@@ -110,6 +111,7 @@ enum Endpoint {
     ChatCompletions,
     Messages,
     CountTokens,
+    Embeddings,
 }
 
 fn endpoint(method: &::http::Method, path: &str) -> Result<Endpoint, GatewayError> {
@@ -125,6 +127,7 @@ fn endpoint(method: &::http::Method, path: &str) -> Result<Endpoint, GatewayErro
         "/v1/models" => (Endpoint::Models, &[::http::Method::GET]),
         "/v1/chat/completions" => (Endpoint::ChatCompletions, &[::http::Method::POST]),
         "/v1/messages" => (Endpoint::Messages, &[::http::Method::POST]),
+        "/v1/embeddings" => (Endpoint::Embeddings, &[::http::Method::POST]),
         "/v1/messages/count_tokens" => (Endpoint::CountTokens, &[::http::Method::POST]),
         _ => return Err(GatewayError::UnknownRoute(path.to_string())),
     };
@@ -212,6 +215,7 @@ impl Gateway {
             Endpoint::ChatCompletions => self.chat(session, ctx).await?,
             Endpoint::Messages => self.messages(session, ctx).await?,
             Endpoint::CountTokens => self.count_tokens(session, ctx).await?,
+            Endpoint::Embeddings => self.embeddings(session, ctx).await?,
         }
         Ok(())
     }

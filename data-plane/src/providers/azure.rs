@@ -5,7 +5,9 @@
 //! `prompt_filter_results` and `content_filter` finishes, passed through).
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use serde_json::{Map, Value};
+use tollgate_core::usage::Usage;
 
 use super::openai::OpenAiAdapter;
 use super::{CallOptions, ProviderAdapter, UpstreamResponse};
@@ -37,25 +39,47 @@ pub fn chat_url(target: &ProviderTarget, deployment: &str) -> String {
     )
 }
 
+fn deployment(body: &Map<String, Value>) -> Result<&str, GatewayError> {
+    let d = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if d.is_empty() || d.contains(['/', '?', '#']) {
+        return Err(GatewayError::InvalidRequest {
+            message: "The model's Azure deployment name is not usable in a URL.".into(),
+            param: Some("model"),
+        });
+    }
+    Ok(d)
+}
+
 #[async_trait]
 impl ProviderAdapter for AzureAdapter {
+    async fn embed(
+        &self,
+        target: &ProviderTarget,
+        body: &Map<String, Value>,
+        timeout: std::time::Duration,
+    ) -> Result<(Bytes, Option<Usage>), GatewayError> {
+        let url = format!(
+            "{}/{}/embeddings{}",
+            target.chat_url,
+            deployment(body)?,
+            target.url_query
+        );
+        let auth = target.api_key_header.as_ref().map(|v| ("api-key", v));
+        self.openai
+            .post_embeddings(&url, auth, &target.name, body, timeout)
+            .await
+    }
+
     async fn send(
         &self,
         target: &ProviderTarget,
         body: &Map<String, Value>,
         options: CallOptions,
     ) -> Result<UpstreamResponse, GatewayError> {
-        let deployment = body
-            .get("model")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if deployment.is_empty() || deployment.contains(['/', '?', '#']) {
-            return Err(GatewayError::InvalidRequest {
-                message: "The model's Azure deployment name is not usable in a URL.".into(),
-                param: Some("model"),
-            });
-        }
-        let url = chat_url(target, deployment);
+        let url = chat_url(target, deployment(body)?);
         let auth = target.api_key_header.as_ref().map(|v| ("api-key", v));
         self.openai
             .post_chat(&url, auth, &target.name, body, options)

@@ -6,6 +6,7 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod embeddings;
 pub mod event_stream;
 pub mod gemini;
 pub mod mock;
@@ -75,6 +76,24 @@ pub trait ProviderAdapter: Send + Sync {
         body: &Map<String, Value>,
         options: CallOptions,
     ) -> Result<UpstreamResponse, GatewayError>;
+
+    /// `POST /v1/embeddings`: `body` is the caller's OpenAI embeddings
+    /// request with the upstream model; the answer is an OpenAI embeddings
+    /// list (encoded as the caller asked) and its usage.
+    async fn embed(
+        &self,
+        target: &ProviderTarget,
+        _body: &Map<String, Value>,
+        _timeout: Duration,
+    ) -> Result<(Bytes, Option<Usage>), GatewayError> {
+        Err(GatewayError::InvalidRequest {
+            message: format!(
+                "Embeddings are not available from this model's provider ({}).",
+                target.kind.as_str()
+            ),
+            param: Some("model"),
+        })
+    }
 }
 
 /// Every adapter, chosen by a target's kind.

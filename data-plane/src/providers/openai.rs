@@ -174,6 +174,37 @@ impl OpenAiAdapter {
 }
 
 impl OpenAiAdapter {
+    /// `POST {url}` of an OpenAI embeddings request, passed through.
+    pub(crate) async fn post_embeddings(
+        &self,
+        url: &str,
+        auth: Option<(&'static str, &http::HeaderValue)>,
+        provider: &str,
+        body: &Map<String, Value>,
+        timeout: std::time::Duration,
+    ) -> Result<(Bytes, Option<Usage>), GatewayError> {
+        let payload = serde_json::to_vec(body).map_err(|_| GatewayError::Internal)?;
+        let mut req = self
+            .client
+            .post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(payload);
+        if let Some((name, value)) = auth {
+            req = req.header(name, value.clone());
+        }
+        let options = CallOptions {
+            stream: false,
+            timeout,
+        };
+        match super::upstream::exchange(req, options, provider, status_error).await? {
+            super::upstream::RawAnswer::Complete(b) => {
+                let usage = super::embeddings::usage_of(&b);
+                Ok((b, usage))
+            }
+            super::upstream::RawAnswer::Stream(_) => Err(GatewayError::Internal),
+        }
+    }
+
     /// One Chat Completions call to `url`, authenticated with `auth`
     /// (header name and value); shared with the Azure adapter.
     pub(crate) async fn post_chat(
@@ -254,6 +285,21 @@ impl ProviderAdapter for OpenAiAdapter {
             .as_ref()
             .map(|v| (http::header::AUTHORIZATION.as_str(), v));
         self.post_chat(&target.chat_url, auth, &target.name, body, options)
+            .await
+    }
+
+    async fn embed(
+        &self,
+        target: &ProviderTarget,
+        body: &Map<String, Value>,
+        timeout: std::time::Duration,
+    ) -> Result<(Bytes, Option<Usage>), GatewayError> {
+        let auth = target
+            .auth_header
+            .as_ref()
+            .map(|v| (http::header::AUTHORIZATION.as_str(), v));
+        let url = format!("{}/embeddings", target.base_url);
+        self.post_embeddings(&url, auth, &target.name, body, timeout)
             .await
     }
 }

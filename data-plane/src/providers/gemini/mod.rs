@@ -62,6 +62,76 @@ impl GeminiAdapter {
 
 #[async_trait]
 impl ProviderAdapter for GeminiAdapter {
+    /// `batchEmbedContents`, one request per input. Gemini reports no
+    /// token usage for embeddings: the usage is recorded as 0.
+    async fn embed(
+        &self,
+        target: &ProviderTarget,
+        body: &Map<String, Value>,
+        timeout: std::time::Duration,
+    ) -> Result<(Bytes, Option<tollgate_core::usage::Usage>), GatewayError> {
+        use super::embeddings::{list_body, text_inputs, wants_base64};
+        let model = body
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let inputs = text_inputs(body)?;
+        let base64 = wants_base64(body)?;
+        let dims = body.get("dimensions").and_then(Value::as_u64);
+        let requests: Vec<Value> = inputs
+            .iter()
+            .map(|text| {
+                let mut r = serde_json::json!({"model": format!("models/{model}"),
+                    "content": {"parts": [{"text": text}]}});
+                if let Some(d) = dims {
+                    r["outputDimensionality"] = d.into();
+                }
+                r
+            })
+            .collect();
+        let payload = serde_json::to_vec(&serde_json::json!({"requests": requests}))
+            .map_err(|_| GatewayError::Internal)?;
+        let mut req = self
+            .client
+            .post(format!("{}/{model}:batchEmbedContents", target.chat_url))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(payload);
+        if let Some(key) = &target.api_key_header {
+            req = req.header("x-goog-api-key", key.clone());
+        }
+        let options = CallOptions {
+            stream: false,
+            timeout,
+        };
+        let RawAnswer::Complete(bytes) = exchange(req, options, &target.name, status_error).await?
+        else {
+            return Err(GatewayError::Internal);
+        };
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|_| GatewayError::Upstream("the provider's answer is not JSON".into()))?;
+        let vectors: Vec<Vec<f32>> = v
+            .get("embeddings")
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                GatewayError::Upstream("the provider's answer has no embeddings".into())
+            })?
+            .iter()
+            .map(|e| {
+                e.get("values")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_f64)
+                            .map(|x| x as f32)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        let usage = tollgate_core::usage::Usage::default();
+        Ok((list_body(model, &vectors, base64, &usage), Some(usage)))
+    }
+
     async fn send(
         &self,
         target: &ProviderTarget,
