@@ -30,6 +30,7 @@ pub mod metering;
 pub mod pipeline;
 pub mod providers;
 pub mod proxy;
+pub mod responses;
 pub mod server;
 pub mod stream;
 pub mod sync;

@@ -261,6 +261,64 @@ impl EventMeter for AnthropicMeter {
     }
 }
 
+/// Meters a Responses API event stream: the end and the usage are in
+/// `response.completed` / `response.incomplete` / `response.failed`; an
+/// `error` event is the provider's own failure. Everything is forwarded.
+#[derive(Debug, Default)]
+pub struct ResponsesMeter {
+    usage: Option<Usage>,
+    done: bool,
+    failed: bool,
+}
+
+impl ResponsesMeter {
+    pub fn new() -> Self {
+        ResponsesMeter::default()
+    }
+}
+
+impl EventMeter for ResponsesMeter {
+    fn on_event(&mut self, event: &[u8]) -> Verdict {
+        let name = crate::providers::event_stream::event_name(event);
+        if name.is_some_and(|n| n.ends_with(".delta")) {
+            return Verdict::Forward;
+        }
+        let Some(data) = event_data(event) else {
+            return Verdict::Forward;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) else {
+            return Verdict::Forward;
+        };
+        match v.get("type").and_then(serde_json::Value::as_str) {
+            Some("response.completed") | Some("response.incomplete") => {
+                self.done = true;
+                self.usage = v.get("response").and_then(crate::responses::usage_from);
+            }
+            Some("response.failed") | Some("error") => {
+                self.done = true;
+                self.failed = true;
+                self.usage = v.get("response").and_then(crate::responses::usage_from);
+            }
+            _ => {}
+        }
+        Verdict::Forward
+    }
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+    fn finished(&self) -> bool {
+        self.done
+    }
+    fn failure_event(&self, message: &str, code: &str) -> Bytes {
+        let body = serde_json::json!({"type": "error", "code": code, "message": message,
+            "param": null});
+        Bytes::from(format!("event: error\ndata: {body}\n\n"))
+    }
+    fn upstream_failure(&self) -> Option<&'static str> {
+        self.failed.then_some("upstream_stream_error")
+    }
+}
+
 /// Meters an OpenAI chat-completion chunk stream as it is relayed.
 #[derive(Debug)]
 pub struct StreamMeter {

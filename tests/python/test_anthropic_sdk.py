@@ -230,3 +230,29 @@ def test_embeddings_float_and_base64(claude, gateway, model):
     for a, b in zip(default.data, floats.data):
         assert a.embedding == pytest.approx(b.embedding, abs=1e-6)
     assert default.data[0].embedding != default.data[1].embedding
+
+
+@pytest.mark.parametrize("model", ["gpt-mock", "azure-mock", "claude-mock", "gemini-mock"])
+def test_responses_api(claude, gateway, model):
+    client = OpenAI(base_url=gateway.base_url, api_key=claude["secret"], max_retries=0)
+    r = client.responses.create(model=model, instructions="be brief", input="hello gateway")
+    assert r.output_text == HELLO
+    assert r.usage.input_tokens == 10 and r.usage.output_tokens == 11
+
+    with client.responses.stream(model=model, instructions="be brief", input="hello gateway") as s:
+        deltas = "".join(e.delta for e in s if e.type == "response.output_text.delta")
+        final = s.get_final_response()
+    assert deltas == HELLO
+    assert final.output_text == HELLO
+
+    tools = [{"type": "function", "name": "lookup", "parameters": {"type": "object"}}]
+    r = client.responses.create(model=model, input="find the docs", tools=tools)
+    call = [o for o in r.output if o.type == "function_call"][0]
+    assert json.loads(call.arguments) == {"query": "find the docs"}
+
+
+def test_responses_unsupported_feature_is_a_400(claude, gateway):
+    client = OpenAI(base_url=gateway.base_url, api_key=claude["secret"], max_retries=0)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.responses.create(model="claude-mock", input="x", previous_response_id="resp_1")
+    assert e.value.body["param"] == "previous_response_id"

@@ -12,6 +12,7 @@ mod anthropic_routes;
 pub mod gemini;
 mod gemini_routes;
 pub mod openai;
+pub mod responses;
 pub mod server;
 
 pub use server::{MockOptions, MockServer, RecordedRequest};

@@ -154,6 +154,8 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/responses", post(responses))
+        .route("/openai/v1/responses", post(responses))
         .route(
             "/openai/deployments/{deployment}/chat/completions",
             post(azure_chat_completions),
@@ -491,6 +493,43 @@ async fn azure_embeddings(
         );
     }
     embeddings(State(shared), method, uri, headers, raw).await
+}
+
+async fn responses(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let body = match parse_body(&raw) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    if let Err(r) = admit(&shared, Dialect::OpenAi, &method, &uri, &headers, &body) {
+        return *r;
+    }
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("mock")
+        .to_string();
+    if let Behaviour::Error(status) = behaviour(&model) {
+        return error_for_status(status);
+    }
+    let reply = crate::responses::reply_for(&body);
+    let id = format!("resp_mock{:016x}", fnv(&raw));
+    if body.get("stream").and_then(Value::as_bool) == Some(true) {
+        let events = crate::responses::stream_events(&id, &model, now_secs(), &reply);
+        return sse_response(events, shared.options.chunk_delay, None);
+    }
+    axum::Json(crate::responses::response_body(
+        &id,
+        &model,
+        now_secs(),
+        &reply,
+    ))
+    .into_response()
 }
 
 async fn embeddings(

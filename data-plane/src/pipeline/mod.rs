@@ -16,6 +16,7 @@ pub mod drain;
 mod embeddings;
 mod messages;
 mod relay;
+mod responses;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -112,6 +113,7 @@ enum Endpoint {
     Messages,
     CountTokens,
     Embeddings,
+    Responses,
 }
 
 fn endpoint(method: &::http::Method, path: &str) -> Result<Endpoint, GatewayError> {
@@ -128,6 +130,7 @@ fn endpoint(method: &::http::Method, path: &str) -> Result<Endpoint, GatewayErro
         "/v1/chat/completions" => (Endpoint::ChatCompletions, &[::http::Method::POST]),
         "/v1/messages" => (Endpoint::Messages, &[::http::Method::POST]),
         "/v1/embeddings" => (Endpoint::Embeddings, &[::http::Method::POST]),
+        "/v1/responses" => (Endpoint::Responses, &[::http::Method::POST]),
         "/v1/messages/count_tokens" => (Endpoint::CountTokens, &[::http::Method::POST]),
         _ => return Err(GatewayError::UnknownRoute(path.to_string())),
     };
@@ -216,6 +219,7 @@ impl Gateway {
             Endpoint::Messages => self.messages(session, ctx).await?,
             Endpoint::CountTokens => self.count_tokens(session, ctx).await?,
             Endpoint::Embeddings => self.embeddings(session, ctx).await?,
+            Endpoint::Responses => self.responses(session, ctx).await?,
         }
         Ok(())
     }

@@ -116,6 +116,36 @@ impl Providers {
         }
     }
 
+    /// `POST /v1/responses` passed through to a provider that has the
+    /// Responses API (OpenAI: `{base_url}/responses`; Azure:
+    /// `{base_url}/openai/v1/responses`). `None` for other kinds.
+    pub async fn responses_passthrough(
+        &self,
+        target: &ProviderTarget,
+        body: &Map<String, Value>,
+        options: CallOptions,
+    ) -> Option<Result<upstream::RawAnswer, GatewayError>> {
+        let (url, auth) = match target.kind {
+            ProviderKind::OpenAi => (
+                format!("{}/responses", target.base_url),
+                target
+                    .auth_header
+                    .as_ref()
+                    .map(|v| (http::header::AUTHORIZATION.as_str(), v)),
+            ),
+            ProviderKind::Azure => (
+                format!("{}/openai/v1/responses", target.base_url),
+                target.api_key_header.as_ref().map(|v| ("api-key", v)),
+            ),
+            _ => return None,
+        };
+        Some(
+            self.openai
+                .post_raw(&url, auth, &target.name, body, options)
+                .await,
+        )
+    }
+
     pub fn adapter(&self, kind: ProviderKind) -> &dyn ProviderAdapter {
         match kind {
             ProviderKind::OpenAi => &self.openai,

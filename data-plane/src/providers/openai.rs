@@ -174,6 +174,28 @@ impl OpenAiAdapter {
 }
 
 impl OpenAiAdapter {
+    /// `POST {url}` of any OpenAI JSON request (Responses API), passed
+    /// through; streams stay in the provider's event format.
+    pub(crate) async fn post_raw(
+        &self,
+        url: &str,
+        auth: Option<(&'static str, &http::HeaderValue)>,
+        provider: &str,
+        body: &Map<String, Value>,
+        options: CallOptions,
+    ) -> Result<super::upstream::RawAnswer, GatewayError> {
+        let payload = serde_json::to_vec(body).map_err(|_| GatewayError::Internal)?;
+        let mut req = self
+            .client
+            .post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(payload);
+        if let Some((name, value)) = auth {
+            req = req.header(name, value.clone());
+        }
+        super::upstream::exchange(req, options, provider, status_error).await
+    }
+
     /// `POST {url}` of an OpenAI embeddings request, passed through.
     pub(crate) async fn post_embeddings(
         &self,
