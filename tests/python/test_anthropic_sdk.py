@@ -256,3 +256,12 @@ def test_responses_unsupported_feature_is_a_400(claude, gateway):
     with pytest.raises(openai.BadRequestError) as e:
         client.responses.create(model="claude-mock", input="x", previous_response_id="resp_1")
     assert e.value.body["param"] == "previous_response_id"
+
+
+def test_anthropic_sdk_against_the_builtin_mock(gateway):
+    # The README's example: the dev gateway's built-in mock, through /v1/messages.
+    a = Anthropic(base_url=gateway.base_url.rsplit("/v1", 1)[0], api_key=gateway.api_key, max_retries=0)
+    m = a.messages.create(model="mock-small", max_tokens=100, messages=[{"role": "user", "content": "hi"}])
+    assert m.content[0].text == 'Hello from mock-small, the Tollgate mock provider. You said: "hi"'
+    with a.messages.stream(model="mock-small", max_tokens=100, messages=[{"role": "user", "content": "hi"}]) as s:
+        assert "".join(s.text_stream) == m.content[0].text
