@@ -24,6 +24,7 @@
 
 pub mod access_log;
 pub mod backoff;
+pub mod capabilities;
 pub mod config;
 pub mod http;
 pub mod metering;

@@ -17,7 +17,7 @@ impl Gateway {
         ctx: &mut CallContext,
     ) -> Result<(), Failure> {
         let tenant = self.authenticate(session, ctx)?;
-        let mut body = self.read_json(session).await?;
+        let (mut body, _) = self.read_json(session).await?;
         let model = match body.get("model") {
             Some(Value::String(m)) if !m.is_empty() => m.clone(),
             _ => {

@@ -39,13 +39,13 @@ impl Gateway {
     pub(super) async fn read_json(
         &self,
         session: &mut Session,
-    ) -> Result<Map<String, Value>, Failure> {
+    ) -> Result<(Map<String, Value>, usize), Failure> {
         let limit = self.limits.max_body_bytes;
         let body = http::read_body(session, limit).await.map_err(|e| match e {
             BodyError::TooLarge => Failure::Reply(GatewayError::BodyTooLarge { limit }),
             BodyError::Downstream(e) => Failure::Downstream(e),
         })?;
-        Ok(parse(&body)?)
+        Ok((parse(&body)?, body.len()))
     }
 
     /// `POST /v1/messages`.
@@ -55,7 +55,7 @@ impl Gateway {
         ctx: &mut CallContext,
     ) -> Result<(), Failure> {
         let tenant = self.authenticate(session, ctx)?;
-        let mut body = self.read_json(session).await?;
+        let (mut body, body_len) = self.read_json(session).await?;
         let model = inbound::validate(&body)?;
         let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
         ctx.stream = stream;
@@ -72,6 +72,13 @@ impl Gateway {
         let idle = self.limits.upstream_timeout;
 
         if route.provider.kind == ProviderKind::Anthropic {
+            crate::capabilities::check_passthrough(
+                &model,
+                &route.upstream_model,
+                &body,
+                "max_tokens",
+                body_len,
+            )?;
             body.insert("model".into(), Value::String(route.upstream_model.clone()));
             let beta = session.req_header().headers.get("anthropic-beta").cloned();
             let answer = self
@@ -92,6 +99,7 @@ impl Gateway {
         }
 
         let mut chat = inbound::to_chat(&body)?;
+        crate::capabilities::check_chat(&model, &route.upstream_model, &chat, body_len)?;
         let adapter = self.providers.adapter(route.provider.kind);
         adapter.prepare_body(&route, &mut chat, stream);
         match adapter.send(&route.provider, &chat, options).await? {
@@ -119,7 +127,7 @@ impl Gateway {
         ctx: &mut CallContext,
     ) -> Result<(), Failure> {
         let tenant = self.authenticate(session, ctx)?;
-        let mut body = self.read_json(session).await?;
+        let (mut body, _) = self.read_json(session).await?;
         let model = match body.get("model") {
             Some(Value::String(m)) if !m.is_empty() => m.clone(),
             _ => {

@@ -282,6 +282,12 @@ impl Gateway {
             .cloned()
             .ok_or_else(|| GatewayError::ModelNotFound(chat.model.clone()))?;
         ctx.route = Some(route.clone());
+        crate::capabilities::check_chat(
+            &chat.model,
+            &route.upstream_model,
+            &chat.body,
+            body.len(),
+        )?;
 
         let adapter = self.providers.adapter(route.provider.kind);
         adapter.prepare_body(&route, &mut chat.body, chat.stream);

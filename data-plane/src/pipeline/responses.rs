@@ -23,7 +23,7 @@ impl Gateway {
         ctx: &mut CallContext,
     ) -> Result<(), Failure> {
         let tenant = self.authenticate(session, ctx)?;
-        let mut body = self.read_json(session).await?;
+        let (mut body, body_len) = self.read_json(session).await?;
         let model = request::validate(&body)?;
         let stream = body.get("stream") == Some(&Value::Bool(true));
         ctx.stream = stream;
@@ -40,6 +40,18 @@ impl Gateway {
         let idle = self.limits.upstream_timeout;
         body.insert("model".into(), Value::String(route.upstream_model.clone()));
 
+        if matches!(
+            route.provider.kind,
+            crate::config::ProviderKind::OpenAi | crate::config::ProviderKind::Azure
+        ) {
+            crate::capabilities::check_passthrough(
+                &model,
+                &route.upstream_model,
+                &body,
+                "max_output_tokens",
+                body_len,
+            )?;
+        }
         if let Some(answer) = self
             .providers
             .responses_passthrough(&route.provider, &body, options)
@@ -60,6 +72,7 @@ impl Gateway {
         }
 
         let mut chat = request::to_chat(&body)?;
+        crate::capabilities::check_chat(&model, &route.upstream_model, &chat, body_len)?;
         let adapter = self.providers.adapter(route.provider.kind);
         adapter.prepare_body(&route, &mut chat, stream);
         let created = tollgate_core::time::now_ms() / 1000;
