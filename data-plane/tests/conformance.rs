@@ -25,6 +25,13 @@ pub struct Provider {
     pub argument_pieces: bool,
     /// Extra YAML lines of the provider (settings).
     pub extra: &'static str,
+    /// The provider reports cache reads for the test request (OpenAI:
+    /// `prompt_cache_key`; Anthropic: `cache_control`; Gemini needs a
+    /// `cachedContent` the OpenAI shape cannot name).
+    pub reports_cache: bool,
+    /// The provider reports reasoning tokens separately (Anthropic counts
+    /// thinking inside `output_tokens`).
+    pub reports_reasoning: bool,
 }
 
 pub struct Setup {
@@ -418,6 +425,65 @@ pub async fn truncated_stream(p: Provider) {
     assert_eq!(last["error"]["code"], "upstream_stream_error", "{text}");
 }
 
+pub async fn usage_with_cache_and_reasoning(p: Provider) {
+    let s = setup(p).await;
+    let body = json!({"model": "chat", "reasoning_effort": "low", "prompt_cache_key": "k1",
+    "messages": [
+        {"role": "system", "content": [{"type": "text", "text": "long shared context words here",
+            "cache_control": {"type": "ephemeral"}}]},
+        user("hello gateway"),
+    ]});
+    let v = s.json(&body).await;
+    let mut sbody = body.clone();
+    sbody["stream"] = json!(true);
+    sbody["stream_options"] = json!({"include_usage": true});
+    let (chunks, _) = s.chunks(&sbody).await;
+    for usage in [&v["usage"], &chunks.last().unwrap()["usage"]] {
+        // (5 + 3) + (2 + 3), cached or not.
+        assert_eq!(usage["prompt_tokens"], 13, "{}: {usage}", s.p.kind);
+        let cached = usage["prompt_tokens_details"]["cached_tokens"]
+            .as_i64()
+            .unwrap();
+        let reasoning = usage["completion_tokens_details"]["reasoning_tokens"]
+            .as_i64()
+            .unwrap();
+        let completion = usage["completion_tokens"].as_i64().unwrap();
+        assert_eq!(cached > 0, s.p.reports_cache, "{}: {usage}", s.p.kind);
+        assert!(cached <= 13);
+        assert_eq!(
+            reasoning > 0,
+            s.p.reports_reasoning,
+            "{}: {usage}",
+            s.p.kind
+        );
+        // Reasoning is part of the completion count.
+        assert!(completion >= 11 + reasoning, "{}: {usage}", s.p.kind);
+        assert_eq!(
+            usage["total_tokens"].as_i64().unwrap(),
+            13 + completion,
+            "{}",
+            s.p.kind
+        );
+    }
+    if s.p.kind == "anthropic" {
+        let usage = &v["usage"];
+        assert!(
+            usage["prompt_tokens_details"]["cache_write_tokens"]
+                .as_i64()
+                .unwrap()
+                > 0
+        );
+        let up = s.upstream_body();
+        assert_eq!(
+            up["system"][0]["cache_control"],
+            json!({"type": "ephemeral"})
+        );
+        assert_eq!(up["thinking"]["type"], "enabled");
+        // Thinking arrives as reasoning_content.
+        assert!(v["choices"][0]["message"]["reasoning_content"].is_string());
+    }
+}
+
 macro_rules! conformance {
     ($name:ident, $provider:expr) => {
         mod $name {
@@ -448,6 +514,10 @@ macro_rules! conformance {
                 errors(P).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn usage_with_cache_and_reasoning() {
+                super::usage_with_cache_and_reasoning(P).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn truncated_stream_ends_with_an_error_event() {
                 truncated_stream(P).await
             }
@@ -459,6 +529,8 @@ conformance!(
     openai,
     Provider {
         kind: "openai",
+        reports_cache: true,
+        reports_reasoning: true,
         extra: "",
         argument_pieces: true,
         status_529: 529
@@ -468,6 +540,8 @@ conformance!(
     anthropic,
     Provider {
         kind: "anthropic",
+        reports_cache: true,
+        reports_reasoning: false,
         extra: "",
         argument_pieces: true,
         status_529: 503
@@ -477,6 +551,8 @@ conformance!(
     gemini,
     Provider {
         kind: "gemini",
+        reports_cache: false,
+        reports_reasoning: true,
         extra: "",
         argument_pieces: false,
         status_529: 503
@@ -486,6 +562,8 @@ conformance!(
     azure,
     Provider {
         kind: "azure",
+        reports_cache: true,
+        reports_reasoning: true,
         extra: "\n        settings: {api_version: 2024-10-21}",
         argument_pieces: true,
         status_529: 529

@@ -17,6 +17,11 @@ pub struct MockReply {
     /// With `tools` (and the last message not a tool result): a call of the
     /// first tool with `{"query": <quote>}`, after a short text.
     pub tool_call: Option<MockToolCall>,
+    /// With `prompt_cache_key`: half the prompt is reported as cached.
+    pub cached_tokens: u32,
+    /// With `reasoning_effort`: 4 reasoning tokens, counted in
+    /// `completion_tokens` as OpenAI does.
+    pub reasoning_tokens: u32,
 }
 
 /// A tool call the mock makes.
@@ -37,6 +42,18 @@ const QUOTE_CHARS: usize = 60;
 /// word: each message costs its words plus 3, as OpenAI's framing does, and a
 /// stream sends one word per chunk.
 pub fn reply_for(body: &Value) -> MockReply {
+    let mut r = reply_core(body);
+    if body.get("prompt_cache_key").is_some_and(Value::is_string) {
+        r.cached_tokens = r.prompt_tokens / 2;
+    }
+    if body.get("reasoning_effort").is_some_and(Value::is_string) {
+        r.reasoning_tokens = 4;
+        r.completion_tokens += 4;
+    }
+    r
+}
+
+fn reply_core(body: &Value) -> MockReply {
     let model = body.get("model").and_then(Value::as_str).unwrap_or("mock");
     let messages = body
         .get("messages")
@@ -80,6 +97,8 @@ pub fn reply_for(body: &Value) -> MockReply {
                 name: name.to_string(),
                 arguments: json!({"query": quote}).to_string(),
             }),
+            cached_tokens: 0,
+            reasoning_tokens: 0,
         };
     }
     let full = if last_is_tool {
@@ -104,6 +123,8 @@ pub fn reply_for(body: &Value) -> MockReply {
         completion_tokens: u32::try_from(kept.len()).unwrap_or(u32::MAX),
         finish_reason,
         tool_call: None,
+        cached_tokens: 0,
+        reasoning_tokens: 0,
     }
 }
 
@@ -129,8 +150,8 @@ fn usage_json(reply: &MockReply) -> Value {
         "prompt_tokens": reply.prompt_tokens,
         "completion_tokens": reply.completion_tokens,
         "total_tokens": reply.prompt_tokens + reply.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+        "prompt_tokens_details": {"cached_tokens": reply.cached_tokens, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens, "audio_tokens": 0,
             "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
     })
 }

@@ -331,10 +331,24 @@ pub fn to_anthropic(body: &Map<String, Value>) -> Result<(Value, RequestFacts), 
     let mut turns: Vec<Value> = Vec::with_capacity(messages.len());
     for m in messages {
         match m.get("role").and_then(Value::as_str).unwrap_or_default() {
-            "system" | "developer" => {
-                let text = plain_text(m.get("content"))?;
-                system.push(json!({"type": "text", "text": text}));
-            }
+            "system" | "developer" => match m.get("content") {
+                // Parts stay blocks, so a part's `cache_control` is kept.
+                Some(Value::Array(parts)) => {
+                    plain_text(m.get("content"))?;
+                    for p in parts {
+                        let mut b = json!({"type": "text",
+                            "text": p.get("text").and_then(Value::as_str).unwrap_or("")});
+                        if let Some(cc) = p.get("cache_control") {
+                            b["cache_control"] = cc.clone();
+                        }
+                        system.push(b);
+                    }
+                }
+                content => {
+                    let text = plain_text(content)?;
+                    system.push(json!({"type": "text", "text": text}));
+                }
+            },
             "user" => push_turn(&mut turns, "user", user_content(m.get("content"))?),
             "assistant" => push_turn(&mut turns, "assistant", assistant_content(m)?),
             "tool" => {
