@@ -264,3 +264,28 @@ async fn count_tokens_for_anthropic_models_only() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "invalid_request_error");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn midstream_provider_error_reaches_openai_callers_with_its_message() {
+    let (_mock, dp) = setup().await;
+    let r = http()
+        .post(format!("{}/v1/chat/completions", dp.url))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "claude-midstream", "stream": true,
+            "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let last = common::sse_data(&text).pop().unwrap();
+    let v: Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(v["error"]["code"], "upstream_stream_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("(529): Overloaded"),
+        "{v}"
+    );
+}

@@ -244,6 +244,24 @@ impl GatewayError {
         )
     }
 
+    /// What the provider said, for an error status it answered (used when
+    /// a stream fails after its head was sent).
+    pub fn provider_message(&self) -> Option<String> {
+        let (format, status, body) = match self {
+            GatewayError::UpstreamNative {
+                status,
+                body,
+                format,
+            } => (*format, *status, body),
+            GatewayError::UpstreamStatus { status, body } => (ApiFormat::OpenAi, *status, body),
+            _ => return None,
+        };
+        let (_, message) = native_error_parts(format, status, body);
+        Some(format!(
+            "The provider failed mid-stream ({status}): {message}"
+        ))
+    }
+
     /// True when the caller may retry the same request and hope for success.
     pub fn retryable(&self) -> bool {
         matches!(self.status(), 429 | 500..=599)

@@ -64,6 +64,7 @@ pub(super) async fn relay_stream(
     ctx.status = 200;
     session.write_response_header(head, false).await?;
     let mut splitter = SseSplitter::new();
+    let mut provider_said: Option<String> = None;
     let mut out = BytesMut::new();
     let failure = loop {
         // Wait (bounded) for the next chunk…
@@ -81,7 +82,10 @@ pub(super) async fn relay_stream(
                         }
                     }
                 }
-                Some(Err(_)) => {
+                Some(Err(e)) => {
+                    // A provider error event (translated streams) says more
+                    // than "the connection failed".
+                    provider_said = e.provider_message();
                     end = Some(Some(CONNECTION_FAILED));
                     break;
                 }
@@ -127,7 +131,10 @@ pub(super) async fn relay_stream(
         };
         ctx.error_code = Some(f.code);
         session
-            .write_response_body(Some(meter.failure_event(f.message, f.code)), false)
+            .write_response_body(
+                Some(meter.failure_event(provider_said.as_deref().unwrap_or(f.message), f.code)),
+                false,
+            )
             .await
             .map_err(Failure::Downstream)?;
     }
