@@ -265,3 +265,26 @@ def test_anthropic_sdk_against_the_builtin_mock(gateway):
     assert m.content[0].text == 'Hello from mock-small, the Tollgate mock provider. You said: "hi"'
     with a.messages.stream(model="mock-small", max_tokens=100, messages=[{"role": "user", "content": "hi"}]) as s:
         assert "".join(s.text_stream) == m.content[0].text
+
+
+def test_openai_sdk_json_schema_through_anthropic(claude, gateway):
+    # Anthropic has no JSON mode: the schema becomes a forced tool whose
+    # input is returned as the content, streamed or not.
+    client = OpenAI(base_url=gateway.base_url, api_key=claude["secret"], max_retries=0)
+    fmt = {"type": "json_schema", "json_schema": {"name": "search", "schema": {
+        "type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}}
+    r = client.chat.completions.create(
+        model="claude-mock", messages=[{"role": "user", "content": "find the docs"}],
+        response_format=fmt,
+    )
+    assert json.loads(r.choices[0].message.content) == {"query": "find the docs"}
+    assert r.choices[0].finish_reason == "stop"
+    streamed = "".join(
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(
+            model="claude-mock", messages=[{"role": "user", "content": "find the docs"}],
+            response_format=fmt, stream=True,
+        )
+        if c.choices
+    )
+    assert json.loads(streamed) == {"query": "find the docs"}

@@ -105,18 +105,30 @@ pub fn reply_for(body: &Value) -> AnthropicReply {
         output += words(THINKING);
     }
     let tools = body.get("tools").and_then(Value::as_array);
-    let first_tool = tools
-        .and_then(|t| t.first())
-        .and_then(|t| t.get("name"))
-        .and_then(Value::as_str);
+    // A forced tool (`tool_choice: tool`) is the one called.
+    let forced = body.pointer("/tool_choice/name").and_then(Value::as_str);
+    let first_tool = forced.or_else(|| {
+        tools
+            .and_then(|t| t.first())
+            .and_then(|t| t.get("name"))
+            .and_then(Value::as_str)
+    });
+    // Forced tool use (`any`, `tool`) answers with the call alone.
+    let preamble = !matches!(
+        body.pointer("/tool_choice/type").and_then(Value::as_str),
+        Some("any") | Some("tool")
+    );
     let last_is_result = messages.last().is_some_and(is_tool_result_turn);
     let stop_reason = match first_tool {
         Some(name)
             if !last_is_result && body.pointer("/tool_choice/type") != Some(&json!("none")) =>
         {
             let text = format!("Calling {name}.");
-            output += words(&text) + 5;
-            blocks.push(Block::Text(text));
+            output += 5;
+            if preamble {
+                output += words(&text);
+                blocks.push(Block::Text(text));
+            }
             blocks.push(Block::ToolUse {
                 id: format!("toolu_mock{:08x}", prompt),
                 name: name.to_string(),

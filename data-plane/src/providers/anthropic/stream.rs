@@ -312,6 +312,8 @@ mod tests {
     async fn json_schema_tool_becomes_content() {
         let mut req = request();
         req["tools"] = json!([{"name": "json_response", "input_schema": {"type": "object"}}]);
+        req["tool_choice"] = json!({"type": "tool", "name": "json_response"});
+        req.as_object_mut().unwrap().remove("thinking");
         let reply = mock::reply_for(&req);
         let events = mock::stream_events("msg_1", "claude-mock", &reply);
         let facts = RequestFacts {
@@ -322,10 +324,7 @@ mod tests {
             .iter()
             .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
             .collect();
-        assert_eq!(
-            content,
-            r#"Calling json_response.{"query":"find the docs"}"#
-        );
+        assert_eq!(content, r#"{"query":"find the docs"}"#);
         assert!(out
             .iter()
             .all(|c| c["choices"][0]["delta"]["tool_calls"].is_null()));
