@@ -3,7 +3,8 @@
 //! real wire format. What the caller gets must not depend on which provider
 //! answered (the mocks answer the same words in every format); where a
 //! provider has no equivalent (e.g. the 529 status) the expected value is a
-//! parameter of the suite.
+//! parameter of the suite. Every upstream stream is cut into 5-byte pieces,
+//! so SSE framing is exercised at arbitrary byte boundaries end to end.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -83,6 +84,9 @@ pub async fn setup(p: Provider) -> Setup {
         "127.0.0.1:0".parse().unwrap(),
         MockOptions {
             required_api_key: Some(UPSTREAM_KEY.into()),
+            // Every stream arrives cut into 5-byte pieces: events split
+            // mid-line, mid-field and between CR and LF.
+            split_stream_every: 5,
             ..MockOptions::recording()
         },
     )

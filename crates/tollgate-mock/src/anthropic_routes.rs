@@ -96,7 +96,7 @@ pub(crate) async fn messages(
             &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
         ));
     }
-    sse_response(events, shared.options.chunk_delay, drop_after)
+    sse_response(events, &shared.options, drop_after)
 }
 
 /// `POST /v1/messages/count_tokens`: the prompt tokens the reply would

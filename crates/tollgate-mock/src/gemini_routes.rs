@@ -90,7 +90,7 @@ pub(crate) async fn model_action(
     }
     sse_response(
         gemini::stream_events(model, &id, &reply),
-        shared.options.chunk_delay,
+        &shared.options,
         drop_after,
     )
 }

@@ -40,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
             chunk_delay: Duration::from_millis(args.chunk_delay_ms),
             models: Vec::new(),
             record: false,
+            split_stream_every: 0,
         },
     )
     .await?;

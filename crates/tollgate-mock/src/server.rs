@@ -48,6 +48,9 @@ pub struct MockOptions {
     pub models: Vec<String>,
     /// Record requests for [`MockServer::requests`] (off for benchmarks).
     pub record: bool,
+    /// When non-zero, streamed bodies are re-cut into pieces of this many
+    /// bytes, so SSE events arrive split at arbitrary places (tests).
+    pub split_stream_every: usize,
 }
 
 impl MockOptions {
@@ -411,16 +414,27 @@ async fn chat_completions(
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let events = openai::stream_events(&id, &model, created, &reply, include_usage);
-    sse_response(events, shared.options.chunk_delay, drop_after)
+    sse_response(events, &shared.options, drop_after)
 }
 
 /// A streamed response of complete SSE events, `delay` apart; with
 /// `drop_after`, the connection is aborted after that many events.
 pub(crate) fn sse_response(
     events: Vec<Bytes>,
-    delay: Duration,
+    options: &MockOptions,
     drop_after: Option<usize>,
 ) -> Response {
+    let delay = options.chunk_delay;
+    let (events, drop_after) = match options.split_stream_every {
+        0 => (events, drop_after),
+        n => {
+            let kept = drop_after.map_or(events.len(), |d| d.min(events.len()));
+            let joined: Vec<u8> = events[..kept].iter().flat_map(|e| e.to_vec()).collect();
+            let pieces: Vec<Bytes> = joined.chunks(n).map(Bytes::copy_from_slice).collect();
+            let cut = drop_after.map(|_| pieces.len());
+            (pieces, cut)
+        }
+    };
     let stream = futures::stream::unfold(
         (events.into_iter().enumerate(), false),
         move |(mut it, done)| async move {
@@ -521,7 +535,7 @@ async fn responses(
     let id = format!("resp_mock{:016x}", fnv(&raw));
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
         let events = crate::responses::stream_events(&id, &model, now_secs(), &reply);
-        return sse_response(events, shared.options.chunk_delay, None);
+        return sse_response(events, &shared.options, None);
     }
     axum::Json(crate::responses::response_body(
         &id,
