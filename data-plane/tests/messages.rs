@@ -50,6 +50,7 @@ async fn post(dp: &TestDp, path: &str, body: &Value) -> reqwest::Response {
         .post(format!("{}{path}", dp.url))
         .header("x-api-key", KEY)
         .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", "tools-2099-01-01")
         .json(body)
         .send()
         .await
@@ -107,6 +108,7 @@ async fn non_stream_message_from_both_providers() {
     assert_eq!(seen[0].body["model"], "mock-small");
     assert_eq!(seen[0].header("x-api-key"), Some(UPSTREAM_KEY));
     assert_eq!(seen[0].header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(seen[0].header("anthropic-beta"), Some("tools-2099-01-01"));
     // Translation: the OpenAI provider got a chat request.
     assert_eq!(seen[1].path, "/v1/chat/completions");
     assert_eq!(

@@ -14,7 +14,7 @@ use crate::config::ProviderKind;
 use crate::http::errors::GatewayError;
 use crate::http::{self, response, BodyError};
 use crate::providers::anthropic::inbound_stream::OpenAiToAnthropic;
-use crate::providers::anthropic::{inbound, usage_from_message};
+use crate::providers::anthropic::{inbound, usage_from_message, CallerHeaders};
 use crate::providers::event_stream::translate;
 use crate::providers::upstream::RawAnswer;
 use crate::providers::{CallOptions, UpstreamResponse};
@@ -80,11 +80,15 @@ impl Gateway {
                 body_len,
             )?;
             body.insert("model".into(), Value::String(route.upstream_model.clone()));
-            let beta = session.req_header().headers.get("anthropic-beta").cloned();
+            let headers = &session.req_header().headers;
+            let caller = CallerHeaders {
+                version: headers.get("anthropic-version").cloned(),
+                beta: headers.get("anthropic-beta").cloned(),
+            };
             let answer = self
                 .providers
                 .anthropic
-                .send_native(&route.provider, &body, options, beta.as_ref())
+                .send_native(&route.provider, &body, options, &caller)
                 .await?;
             match answer {
                 RawAnswer::Complete(bytes) => {

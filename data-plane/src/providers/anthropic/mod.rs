@@ -66,6 +66,15 @@ pub fn usage_from_message(body: &[u8]) -> Option<tollgate_core::usage::Usage> {
         .map(|u| u.normalize())
 }
 
+/// Headers of a `/v1/messages` caller forwarded on passthrough.
+#[derive(Debug, Default, Clone)]
+pub struct CallerHeaders {
+    /// `anthropic-version`; the gateway's [`ANTHROPIC_VERSION`] when absent.
+    pub version: Option<http::HeaderValue>,
+    /// `anthropic-beta` feature flags.
+    pub beta: Option<http::HeaderValue>,
+}
+
 /// Adapter for Anthropic.
 pub struct AnthropicAdapter {
     client: reqwest::Client,
@@ -81,7 +90,7 @@ impl AnthropicAdapter {
         target: &ProviderTarget,
         payload: Vec<u8>,
         stream: bool,
-        beta: Option<&http::HeaderValue>,
+        caller: &CallerHeaders,
     ) -> reqwest::RequestBuilder {
         let mut req = self
             .client
@@ -95,12 +104,15 @@ impl AnthropicAdapter {
                     "application/json"
                 },
             )
-            .header("anthropic-version", ANTHROPIC_VERSION)
             .body(payload);
+        req = match &caller.version {
+            Some(v) => req.header("anthropic-version", v.clone()),
+            None => req.header("anthropic-version", ANTHROPIC_VERSION),
+        };
         if let Some(key) = &target.api_key_header {
             req = req.header("x-api-key", key.clone());
         }
-        if let Some(beta) = beta {
+        if let Some(beta) = &caller.beta {
             req = req.header("anthropic-beta", beta.clone());
         }
         req
@@ -114,10 +126,10 @@ impl AnthropicAdapter {
         target: &ProviderTarget,
         body: &Map<String, Value>,
         options: CallOptions,
-        beta: Option<&http::HeaderValue>,
+        caller: &CallerHeaders,
     ) -> Result<RawAnswer, GatewayError> {
         let payload = serde_json::to_vec(body).map_err(|_| GatewayError::Internal)?;
-        let req = self.request(target, payload, options.stream, beta);
+        let req = self.request(target, payload, options.stream, caller);
         exchange(req, options, &target.name, status_error).await
     }
 
@@ -159,7 +171,7 @@ impl ProviderAdapter for AnthropicAdapter {
     ) -> Result<UpstreamResponse, GatewayError> {
         let (translated, facts) = request::to_anthropic(body)?;
         let payload = serde_json::to_vec(&translated).map_err(|_| GatewayError::Internal)?;
-        let req = self.request(target, payload, options.stream, None);
+        let req = self.request(target, payload, options.stream, &CallerHeaders::default());
         let created = tollgate_core::time::now_ms() / 1000;
         match exchange(req, options, &target.name, status_error).await? {
             RawAnswer::Complete(bytes) => {
