@@ -191,3 +191,31 @@ impl ProviderAdapter for AnthropicAdapter {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anthropic_errors_pass_through_to_anthropic_callers_and_convert_for_openai_ones() {
+        let body =
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        let e = status_error(529, body);
+        assert_eq!(
+            e.render(ApiFormat::Anthropic),
+            (529, Bytes::from_static(body))
+        );
+        let (status, converted) = e.render(ApiFormat::OpenAi);
+        assert_eq!(status, 503);
+        let v: Value = serde_json::from_slice(&converted).unwrap();
+        assert_eq!(v["error"]["message"], "Overloaded");
+        assert_eq!(v["error"]["type"], "server_error");
+        assert_eq!(status_error(401, body), GatewayError::UpstreamAuth);
+        // A body that is not Anthropic's shape is wrapped in it.
+        let (_, wrapped) = status_error(500, b"oops").render(ApiFormat::Anthropic);
+        let v: Value = serde_json::from_slice(&wrapped).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "api_error");
+    }
+}

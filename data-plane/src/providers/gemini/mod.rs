@@ -176,3 +176,32 @@ impl ProviderAdapter for GeminiAdapter {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_keep_geminis_shape_and_bad_keys_are_the_gateways() {
+        let body = br#"{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT","details":[{"reason":"API_KEY_INVALID"}]}}"#;
+        assert_eq!(status_error(400, body), GatewayError::UpstreamAuth);
+        let e = status_error(
+            429,
+            br#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}"#,
+        );
+        let (status, body) = e.render(ApiFormat::OpenAi);
+        assert_eq!(status, 429);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["type"], "rate_limit_error");
+        assert_eq!(v["error"]["message"], "Quota exceeded");
+        let (status, body) = status_error(503, b"<html>down</html>").render(ApiFormat::Anthropic);
+        assert_eq!(status, 503);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["type"], "overloaded_error");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("<html>down"));
+    }
+}
