@@ -1,4 +1,7 @@
-//! Mock model providers that speak the real wire formats.
+//! Mock model providers that speak the real wire formats: OpenAI chat,
+//! embeddings and Responses ([`openai`], [`responses`]; Azure's deployment
+//! routes too), Anthropic Messages ([`anthropic`]) and Gemini
+//! ([`gemini`]), all on one [`MockServer`].
 //!
 //! - [`openai`]: deterministic chat completions and their SSE stream, shared by
 //!   the data plane's built-in `mock` provider kind (no network) and by

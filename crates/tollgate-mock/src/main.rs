@@ -9,7 +9,7 @@ use tollgate_mock::{MockOptions, MockServer};
 #[derive(Parser, Debug)]
 #[command(
     version,
-    about = "Mock OpenAI-compatible provider for tests, demos and benchmarks"
+    about = "Mock model provider (OpenAI, Azure, Anthropic and Gemini wire formats) for tests, demos and benchmarks"
 )]
 struct Args {
     /// Address to listen on (port 0 picks a free port).
