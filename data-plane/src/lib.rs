@@ -24,12 +24,14 @@
 
 pub mod access_log;
 pub mod backoff;
+pub mod capabilities;
 pub mod config;
 pub mod http;
 pub mod metering;
 pub mod pipeline;
 pub mod providers;
 pub mod proxy;
+pub mod responses;
 pub mod routing;
 pub mod server;
 pub mod stream;

@@ -140,6 +140,185 @@ pub enum Verdict {
     Drop,
 }
 
+/// Watches a relayed stream in the caller's protocol: what to forward, the
+/// usage it reports, whether it reached its end marker, and how a failure
+/// is told to the caller mid-stream.
+pub trait EventMeter: Send {
+    fn on_event(&mut self, event: &[u8]) -> Verdict;
+    fn usage(&self) -> Option<Usage>;
+    /// The protocol's end marker was seen (`[DONE]`, `message_stop`).
+    fn finished(&self) -> bool;
+    /// The event sent when the upstream fails mid-stream.
+    fn failure_event(&self, message: &str, code: &str) -> Bytes;
+    /// The upstream itself reported a failure in-band (already forwarded):
+    /// the error code to record.
+    fn upstream_failure(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+impl EventMeter for StreamMeter {
+    fn on_event(&mut self, event: &[u8]) -> Verdict {
+        StreamMeter::on_event(self, event)
+    }
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+    fn finished(&self) -> bool {
+        self.saw_done
+    }
+    fn failure_event(&self, message: &str, code: &str) -> Bytes {
+        error_event(message, code)
+    }
+}
+
+/// Meters an Anthropic Messages event stream: usage from `message_start`
+/// and `message_delta` (cumulative counts, so the latest wins), the end at
+/// `message_stop`. Everything is forwarded.
+#[derive(Debug, Default)]
+pub struct AnthropicMeter {
+    usage: crate::providers::anthropic::response::AnthropicUsage,
+    saw_usage: bool,
+    saw_stop: bool,
+    saw_error: bool,
+}
+
+impl AnthropicMeter {
+    pub fn new() -> Self {
+        AnthropicMeter::default()
+    }
+}
+
+impl EventMeter for AnthropicMeter {
+    fn on_event(&mut self, event: &[u8]) -> Verdict {
+        let name = crate::providers::event_stream::event_name(event);
+        if matches!(name, Some("ping") | Some("content_block_delta")) {
+            return Verdict::Forward;
+        }
+        let Some(data) = event_data(event) else {
+            return Verdict::Forward;
+        };
+        #[derive(serde::Deserialize)]
+        struct Probe {
+            #[serde(rename = "type")]
+            kind: String,
+            #[serde(default)]
+            usage: Option<crate::providers::anthropic::response::AnthropicUsage>,
+            #[serde(default)]
+            message: Option<Message>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Message {
+            #[serde(default)]
+            usage: Option<crate::providers::anthropic::response::AnthropicUsage>,
+        }
+        let Ok(p) = serde_json::from_slice::<Probe>(&data) else {
+            return Verdict::Forward;
+        };
+        match p.kind.as_str() {
+            "message_start" => {
+                if let Some(u) = p.message.and_then(|m| m.usage) {
+                    self.usage.update(&u);
+                    self.saw_usage = true;
+                }
+            }
+            "message_delta" => {
+                if let Some(u) = p.usage {
+                    self.usage.update(&u);
+                    self.saw_usage = true;
+                }
+            }
+            "message_stop" => self.saw_stop = true,
+            // The provider's own error event ends the stream; it reaches the
+            // caller as is.
+            "error" => self.saw_error = true,
+            _ => {}
+        }
+        Verdict::Forward
+    }
+    fn usage(&self) -> Option<Usage> {
+        self.saw_usage.then(|| self.usage.normalize())
+    }
+    fn finished(&self) -> bool {
+        self.saw_stop || self.saw_error
+    }
+    fn upstream_failure(&self) -> Option<&'static str> {
+        self.saw_error.then_some("upstream_stream_error")
+    }
+    fn failure_event(&self, message: &str, code: &str) -> Bytes {
+        let status = if code == "upstream_timeout" { 504 } else { 502 };
+        let body = crate::http::errors::shaped_error(
+            crate::http::errors::ApiFormat::Anthropic,
+            status,
+            code,
+            message,
+        );
+        let mut out = Vec::with_capacity(body.len() + 24);
+        out.extend_from_slice(b"event: error\ndata: ");
+        out.extend_from_slice(&body);
+        out.extend_from_slice(b"\n\n");
+        Bytes::from(out)
+    }
+}
+
+/// Meters a Responses API event stream: the end and the usage are in
+/// `response.completed` / `response.incomplete` / `response.failed`; an
+/// `error` event is the provider's own failure. Everything is forwarded.
+#[derive(Debug, Default)]
+pub struct ResponsesMeter {
+    usage: Option<Usage>,
+    done: bool,
+    failed: bool,
+}
+
+impl ResponsesMeter {
+    pub fn new() -> Self {
+        ResponsesMeter::default()
+    }
+}
+
+impl EventMeter for ResponsesMeter {
+    fn on_event(&mut self, event: &[u8]) -> Verdict {
+        let name = crate::providers::event_stream::event_name(event);
+        if name.is_some_and(|n| n.ends_with(".delta")) {
+            return Verdict::Forward;
+        }
+        let Some(data) = event_data(event) else {
+            return Verdict::Forward;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) else {
+            return Verdict::Forward;
+        };
+        match v.get("type").and_then(serde_json::Value::as_str) {
+            Some("response.completed") | Some("response.incomplete") => {
+                self.done = true;
+                self.usage = v.get("response").and_then(crate::responses::usage_from);
+            }
+            Some("response.failed") | Some("error") => {
+                self.done = true;
+                self.failed = true;
+                self.usage = v.get("response").and_then(crate::responses::usage_from);
+            }
+            _ => {}
+        }
+        Verdict::Forward
+    }
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+    fn finished(&self) -> bool {
+        self.done
+    }
+    fn failure_event(&self, message: &str, code: &str) -> Bytes {
+        let body = serde_json::json!({"type": "error", "code": code, "message": message,
+            "param": null});
+        Bytes::from(format!("event: error\ndata: {body}\n\n"))
+    }
+    fn upstream_failure(&self) -> Option<&'static str> {
+        self.failed.then_some("upstream_stream_error")
+    }
+}
+
 /// Meters an OpenAI chat-completion chunk stream as it is relayed.
 #[derive(Debug)]
 pub struct StreamMeter {

@@ -104,6 +104,7 @@ async fn upstream_failures_map_to_gateway_errors() {
             kind: "openai".into(),
             base_url: "http://127.0.0.1:9/v1".into(),
             api_key: "sk-dead-000000000000".into(),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -14,6 +14,8 @@ async fn add_tls_provider(gw: &Gateway, tls: &TlsTerminator) {
             kind: "openai".into(),
             base_url: tls.base_url(),
             api_key: tollgate_e2e::UPSTREAM_KEY.into(),
+
+            ..Default::default()
         })
         .await
         .unwrap();

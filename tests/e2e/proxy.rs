@@ -133,6 +133,7 @@ async fn models_lists_only_the_callers_tenant() {
             kind: "mock".into(),
             base_url: String::new(),
             api_key: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -31,6 +31,8 @@ async fn add_provider(gw: &Gateway, name: &str, base_url: &str, key: &str) -> St
             kind: "openai".into(),
             base_url: base_url.into(),
             api_key: key.into(),
+
+            ..Default::default()
         })
         .await
         .unwrap()

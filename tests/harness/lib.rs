@@ -319,6 +319,7 @@ impl Gateway {
                 kind: "openai".into(),
                 base_url: mock.base_url.clone(),
                 api_key: UPSTREAM_KEY.into(),
+                ..Default::default()
             })
             .await
             .unwrap();

@@ -14,7 +14,15 @@ use crate::secret::SecretString;
 use crate::store::{NewProvider, Provider, ProviderHealthRow};
 
 /// Provider kinds the data plane knows.
-pub const PROVIDER_KINDS: &[&str] = &["openai", "mock"];
+pub const PROVIDER_KINDS: &[&str] = &["openai", "azure", "anthropic", "gemini", "mock"];
+
+/// Settings each kind accepts.
+fn allowed_settings(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "azure" => &["api_version"],
+        _ => &[],
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ProviderApi {
@@ -47,6 +55,7 @@ fn provider_to_proto(p: Provider) -> pb::Provider {
         key_fingerprint: p.key_fingerprint,
         key_last4: p.key_last4,
         created_at_ms: p.created_at_ms,
+        settings: p.settings.into_iter().collect(),
     }
 }
 
@@ -58,6 +67,7 @@ struct ProviderInput {
     kind: String,
     base_url: String,
     api_key: SecretString,
+    settings: std::collections::BTreeMap<String, String>,
 }
 
 fn validate(req: pb::AddProviderRequest) -> Result<ProviderInput, Status> {
@@ -74,12 +84,38 @@ fn validate(req: pb::AddProviderRequest) -> Result<ProviderInput, Status> {
         )));
     }
     let base_url = req.base_url.trim().trim_end_matches('/').to_owned();
-    if kind == "openai" {
-        if base_url.is_empty() {
-            return Err(Status::invalid_argument(
-                "base_url is required for kind \"openai\" (e.g. https://api.openai.com/v1)",
-            ));
+    if kind == "openai" && base_url.is_empty() {
+        return Err(Status::invalid_argument(
+            "base_url is required for kind \"openai\" (e.g. https://api.openai.com/v1)",
+        ));
+    }
+    if kind == "azure" && base_url.is_empty() {
+        return Err(Status::invalid_argument(
+            "base_url is required for kind \"azure\" (e.g. https://RESOURCE.openai.azure.com)",
+        ));
+    }
+    let mut settings = std::collections::BTreeMap::new();
+    for (k, v) in req.settings {
+        let (k, v) = (k.trim().to_owned(), v.trim().to_owned());
+        if !allowed_settings(&kind).contains(&k.as_str()) {
+            return Err(Status::invalid_argument(format!(
+                "setting {k:?} is not known for kind {kind:?} (known: {})",
+                allowed_settings(&kind).join(", ")
+            )));
         }
+        if v.is_empty()
+            || !v
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            return Err(Status::invalid_argument(format!(
+                "setting {k:?} must be a non-empty token of letters, digits, '-' and '.'"
+            )));
+        }
+        settings.insert(k, v);
+    }
+    // Other kinds default to the provider's public endpoint.
+    if kind != "mock" && !base_url.is_empty() {
         let rest = base_url
             .strip_prefix("https://")
             .or_else(|| base_url.strip_prefix("http://"));
@@ -99,6 +135,7 @@ fn validate(req: pb::AddProviderRequest) -> Result<ProviderInput, Status> {
         name,
         kind,
         base_url,
+        settings,
         api_key,
     })
 }
@@ -134,6 +171,7 @@ impl ProviderService for ProviderApi {
                 api_key_ciphertext,
                 key_fingerprint,
                 key_last4,
+                settings: input.settings,
             })
             .await
             .map_err(store_status)?;
@@ -235,6 +273,7 @@ mod tests {
             kind: kind.into(),
             base_url: base_url.into(),
             api_key: "sk-secret-value-1234".into(),
+            ..Default::default()
         }
     }
 
@@ -244,18 +283,32 @@ mod tests {
         assert_eq!(ok.base_url, "https://api.openai.com/v1");
         assert!(!format!("{ok:?}").contains("sk-secret"));
         assert!(validate(req("mock", "")).is_ok());
+        assert!(validate(req("anthropic", "")).is_ok());
         assert!(validate(req("OpenAI", "http://localhost:8080")).is_ok());
         for (kind, url) in [
             ("openai", ""),
             ("openai", "ftp://x"),
+            ("anthropic", "ftp://x"),
             ("openai", "https://"),
             ("openai", "api.openai.com"),
-            ("anthropic", "https://x"),
+            ("bedrock", "https://x"),
         ] {
             let e = validate(req(kind, url)).unwrap_err();
             assert_eq!(e.code(), tonic::Code::InvalidArgument, "{kind} {url}");
             assert!(!e.message().contains("sk-secret"));
         }
+        let mut r = req("azure", "https://res.openai.azure.com");
+        r.settings.insert("api_version".into(), "2024-10-21".into());
+        assert_eq!(
+            validate(r.clone()).unwrap().settings["api_version"],
+            "2024-10-21"
+        );
+        r.settings.insert("region".into(), "x".into());
+        assert!(validate(r).is_err());
+        let mut r = req("azure", "https://res.openai.azure.com");
+        r.settings.insert("api_version".into(), "a b".into());
+        assert!(validate(r).is_err());
+        assert!(validate(req("azure", "")).is_err());
         let mut r = req("mock", "");
         r.name = "has space".into();
         assert!(validate(r).is_err());

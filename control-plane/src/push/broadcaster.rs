@@ -149,6 +149,7 @@ mod tests {
                     .unwrap(),
                 key_fingerprint: String::new(),
                 key_last4: "mnop".into(),
+                settings: Default::default(),
             })
             .await
             .unwrap();

@@ -88,6 +88,7 @@ pub async fn build_snapshot(
                 base_url: p.provider.base_url.clone(),
                 api_key,
                 disabled: p.disabled,
+                settings: p.provider.settings.clone().into_iter().collect(),
             });
         }
         tenants.push(pb::TenantConfig {

@@ -160,6 +160,7 @@ mod tests {
                 api_key_ciphertext: String::new(),
                 key_fingerprint: String::new(),
                 key_last4: String::new(),
+                settings: Default::default(),
             })
             .await
             .unwrap()

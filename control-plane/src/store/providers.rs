@@ -1,6 +1,8 @@
 //! Upstream providers of a tenant. The API key is stored only as an envelope
 //! ciphertext (see `crypto.rs`) plus a display fingerprint and last 4 chars.
 
+use std::collections::BTreeMap;
+
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use tollgate_core::time::now_ms;
@@ -18,6 +20,8 @@ pub struct Provider {
     pub key_fingerprint: String,
     pub key_last4: String,
     pub created_at_ms: i64,
+    /// Kind-specific settings (never secrets).
+    pub settings: BTreeMap<String, String>,
 }
 
 /// A validated provider to insert. The id is chosen by the caller because the
@@ -33,10 +37,11 @@ pub struct NewProvider {
     pub api_key_ciphertext: String,
     pub key_fingerprint: String,
     pub key_last4: String,
+    pub settings: BTreeMap<String, String>,
 }
 
 pub(super) const PROVIDER_COLUMNS: &str =
-    "id, tenant_id, name, kind, base_url, key_fingerprint, key_last4, created_at_ms";
+    "id, tenant_id, name, kind, base_url, key_fingerprint, key_last4, created_at_ms, settings";
 
 pub(super) fn provider_from_row(row: &AnyRow) -> StoreResult<Provider> {
     Ok(Provider {
@@ -48,6 +53,8 @@ pub(super) fn provider_from_row(row: &AnyRow) -> StoreResult<Provider> {
         key_fingerprint: row.try_get("key_fingerprint")?,
         key_last4: row.try_get("key_last4")?,
         created_at_ms: row.try_get("created_at_ms")?,
+        // Written by this code only; an unreadable value reads as empty.
+        settings: serde_json::from_str(&row.try_get::<String, _>("settings")?).unwrap_or_default(),
     })
 }
 
@@ -57,8 +64,8 @@ impl Store {
         let mut change = self.begin_config_change().await?;
         sqlx::query(
             "INSERT INTO providers (id, tenant_id, name, kind, base_url, api_key_ciphertext, \
-             key_fingerprint, key_last4, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             key_fingerprint, key_last4, created_at_ms, settings) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&new.id)
         .bind(&new.tenant_id)
@@ -69,6 +76,7 @@ impl Store {
         .bind(&new.key_fingerprint)
         .bind(&new.key_last4)
         .bind(created_at_ms)
+        .bind(serde_json::to_string(&new.settings).unwrap_or_else(|_| "{}".into()))
         .execute(&mut *change.tx)
         .await
         .map_err(|e| unique_or_db(e, || format!("provider '{}'", new.name)))?;
@@ -82,6 +90,7 @@ impl Store {
             key_fingerprint: new.key_fingerprint,
             key_last4: new.key_last4,
             created_at_ms,
+            settings: new.settings,
         })
     }
 

@@ -74,6 +74,7 @@ async fn tenant_provider_model_key_crud() {
             kind: "mock".into(),
             base_url: String::new(),
             api_key: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -84,7 +85,7 @@ async fn tenant_provider_model_key_crud() {
     );
     for (kind, url) in [
         ("openai", ""),
-        ("gemini", "https://x"),
+        ("bedrock", "https://x"),
         ("openai", "ftp://x"),
     ] {
         let e = a
@@ -95,6 +96,7 @@ async fn tenant_provider_model_key_crud() {
                 kind: kind.into(),
                 base_url: url.into(),
                 api_key: "k".into(),
+                ..Default::default()
             })
             .await
             .unwrap_err();

@@ -145,6 +145,7 @@ impl Admin {
                 kind: "openai".into(),
                 base_url: "https://api.openai.example/v1".into(),
                 api_key: key.into(),
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -43,10 +43,13 @@ pub struct ProviderAdd {
     pub tenant: String,
     #[arg(long)]
     pub name: String,
-    /// openai (any OpenAI-compatible API) or mock (built into the data plane).
+    /// openai (any OpenAI-compatible API), anthropic (Messages API), gemini
+    /// (Gemini API) or mock (built into the data plane).
     #[arg(long, default_value = "openai")]
     pub kind: String,
-    /// e.g. https://api.openai.com/v1
+    /// e.g. https://api.openai.com/v1; optional for anthropic
+    /// (https://api.anthropic.com/v1) and gemini
+    /// (https://generativelanguage.googleapis.com/v1beta).
     #[arg(long, default_value = "")]
     pub base_url: String,
     /// Read the API key from this file (keeps it out of shell history).
@@ -55,6 +58,10 @@ pub struct ProviderAdd {
     /// Read the API key from this environment variable.
     #[arg(long)]
     pub api_key_env: Option<String>,
+    /// A kind-specific setting as KEY=VALUE, repeatable (azure:
+    /// api_version=2024-10-21).
+    #[arg(long = "setting", value_name = "KEY=VALUE")]
+    pub settings: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -194,7 +201,7 @@ pub async fn provider(admin: &mut Admin, cmd: ProviderCmd, as_json: bool) -> any
     match cmd {
         ProviderCmd::Add(add) => {
             let api_key = read_api_key(&add)?;
-            if add.kind == "openai" && api_key.is_empty() {
+            if add.kind != "mock" && api_key.is_empty() {
                 eprintln!("note: no API key given (--api-key-file or --api-key-env); calls go out unauthenticated");
             }
             let p = admin
@@ -205,6 +212,17 @@ pub async fn provider(admin: &mut Admin, cmd: ProviderCmd, as_json: bool) -> any
                     kind: add.kind,
                     base_url: add.base_url,
                     api_key,
+                    settings: add
+                        .settings
+                        .iter()
+                        .map(|kv| {
+                            kv.split_once('=')
+                                .map(|(k, v)| (k.to_string(), v.to_string()))
+                                .ok_or_else(|| {
+                                    anyhow::anyhow!("--setting {kv:?}: expected KEY=VALUE")
+                                })
+                        })
+                        .collect::<anyhow::Result<_>>()?,
                 })
                 .await
                 .map_err(status_error)?
@@ -280,7 +298,8 @@ pub async fn provider(admin: &mut Admin, cmd: ProviderCmd, as_json: bool) -> any
 
 fn provider_json(p: &pb::Provider) -> serde_json::Value {
     json!({"id": p.id, "tenant_id": p.tenant_id, "name": p.name, "kind": p.kind,
-           "base_url": p.base_url, "key_fingerprint": p.key_fingerprint, "key_last4": p.key_last4})
+           "base_url": p.base_url, "key_fingerprint": p.key_fingerprint, "key_last4": p.key_last4,
+           "settings": p.settings})
 }
 
 pub async fn model(admin: &mut Admin, cmd: ModelCmd, as_json: bool) -> anyhow::Result<()> {

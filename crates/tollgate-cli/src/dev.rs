@@ -187,6 +187,7 @@ async fn seed(admin: &mut Admin, data_dir: &Path) -> anyhow::Result<String> {
                 kind: "mock".into(),
                 base_url: String::new(),
                 api_key: String::new(),
+                ..Default::default()
             })
             .await
             .map_err(status_error)?;

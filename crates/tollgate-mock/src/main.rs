@@ -9,7 +9,7 @@ use tollgate_mock::{MockOptions, MockServer};
 #[derive(Parser, Debug)]
 #[command(
     version,
-    about = "Mock OpenAI-compatible provider for tests, demos and benchmarks"
+    about = "Mock model provider (OpenAI, Azure, Anthropic and Gemini wire formats) for tests, demos and benchmarks"
 )]
 struct Args {
     /// Address to listen on (port 0 picks a free port).
@@ -40,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
             chunk_delay: Duration::from_millis(args.chunk_delay_ms),
             models: Vec::new(),
             record: false,
+            split_stream_every: 0,
         },
     )
     .await?;

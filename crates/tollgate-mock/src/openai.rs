@@ -11,8 +11,25 @@ pub struct MockReply {
     pub text: String,
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
-    /// `stop`, or `length` when `max_tokens` cut the reply.
+    /// `stop`, or `length` when `max_tokens` cut the reply, or
+    /// `tool_calls`.
     pub finish_reason: &'static str,
+    /// With `tools` (and the last message not a tool result): a call of the
+    /// first tool with `{"query": <quote>}`, after a short text.
+    pub tool_call: Option<MockToolCall>,
+    /// With `prompt_cache_key`: half the prompt is reported as cached.
+    pub cached_tokens: u32,
+    /// With `reasoning_effort`: 4 reasoning tokens, counted in
+    /// `completion_tokens` as OpenAI does.
+    pub reasoning_tokens: u32,
+}
+
+/// A tool call the mock makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
 }
 
 /// Longest snippet of the caller's last message quoted in the reply.
@@ -25,6 +42,18 @@ const QUOTE_CHARS: usize = 60;
 /// word: each message costs its words plus 3, as OpenAI's framing does, and a
 /// stream sends one word per chunk.
 pub fn reply_for(body: &Value) -> MockReply {
+    let mut r = reply_core(body);
+    if body.get("prompt_cache_key").is_some_and(Value::is_string) {
+        r.cached_tokens = r.prompt_tokens / 2;
+    }
+    if body.get("reasoning_effort").is_some_and(Value::is_string) {
+        r.reasoning_tokens = 4;
+        r.completion_tokens += 4;
+    }
+    r
+}
+
+fn reply_core(body: &Value) -> MockReply {
     let model = body.get("model").and_then(Value::as_str).unwrap_or("mock");
     let messages = body
         .get("messages")
@@ -47,7 +76,37 @@ pub fn reply_for(body: &Value) -> MockReply {
         .chars()
         .take(QUOTE_CHARS)
         .collect();
-    let full = format!("Hello from {model}, the Tollgate mock provider. You said: \"{quote}\"");
+    let first_tool = body
+        .pointer("/tools/0/function/name")
+        .and_then(Value::as_str)
+        .filter(|_| body.get("tool_choice").and_then(Value::as_str) != Some("none"));
+    let last_is_tool = messages
+        .last()
+        .and_then(|m| m.get("role"))
+        .and_then(Value::as_str)
+        == Some("tool");
+    if let (Some(name), false) = (first_tool, last_is_tool) {
+        let text = format!("Calling {name}.");
+        return MockReply {
+            completion_tokens: word_count(&text) + 5,
+            text,
+            prompt_tokens,
+            finish_reason: "tool_calls",
+            tool_call: Some(MockToolCall {
+                id: format!("call_mock{prompt_tokens:08x}"),
+                name: name.to_string(),
+                arguments: json!({"query": quote}).to_string(),
+            }),
+            cached_tokens: 0,
+            reasoning_tokens: 0,
+        };
+    }
+    let full = if last_is_tool {
+        let result = messages.last().map(message_text).unwrap_or_default();
+        format!("Hello from {model}, the Tollgate mock provider. The tool said: \"{result}\"")
+    } else {
+        format!("Hello from {model}, the Tollgate mock provider. You said: \"{quote}\"")
+    };
     let words: Vec<&str> = full.split_whitespace().collect();
     let limit = body
         .get("max_completion_tokens")
@@ -63,6 +122,9 @@ pub fn reply_for(body: &Value) -> MockReply {
         prompt_tokens,
         completion_tokens: u32::try_from(kept.len()).unwrap_or(u32::MAX),
         finish_reason,
+        tool_call: None,
+        cached_tokens: 0,
+        reasoning_tokens: 0,
     }
 }
 
@@ -88,8 +150,8 @@ fn usage_json(reply: &MockReply) -> Value {
         "prompt_tokens": reply.prompt_tokens,
         "completion_tokens": reply.completion_tokens,
         "total_tokens": reply.prompt_tokens + reply.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+        "prompt_tokens_details": {"cached_tokens": reply.cached_tokens, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens, "audio_tokens": 0,
             "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
     })
 }
@@ -103,13 +165,22 @@ pub fn completion_body(id: &str, model: &str, created: i64, reply: &MockReply) -
         "model": model,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": reply.text, "refusal": null},
+            "message": message_json(reply),
             "logprobs": null,
             "finish_reason": reply.finish_reason
         }],
         "usage": usage_json(reply),
         "system_fingerprint": "fp_tollgate_mock"
     })
+}
+
+fn message_json(reply: &MockReply) -> Value {
+    let mut m = json!({"role": "assistant", "content": reply.text, "refusal": null});
+    if let Some(c) = &reply.tool_call {
+        m["tool_calls"] = json!([{"id": c.id, "type": "function",
+            "function": {"name": c.name, "arguments": c.arguments}}]);
+    }
+    m
 }
 
 fn chunk(id: &str, model: &str, created: i64, choices: Value, include_usage: bool) -> Value {
@@ -166,6 +237,28 @@ pub fn stream_events(
             include_usage,
         )));
     }
+    if let Some(c) = &reply.tool_call {
+        out.push(sse(&chunk(
+            id,
+            model,
+            created,
+            json!([{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": c.id, "type": "function",
+                "function": {"name": c.name, "arguments": ""}}]}, "logprobs": null, "finish_reason": null}]),
+            include_usage,
+        )));
+        let chars: Vec<char> = c.arguments.chars().collect();
+        for piece in chars.chunks(7) {
+            let piece: String = piece.iter().collect();
+            out.push(sse(&chunk(
+                id,
+                model,
+                created,
+                json!([{"index": 0, "delta": {"tool_calls": [{"index": 0,
+                    "function": {"arguments": piece}}]}, "logprobs": null, "finish_reason": null}]),
+                include_usage,
+            )));
+        }
+    }
     out.push(sse(&chunk(
         id,
         model,
@@ -199,6 +292,14 @@ pub fn embedding_for(input: &str, dims: usize) -> Vec<f32> {
             ((h >> 40) as f32 / (1u64 << 23) as f32) - 1.0
         })
         .collect()
+}
+
+/// A vector as OpenAI's `encoding_format: base64`: the little-endian
+/// bytes of its `f32`s.
+pub fn embedding_base64(v: &[f32]) -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// An OpenAI-shaped error body.

@@ -1,8 +1,13 @@
-//! A real OpenAI-compatible HTTP server for tests, the quickstart and
+//! A real OpenAI- and Anthropic-compatible HTTP server for tests, the quickstart and
 //! benchmarks.
 //!
 //! Routes: `POST /v1/chat/completions` (stream and non-stream, honouring
-//! `stream_options.include_usage`), `POST /v1/embeddings`, `GET /v1/models`.
+//! `stream_options.include_usage`), `POST /v1/embeddings`, `GET /v1/models`;
+//! Azure's `POST /openai/deployments/{deployment}/chat/completions?api-version=…`;
+//! Anthropic's `POST /v1/messages` and `/v1/messages/count_tokens` (see
+//! [`crate::anthropic`]); Gemini's `POST /v1beta/models/{model}:generateContent`
+//! and `:streamGenerateContent?alt=sse`, also under `/v1/models/` (see
+//! [`crate::gemini`]).
 //! The model name selects failure behaviours:
 //!
 //! | model                    | behaviour                                            |
@@ -49,6 +54,9 @@ pub struct MockOptions {
     pub models: Vec<String>,
     /// Record requests for [`MockServer::requests`] (off for benchmarks).
     pub record: bool,
+    /// When non-zero, streamed bodies are re-cut into pieces of this many
+    /// bytes, so SSE events arrive split at arbitrary places (tests).
+    pub split_stream_every: usize,
 }
 
 impl MockOptions {
@@ -80,8 +88,8 @@ impl RecordedRequest {
     }
 }
 
-struct Shared {
-    options: MockOptions,
+pub(crate) struct Shared {
+    pub(crate) options: MockOptions,
     recorded: Mutex<Vec<RecordedRequest>>,
     script: Arc<Script>,
 }
@@ -184,12 +192,35 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/responses", post(responses))
+        .route("/openai/v1/responses", post(responses))
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(azure_chat_completions),
+        )
+        .route(
+            "/openai/deployments/{deployment}/embeddings",
+            post(azure_embeddings),
+        )
+        .route("/v1/messages", post(crate::anthropic_routes::messages))
+        .route(
+            "/v1beta/models/{model_action}",
+            post(crate::gemini_routes::model_action),
+        )
+        .route(
+            "/v1/models/{model_action}",
+            post(crate::gemini_routes::model_action),
+        )
+        .route(
+            "/v1/messages/count_tokens",
+            post(crate::anthropic_routes::count_tokens),
+        )
         .route("/v1/models", get(models))
         .fallback(not_found)
         .with_state(shared)
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
@@ -200,9 +231,47 @@ fn error(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> R
     (status, axum::Json(openai::error_body(message, kind, code))).into_response()
 }
 
+/// Which provider's conventions a route follows (auth header, error shape).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    OpenAi,
+    Anthropic,
+    Gemini,
+}
+
+/// An error response in the route's own shape.
+pub(crate) fn dialect_error(dialect: Dialect, status: StatusCode, message: &str) -> Response {
+    match dialect {
+        Dialect::OpenAi => {
+            let kind = if status.as_u16() == 429 {
+                "rate_limit_error"
+            } else if status.is_client_error() {
+                "invalid_request_error"
+            } else {
+                "server_error"
+            };
+            error(status, message, kind, None)
+        }
+        Dialect::Anthropic => {
+            let kind = crate::anthropic::error_type(status.as_u16());
+            (
+                status,
+                axum::Json(crate::anthropic::error_body(kind, message)),
+            )
+                .into_response()
+        }
+        Dialect::Gemini => (
+            status,
+            axum::Json(crate::gemini::error_body(status.as_u16(), message)),
+        )
+            .into_response(),
+    }
+}
+
 /// Records the request and checks the API key; `Err` is the response to send.
-fn admit(
+pub(crate) fn admit(
     shared: &Shared,
+    dialect: Dialect,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -232,20 +301,36 @@ fn admit(
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        let api_key = headers.get("api-key").and_then(|v| v.to_str().ok());
-        if bearer != Some(want.as_str()) && api_key != Some(want.as_str()) {
-            return Err(Box::new(error(
-                StatusCode::UNAUTHORIZED,
-                "Incorrect API key provided.",
-                "invalid_request_error",
-                Some("invalid_api_key"),
-            )));
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let ok = match dialect {
+            Dialect::OpenAi => {
+                bearer == Some(want.as_str()) || header("api-key") == Some(want.as_str())
+            }
+            Dialect::Anthropic => header("x-api-key") == Some(want.as_str()),
+            Dialect::Gemini => {
+                header("x-goog-api-key") == Some(want.as_str())
+                    || uri.query().is_some_and(|q| {
+                        q.split('&')
+                            .any(|kv| kv.strip_prefix("key=") == Some(want.as_str()))
+                    })
+            }
+        };
+        if !ok {
+            return Err(Box::new(match dialect {
+                Dialect::OpenAi => error(
+                    StatusCode::UNAUTHORIZED,
+                    "Incorrect API key provided.",
+                    "invalid_request_error",
+                    Some("invalid_api_key"),
+                ),
+                _ => dialect_error(dialect, StatusCode::UNAUTHORIZED, "invalid x-api-key"),
+            }));
         }
     }
     Ok(())
 }
 
-fn parse_body(bytes: &Bytes) -> Result<Value, Box<Response>> {
+pub(crate) fn parse_body(bytes: &Bytes) -> Result<Value, Box<Response>> {
     serde_json::from_slice(bytes).map_err(|e| {
         Box::new(error(
             StatusCode::BAD_REQUEST,
@@ -257,14 +342,14 @@ fn parse_body(bytes: &Bytes) -> Result<Value, Box<Response>> {
 }
 
 /// Behaviour selected by the model name.
-enum Behaviour {
+pub(crate) enum Behaviour {
     Normal,
     Error(StatusCode),
     Slow(Duration),
     DropAfter(usize),
 }
 
-fn behaviour(model: &str) -> Behaviour {
+pub(crate) fn behaviour(model: &str) -> Behaviour {
     let num = |prefix: &str| {
         model
             .strip_prefix(prefix)
@@ -335,7 +420,7 @@ async fn chat_completions(
         Ok(b) => b,
         Err(r) => return *r,
     };
-    if let Err(r) = admit(&shared, &method, &uri, &headers, &body) {
+    if let Err(r) = admit(&shared, Dialect::OpenAi, &method, &uri, &headers, &body) {
         return *r;
     }
     let Some(model) = body.get("model").and_then(Value::as_str).map(str::to_owned) else {
@@ -410,11 +495,67 @@ async fn chat_completions(
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let events = openai::stream_events(&id, &model, created, &reply, include_usage);
-    let delay = drip.unwrap_or(shared.options.chunk_delay);
-    // Counts the stream as abandoned if the client leaves before its end.
-    let mid_stream = Watch::new(shared.script.clone());
+    let faults = StreamFaults {
+        drop_after,
+        hang_after,
+        drip,
+        // Counts the stream as abandoned if the client leaves before its end.
+        watch: Some(Watch::new(shared.script.clone())),
+    };
+    sse_response_with(events, &shared.options, faults)
+}
+
+/// Scripted faults of one streamed response.
+pub(crate) struct StreamFaults {
+    /// Abort the connection after this many events.
+    pub drop_after: Option<usize>,
+    /// Stop sending (but keep the connection) after this many events.
+    pub hang_after: Option<usize>,
+    /// Pause between events instead of the configured chunk delay.
+    pub drip: Option<Duration>,
+    pub watch: Option<Watch>,
+}
+
+/// A streamed response of complete SSE events; with `drop_after`, the
+/// connection is aborted after that many events.
+pub(crate) fn sse_response(
+    events: Vec<Bytes>,
+    options: &MockOptions,
+    drop_after: Option<usize>,
+) -> Response {
+    let faults = StreamFaults {
+        drop_after,
+        hang_after: None,
+        drip: None,
+        watch: None,
+    };
+    sse_response_with(events, options, faults)
+}
+
+/// A streamed response of SSE events with scripted faults, split into
+/// pieces of `options.split_stream_every` bytes when set.
+pub(crate) fn sse_response_with(
+    events: Vec<Bytes>,
+    options: &MockOptions,
+    faults: StreamFaults,
+) -> Response {
+    let delay = faults.drip.unwrap_or(options.chunk_delay);
+    let hang_after = faults.hang_after;
+    let mid_stream = faults.watch;
+    let (events, drop_after) = match options.split_stream_every {
+        0 => (events, faults.drop_after),
+        n => {
+            let kept = faults
+                .drop_after
+                .map_or(events.len(), |d| d.min(events.len()));
+            let joined: Vec<u8> = events[..kept].iter().flat_map(|e| e.to_vec()).collect();
+            let pieces: Vec<Bytes> = joined.chunks(n).map(Bytes::copy_from_slice).collect();
+            let cut = faults.drop_after.map(|_| pieces.len());
+            (pieces, cut)
+        }
+    };
     let stream = futures::stream::unfold(
-        (events.into_iter().enumerate(), false, Some(mid_stream)),
+        (events.into_iter().enumerate(), false, mid_stream),
         move |(mut it, done, mut watch)| async move {
             if done {
                 return None;
@@ -454,6 +595,87 @@ async fn chat_completions(
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
+/// Azure OpenAI's deployment route: the OpenAI format, with a required
+/// `api-version` query parameter (Azure answers 404 without one).
+async fn azure_chat_completions(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let has_version = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("api-version=")));
+    if !has_version {
+        return error(
+            StatusCode::NOT_FOUND,
+            "Resource not found",
+            "invalid_request_error",
+            Some("404"),
+        );
+    }
+    chat_completions(State(shared), method, uri, headers, raw).await
+}
+
+async fn azure_embeddings(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    if !uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("api-version=")))
+    {
+        return error(
+            StatusCode::NOT_FOUND,
+            "Resource not found",
+            "invalid_request_error",
+            Some("404"),
+        );
+    }
+    embeddings(State(shared), method, uri, headers, raw).await
+}
+
+async fn responses(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let body = match parse_body(&raw) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    if let Err(r) = admit(&shared, Dialect::OpenAi, &method, &uri, &headers, &body) {
+        return *r;
+    }
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("mock")
+        .to_string();
+    if let Behaviour::Error(status) = behaviour(&model) {
+        return error_for_status(status);
+    }
+    let reply = crate::responses::reply_for(&body);
+    let id = format!("resp_mock{:016x}", fnv(&raw));
+    if body.get("stream").and_then(Value::as_bool) == Some(true) {
+        let events = crate::responses::stream_events(&id, &model, now_secs(), &reply);
+        return sse_response(events, &shared.options, None);
+    }
+    axum::Json(crate::responses::response_body(
+        &id,
+        &model,
+        now_secs(),
+        &reply,
+    ))
+    .into_response()
+}
+
 async fn embeddings(
     State(shared): State<Arc<Shared>>,
     method: Method,
@@ -465,7 +687,7 @@ async fn embeddings(
         Ok(b) => b,
         Err(r) => return *r,
     };
-    if let Err(r) = admit(&shared, &method, &uri, &headers, &body) {
+    if let Err(r) = admit(&shared, Dialect::OpenAi, &method, &uri, &headers, &body) {
         return *r;
     }
     let model = body
@@ -494,10 +716,19 @@ async fn embeddings(
         .unwrap_or(8)
         .min(4096);
     let tokens: usize = inputs.iter().map(|s| s.split_whitespace().count()).sum();
+    let base64 = body.get("encoding_format").and_then(Value::as_str) == Some("base64");
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
-        .map(|(i, s)| json!({"object": "embedding", "index": i, "embedding": openai::embedding_for(s, dims)}))
+        .map(|(i, s)| {
+            let v = openai::embedding_for(s, dims);
+            let embedding = if base64 {
+                json!(openai::embedding_base64(&v))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
         .collect();
     axum::Json(json!({
         "object": "list",
@@ -514,7 +745,14 @@ async fn models(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = admit(&shared, &method, &uri, &headers, &Value::Null) {
+    if let Err(r) = admit(
+        &shared,
+        Dialect::OpenAi,
+        &method,
+        &uri,
+        &headers,
+        &Value::Null,
+    ) {
         return *r;
     }
     let names: Vec<String> = if shared.options.models.is_empty() {
@@ -538,7 +776,7 @@ async fn not_found(uri: Uri) -> Response {
     )
 }
 
-fn fnv(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         h ^= u64::from(*b);

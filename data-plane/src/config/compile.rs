@@ -21,7 +21,7 @@ use crate::routing::{ModelRoute, RoutePolicy, Target, TargetRegistry};
 pub enum CompileError {
     #[error("tenant {tenant:?}: duplicate tenant id")]
     DuplicateTenant { tenant: String },
-    #[error("tenant {tenant:?}: provider {provider:?} has unknown kind {kind:?} (expected openai or mock)")]
+    #[error("tenant {tenant:?}: provider {provider:?} has unknown kind {kind:?} (expected openai, azure, anthropic, gemini or mock)")]
     UnknownKind {
         tenant: String,
         provider: String,
@@ -265,14 +265,28 @@ fn compile_providers(
                 kind: p.kind.clone(),
             });
         };
-        let base_url = p.base_url.trim_end_matches('/').to_string();
-        if kind == ProviderKind::OpenAi {
+        let mut base_url = p.base_url.trim_end_matches('/').to_string();
+        if base_url.is_empty() {
+            base_url = kind.default_base_url().unwrap_or_default().to_string();
+        }
+        if kind != ProviderKind::Mock {
             check_base_url(&base_url).map_err(|why| CompileError::BadBaseUrl {
                 tenant: t.name.clone(),
                 provider: p.name.clone(),
                 why,
             })?;
         }
+        let bad_key = || CompileError::BadApiKey {
+            tenant: t.name.clone(),
+            provider: p.name.clone(),
+        };
+        let api_key_header = if p.api_key.is_empty() {
+            None
+        } else {
+            let mut v = http::HeaderValue::try_from(p.api_key.as_str()).map_err(|_| bad_key())?;
+            v.set_sensitive(true);
+            Some(v)
+        };
         let auth_header = if p.api_key.is_empty() {
             None
         } else {
@@ -290,10 +304,27 @@ fn compile_providers(
             id: p.id.clone(),
             name: p.name.clone(),
             kind,
-            chat_url: format!("{base_url}/chat/completions"),
+            url_query: match kind {
+                ProviderKind::Azure => format!(
+                    "?api-version={}",
+                    p.settings
+                        .get("api_version")
+                        .map_or(crate::providers::azure::DEFAULT_API_VERSION, String::as_str)
+                ),
+                _ => String::new(),
+            },
+            chat_url: match kind {
+                ProviderKind::Anthropic => format!("{base_url}/messages"),
+                ProviderKind::Gemini => format!("{base_url}/models"),
+                ProviderKind::Azure => format!("{base_url}/openai/deployments"),
+                ProviderKind::OpenAi | ProviderKind::Mock => {
+                    format!("{base_url}/chat/completions")
+                }
+            },
             base_url,
             api_key: SecretString::new(p.api_key.clone()),
             auth_header,
+            api_key_header,
         };
         if out.insert(p.id.clone(), Arc::new(target)).is_some() {
             return Err(CompileError::DuplicateProvider {
@@ -377,6 +408,7 @@ pub(crate) mod tests {
                             base_url: "http://127.0.0.1:9/v1/".into(),
                             api_key: "sk-upstream-secret".into(),
                             disabled: false,
+                            ..Default::default()
                         },
                         pb::ProviderConfig {
                             id: "pv_mock".into(),
@@ -385,6 +417,7 @@ pub(crate) mod tests {
                             base_url: String::new(),
                             api_key: String::new(),
                             disabled: false,
+                            ..Default::default()
                         },
                     ],
                     models: vec![
@@ -468,8 +501,47 @@ pub(crate) mod tests {
             ]})
         );
         assert!(!c.tenants["tn_other"].active);
+        assert!(route
+            .provider
+            .api_key_header
+            .as_ref()
+            .unwrap()
+            .is_sensitive());
         // A revoked key is simply absent.
         assert!(!c.keys.contains_key(&hash_caller_key("tg-revoked")));
+    }
+
+    #[test]
+    fn anthropic_defaults_to_its_public_endpoint() {
+        let mut s = snapshot(1);
+        s.tenants[0].providers[0].kind = "anthropic".into();
+        s.tenants[0].providers[0].base_url = String::new();
+        let c = compile(&s).unwrap();
+        let p = &c.tenants["tn_acme"].models["gpt-test"].provider;
+        assert_eq!(p.chat_url, "https://api.anthropic.com/v1/messages");
+        assert_eq!(
+            p.api_key_header.as_ref().unwrap().to_str().unwrap(),
+            "sk-upstream-secret"
+        );
+    }
+
+    #[test]
+    fn azure_urls_carry_the_api_version() {
+        let mut s = snapshot(1);
+        s.tenants[0].providers[0].kind = "azure".into();
+        s.tenants[0].providers[0].base_url = "https://res.openai.azure.com/".into();
+        let c = compile(&s).unwrap();
+        let p = &c.tenants["tn_acme"].models["gpt-test"].provider;
+        assert_eq!(
+            crate::providers::azure::chat_url(p, "gpt4o-prod"),
+            "https://res.openai.azure.com/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21"
+        );
+        s.tenants[0].providers[0]
+            .settings
+            .insert("api_version".into(), "2025-01-01-preview".into());
+        let c = compile(&s).unwrap();
+        let p = &c.tenants["tn_acme"].models["gpt-test"].provider;
+        assert_eq!(p.url_query, "?api-version=2025-01-01-preview");
     }
 
     fn reject(mutate: impl FnOnce(&mut pb::Snapshot)) -> String {
@@ -482,8 +554,8 @@ pub(crate) mod tests {
     fn rejects_invalid_snapshots_with_a_reason() {
         let r = reject(|s| s.tenants[0].models[0].provider_id = "pv_gone".into());
         assert!(r.contains("unknown provider id \"pv_gone\""), "{r}");
-        let r = reject(|s| s.tenants[0].providers[0].kind = "anthropic".into());
-        assert!(r.contains("unknown kind \"anthropic\""), "{r}");
+        let r = reject(|s| s.tenants[0].providers[0].kind = "bedrock".into());
+        assert!(r.contains("unknown kind \"bedrock\""), "{r}");
         let r = reject(|s| s.tenants[0].providers[0].base_url = "not a url".into());
         assert!(r.contains("invalid base_url"), "{r}");
         let r = reject(|s| s.tenants[0].providers[0].base_url = "ftp://x/v1".into());

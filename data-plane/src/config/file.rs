@@ -46,6 +46,9 @@ struct FileProvider {
     api_key_env: Option<String>,
     #[serde(default)]
     disabled: bool,
+    /// Kind-specific settings, e.g. `api_version` for azure.
+    #[serde(default)]
+    settings: std::collections::HashMap<String, String>,
 }
 
 impl std::fmt::Debug for FileProvider {
@@ -205,6 +208,7 @@ pub fn parse_yaml(
                 base_url: p.base_url.clone(),
                 api_key,
                 disabled: p.disabled,
+                settings: p.settings.clone(),
             });
         }
         let mut models = Vec::with_capacity(t.models.len());

@@ -37,6 +37,14 @@ impl CallerKey {
 pub enum ProviderKind {
     /// Any OpenAI-compatible base URL.
     OpenAi,
+    /// Azure OpenAI: `{base_url}/openai/deployments/{deployment}/…` with
+    /// `api-version` and the `api-key` header.
+    Azure,
+    /// Anthropic Messages API (`{base_url}/messages`, `x-api-key`).
+    Anthropic,
+    /// Google Gemini API (`{base_url}/models/{model}:generateContent`,
+    /// `x-goog-api-key`).
+    Gemini,
     /// Built in: answers in-process, no network.
     Mock,
 }
@@ -45,14 +53,29 @@ impl ProviderKind {
     pub fn parse(s: &str) -> Option<ProviderKind> {
         match s {
             "openai" => Some(ProviderKind::OpenAi),
+            "azure" => Some(ProviderKind::Azure),
+            "anthropic" => Some(ProviderKind::Anthropic),
+            "gemini" => Some(ProviderKind::Gemini),
             "mock" => Some(ProviderKind::Mock),
             _ => None,
+        }
+    }
+
+    /// The base URL used when a provider of this kind has none.
+    pub fn default_base_url(&self) -> Option<&'static str> {
+        match self {
+            ProviderKind::Anthropic => Some("https://api.anthropic.com/v1"),
+            ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com/v1beta"),
+            ProviderKind::OpenAi | ProviderKind::Azure | ProviderKind::Mock => None,
         }
     }
 
     pub fn as_str(&self) -> &'static str {
         match self {
             ProviderKind::OpenAi => "openai",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
             ProviderKind::Mock => "mock",
         }
     }
@@ -93,10 +116,19 @@ pub struct ProviderTarget {
     /// Without a trailing slash.
     pub base_url: String,
     pub api_key: SecretString,
-    /// `{base_url}/chat/completions`.
+    /// The chat endpoint of the kind: `{base_url}/chat/completions`
+    /// (OpenAI), `{base_url}/messages` (Anthropic), `{base_url}/models`
+    /// (Gemini: the model and method are appended per call),
+    /// `{base_url}/openai/deployments` (Azure: the deployment is appended).
     pub chat_url: String,
+    /// Query appended to every call's URL: `?api-version=…` (Azure), else
+    /// empty.
+    pub url_query: String,
     /// `Bearer <api_key>`, marked sensitive; `None` when there is no key.
     pub auth_header: Option<http::HeaderValue>,
+    /// The bare key as a header value (`x-api-key`, `api-key`,
+    /// `x-goog-api-key`), marked sensitive; `None` when there is no key.
+    pub api_key_header: Option<http::HeaderValue>,
 }
 
 impl fmt::Debug for ProviderTarget {
@@ -211,7 +243,9 @@ mod tests {
             base_url: "http://x/v1".into(),
             api_key: SecretString::new("sk-very-secret-123"),
             chat_url: "http://x/v1/chat/completions".into(),
+            url_query: String::new(),
             auth_header: None,
+            api_key_header: None,
         };
         let dbg = format!("{t:?}");
         assert!(!dbg.contains("sk-very-secret"), "{dbg}");

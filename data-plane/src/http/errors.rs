@@ -1,5 +1,8 @@
-//! The one place where a failure becomes an HTTP response: a status and an
-//! OpenAI-shaped body `{"error":{"message","type","code","param"}}`.
+//! The one place where a failure becomes an HTTP response: a status and a
+//! body in the caller's protocol — OpenAI-shaped
+//! `{"error":{"message","type","code","param"}}` on OpenAI routes,
+//! Anthropic-shaped `{"type":"error","error":{"type","message"}}` on
+//! `/v1/messages` (see [`GatewayError::render`]).
 //!
 //! Every variant says who failed: the caller (4xx), the gateway (503) or the
 //! upstream provider (502/504, or the provider's own 4xx passed through).
@@ -65,9 +68,28 @@ pub enum GatewayError {
     /// circuit breaker: no upstream was called.
     #[error("no target available for model {0:?}")]
     NoTargetAvailable(String),
+    /// The provider answered with an error status in its own wire shape
+    /// (`format`): passed through as is to callers speaking that protocol,
+    /// converted for the others.
+    #[error("upstream answered {status}")]
+    UpstreamNative {
+        status: u16,
+        body: Bytes,
+        format: ApiFormat,
+    },
     /// A bug or an impossible state inside the gateway.
     #[error("internal error")]
     Internal,
+}
+
+/// The wire protocol a caller speaks on a route (and the shape its errors
+/// take).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApiFormat {
+    #[default]
+    OpenAi,
+    Anthropic,
+    Gemini,
 }
 
 impl GatewayError {
@@ -86,7 +108,8 @@ impl GatewayError {
             | GatewayError::Upstream(_) => 502,
             GatewayError::UpstreamTimeout => 504,
             GatewayError::UpstreamStatus { status, .. }
-            | GatewayError::UpstreamThrottled { status, .. } => *status,
+            | GatewayError::UpstreamThrottled { status, .. }
+            | GatewayError::UpstreamNative { status, .. } => *status,
             GatewayError::Internal => 500,
         }
     }
@@ -107,7 +130,8 @@ impl GatewayError {
             | GatewayError::UpstreamAuth
             | GatewayError::Upstream(_)
             | GatewayError::UpstreamStatus { .. }
-            | GatewayError::UpstreamThrottled { .. } => "upstream_error",
+            | GatewayError::UpstreamThrottled { .. }
+            | GatewayError::UpstreamNative { .. } => "upstream_error",
             GatewayError::Internal => "server_error",
         }
     }
@@ -128,9 +152,9 @@ impl GatewayError {
             GatewayError::UpstreamTimeout => "upstream_timeout",
             GatewayError::UpstreamAuth => "upstream_auth_error",
             GatewayError::Upstream(_) => "upstream_error",
-            GatewayError::UpstreamStatus { .. } | GatewayError::UpstreamThrottled { .. } => {
-                "upstream_status"
-            }
+            GatewayError::UpstreamStatus { .. }
+            | GatewayError::UpstreamThrottled { .. }
+            | GatewayError::UpstreamNative { .. } => "upstream_status",
             GatewayError::NoTargetAvailable(_) => "no_target_available",
             GatewayError::Internal => "internal_error",
         }
@@ -169,7 +193,8 @@ impl GatewayError {
             }
             GatewayError::Upstream(why) => format!("The provider failed: {why}."),
             GatewayError::UpstreamStatus { status, .. }
-            | GatewayError::UpstreamThrottled { status, .. } => {
+            | GatewayError::UpstreamThrottled { status, .. }
+            | GatewayError::UpstreamNative { status, .. } => {
                 format!("The provider answered with status {status}.")
             }
             GatewayError::NoTargetAvailable(m) => format!(
@@ -179,13 +204,59 @@ impl GatewayError {
         }
     }
 
-    /// The JSON body of the response.
+    /// The JSON body of the response (OpenAI shape).
     pub fn body(&self) -> Bytes {
-        if let GatewayError::UpstreamStatus { body, .. }
-        | GatewayError::UpstreamThrottled { body, .. } = self
-        {
-            return body.clone();
+        self.render(ApiFormat::OpenAi).1
+    }
+
+    /// Status and body for a caller speaking `format`.
+    pub fn render(&self, format: ApiFormat) -> (u16, Bytes) {
+        match (self, format) {
+            (
+                GatewayError::UpstreamNative {
+                    status,
+                    body,
+                    format: native,
+                },
+                _,
+            ) if *native == format => (*status, body.clone()),
+            (
+                GatewayError::UpstreamNative {
+                    status,
+                    body,
+                    format: native,
+                },
+                _,
+            ) => {
+                let (kind, message) = native_error_parts(*native, *status, body);
+                let status = status_for(format, *status);
+                (status, shaped_error(format, status, &kind, &message))
+            }
+            (
+                GatewayError::UpstreamStatus { body, .. }
+                | GatewayError::UpstreamThrottled { body, .. },
+                ApiFormat::OpenAi,
+            ) => (self.status(), body.clone()),
+            (
+                GatewayError::UpstreamStatus { status, body }
+                | GatewayError::UpstreamThrottled { status, body, .. },
+                _,
+            ) => {
+                let (kind, message) = native_error_parts(ApiFormat::OpenAi, *status, body);
+                (*status, shaped_error(format, *status, &kind, &message))
+            }
+            (_, ApiFormat::OpenAi) => (self.status(), self.openai_body()),
+            (_, _) => {
+                let status = self.status();
+                (
+                    status,
+                    shaped_error(format, status, self.kind(), &self.message()),
+                )
+            }
         }
+    }
+
+    fn openai_body(&self) -> Bytes {
         Bytes::from(
             error_json(
                 &self.message(),
@@ -208,10 +279,110 @@ impl GatewayError {
         }
     }
 
+    /// What the provider said, for an error status it answered (used when
+    /// a stream fails after its head was sent).
+    pub fn provider_message(&self) -> Option<String> {
+        let (format, status, body) = match self {
+            GatewayError::UpstreamNative {
+                status,
+                body,
+                format,
+            } => (*format, *status, body),
+            GatewayError::UpstreamStatus { status, body }
+            | GatewayError::UpstreamThrottled { status, body, .. } => {
+                (ApiFormat::OpenAi, *status, body)
+            }
+            _ => return None,
+        };
+        let (_, message) = native_error_parts(format, status, body);
+        Some(format!(
+            "The provider failed mid-stream ({status}): {message}"
+        ))
+    }
+
     /// True when the caller may retry the same request and hope for success.
     pub fn retryable(&self) -> bool {
         matches!(self.status(), 429 | 500..=599)
     }
+}
+
+/// Statuses a protocol does not have, mapped to the nearest it does:
+/// Anthropic's 529 (overloaded) is a 503 to OpenAI and Gemini callers.
+fn status_for(format: ApiFormat, status: u16) -> u16 {
+    match (format, status) {
+        (ApiFormat::Anthropic, s) => s,
+        (_, 529) => 503,
+        (_, s) => s,
+    }
+}
+
+/// `(type, message)` of an error body in a provider's shape; falls back to
+/// a generic message with an excerpt of the body.
+fn native_error_parts(format: ApiFormat, status: u16, body: &[u8]) -> (String, String) {
+    let v: Option<Value> = serde_json::from_slice(body).ok();
+    let text = |p: &str| {
+        v.as_ref()
+            .and_then(|v| v.pointer(p))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let kind = match format {
+        ApiFormat::OpenAi | ApiFormat::Anthropic => text("/error/type"),
+        ApiFormat::Gemini => text("/error/status"),
+    };
+    let message = text("/error/message").unwrap_or_else(|| {
+        let excerpt: String = String::from_utf8_lossy(body).chars().take(200).collect();
+        if excerpt.trim().is_empty() {
+            format!("The provider answered with status {status}.")
+        } else {
+            format!(
+                "The provider answered with status {status}: {}",
+                excerpt.trim()
+            )
+        }
+    });
+    (kind.unwrap_or_else(|| "upstream_error".into()), message)
+}
+
+/// The Anthropic `error.type` for a status.
+pub fn anthropic_error_type(status: u16) -> &'static str {
+    match status {
+        400 | 405 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 | 503 => "overloaded_error",
+        _ => "api_error",
+    }
+}
+
+/// An error body in a caller protocol's shape. `kind` is kept for OpenAI
+/// callers; Anthropic callers get the type their SDK knows for the status.
+pub fn shaped_error(format: ApiFormat, status: u16, kind: &str, message: &str) -> Bytes {
+    let v = match format {
+        ApiFormat::OpenAi => {
+            let kind = match (status, kind) {
+                (429, _) => "rate_limit_error",
+                (_, "overloaded_error") | (_, "UNAVAILABLE") => "server_error",
+                (s, k) if k.chars().all(|c| c.is_ascii_uppercase() || c == '_') => {
+                    if (400..500).contains(&s) {
+                        "invalid_request_error"
+                    } else {
+                        "upstream_error"
+                    }
+                }
+                (_, k) => k,
+            };
+            error_json(message, kind, None, None)
+        }
+        ApiFormat::Anthropic => json!({"type": "error", "error": {
+            "type": anthropic_error_type(status), "message": message}}),
+        ApiFormat::Gemini => json!({"error": {"code": status, "message": message,
+            "status": kind}}),
+    };
+    Bytes::from(v.to_string())
 }
 
 /// An OpenAI-shaped error object.

@@ -28,7 +28,8 @@ pub fn request_id(req: &RequestHeader) -> String {
     tollgate_core::ids::new_request_id()
 }
 
-/// The caller key from `Authorization: Bearer <key>` or `api-key: <key>`.
+/// The caller key from `Authorization: Bearer <key>`, `api-key: <key>`
+/// (Azure SDKs) or `x-api-key: <key>` (Anthropic SDKs).
 pub fn caller_key(req: &RequestHeader) -> Option<&str> {
     if let Some(v) = req.headers.get(http::header::AUTHORIZATION) {
         let v = v.to_str().ok()?.trim();
@@ -39,7 +40,13 @@ pub fn caller_key(req: &RequestHeader) -> Option<&str> {
         }
         return None;
     }
-    let key = req.headers.get("api-key")?.to_str().ok()?.trim();
+    let key = req
+        .headers
+        .get("api-key")
+        .or_else(|| req.headers.get("x-api-key"))?
+        .to_str()
+        .ok()?
+        .trim();
     (!key.is_empty()).then_some(key)
 }
 
@@ -123,6 +130,7 @@ mod tests {
             Some("tg-abc")
         );
         assert_eq!(caller_key(&req(&[("api-key", "tg-abc")])), Some("tg-abc"));
+        assert_eq!(caller_key(&req(&[("x-api-key", "tg-abc")])), Some("tg-abc"));
         assert_eq!(
             caller_key(&req(&[("authorization", "Basic dXNlcg==")])),
             None

@@ -23,10 +23,16 @@ pub fn head(
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
     // Only once an upstream was tried: the provider and model of the last
     // attempt, and how many there were.
-    if let (Some(route), false) = (&ctx.route, ctx.attempts.is_empty()) {
-        h.insert_header("x-tollgate-provider", route.provider.name.as_str())?;
-        h.insert_header("x-tollgate-model", route.upstream_model.as_str())?;
-        h.insert_header("x-tollgate-attempts", ctx.attempts.len())?;
+    // Routed calls record their attempts; single-target routes (messages,
+    // responses, embeddings) call the provider of `ctx.route` directly.
+    if let Some(route) = &ctx.route {
+        if !ctx.attempts.is_empty() || status < 400 {
+            h.insert_header("x-tollgate-provider", route.provider.name.as_str())?;
+            h.insert_header("x-tollgate-model", route.upstream_model.as_str())?;
+        }
+        if !ctx.attempts.is_empty() {
+            h.insert_header("x-tollgate-attempts", ctx.attempts.len())?;
+        }
     }
     match content_length {
         Some(n) => h.insert_header(http::header::CONTENT_LENGTH, n)?,
@@ -53,15 +59,15 @@ pub async fn write_json(
     session.write_response_body(Some(body), true).await
 }
 
-/// Writes a failure as its status and OpenAI-shaped body, with the
+/// Writes a failure as its status and a body in the caller's protocol, with the
 /// provider's `Retry-After` when it sent one.
 pub async fn write_error(
     session: &mut Session,
     ctx: &mut CallContext,
     e: &crate::http::errors::GatewayError,
 ) -> pingora_core::Result<()> {
-    let body = e.body();
-    let status = e.status();
+    // In the caller's protocol (OpenAI or Anthropic shape).
+    let (status, body) = e.render(ctx.api);
     let mut h = head(status, ctx, CONTENT_TYPE_JSON, Some(body.len()))?;
     if let Some(secs) = e.retry_after_secs() {
         h.insert_header(http::header::RETRY_AFTER, secs)?;

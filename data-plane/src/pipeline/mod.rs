@@ -13,8 +13,11 @@
 
 pub mod chat_request;
 pub mod drain;
+mod embeddings;
 mod failover;
+mod messages;
 mod relay;
+mod responses;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +26,7 @@ use pingora_proxy::Session;
 use tollgate_core::usage::Usage;
 
 use crate::config::{CallerKey, CompiledConfig, ConfigStore, Route, TenantRuntime};
-use crate::http::errors::GatewayError;
+use crate::http::errors::{ApiFormat, GatewayError};
 use crate::http::{self, response, BodyError};
 use crate::metering::{UsageRecord, UsageSink};
 use crate::providers::Providers;
@@ -58,6 +61,8 @@ pub struct CallContext {
         Arc<crate::routing::TargetStats>,
         crate::routing::BreakerConfig,
     )>,
+    /// The protocol the caller speaks on this route (shapes its errors).
+    pub api: ApiFormat,
     in_flight: Option<drain::InFlight>,
 }
 
@@ -77,6 +82,7 @@ impl Default for CallContext {
             usage: None,
             attempts: Vec::new(),
             serving: None,
+            api: ApiFormat::OpenAi,
             in_flight: None,
         }
     }
@@ -117,6 +123,10 @@ enum Endpoint {
     Ready,
     Models,
     ChatCompletions,
+    Messages,
+    CountTokens,
+    Embeddings,
+    Responses,
 }
 
 fn endpoint(method: &::http::Method, path: &str) -> Result<Endpoint, GatewayError> {
@@ -131,6 +141,10 @@ fn endpoint(method: &::http::Method, path: &str) -> Result<Endpoint, GatewayErro
         ),
         "/v1/models" => (Endpoint::Models, &[::http::Method::GET]),
         "/v1/chat/completions" => (Endpoint::ChatCompletions, &[::http::Method::POST]),
+        "/v1/messages" => (Endpoint::Messages, &[::http::Method::POST]),
+        "/v1/embeddings" => (Endpoint::Embeddings, &[::http::Method::POST]),
+        "/v1/responses" => (Endpoint::Responses, &[::http::Method::POST]),
+        "/v1/messages/count_tokens" => (Endpoint::CountTokens, &[::http::Method::POST]),
         _ => return Err(GatewayError::UnknownRoute(path.to_string())),
     };
     if allowed.contains(method) {
@@ -192,6 +206,9 @@ impl Gateway {
 
     async fn dispatch(&self, session: &mut Session, ctx: &mut CallContext) -> Result<(), Failure> {
         let req = session.req_header();
+        if req.uri.path().starts_with("/v1/messages") {
+            ctx.api = ApiFormat::Anthropic;
+        }
         let ep = endpoint(&req.method, req.uri.path())?;
         match ep {
             Endpoint::Health => {
@@ -215,6 +232,10 @@ impl Gateway {
                 response::write_json(session, ctx, 200, body).await?;
             }
             Endpoint::ChatCompletions => self.chat(session, ctx).await?,
+            Endpoint::Messages => self.messages(session, ctx).await?,
+            Endpoint::CountTokens => self.count_tokens(session, ctx).await?,
+            Endpoint::Embeddings => self.embeddings(session, ctx).await?,
+            Endpoint::Responses => self.responses(session, ctx).await?,
         }
         Ok(())
     }
@@ -256,6 +277,15 @@ impl Gateway {
         Ok(tenant)
     }
 
+    /// Stream timing for routes that call one target directly.
+    fn stream_timing(&self, idle_timeout: std::time::Duration) -> relay::StreamTiming<'_> {
+        relay::StreamTiming {
+            first_chunk: None,
+            idle_timeout,
+            clock: self.clock.as_ref(),
+        }
+    }
+
     /// `POST /v1/chat/completions`.
     async fn chat(&self, session: &mut Session, ctx: &mut CallContext) -> Result<(), Failure> {
         let tenant = self.authenticate(session, ctx)?;
@@ -275,6 +305,17 @@ impl Gateway {
         let (route, suffix) = tenant
             .find_route(&model)
             .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;
+        if let Some(first) = route.targets.first() {
+            // Checked against the primary target's model; later targets of a
+            // route are expected to serve the same kind of model.
+            let primary = first.route_for(suffix);
+            crate::capabilities::check_chat(
+                &chat.model,
+                &primary.upstream_model,
+                &chat.body,
+                body.len(),
+            )?;
+        }
         let answer = match self
             .call_upstream(session, ctx, route, suffix, &mut chat)
             .await

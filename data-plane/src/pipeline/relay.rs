@@ -12,7 +12,7 @@ use super::{CallContext, Failure};
 use crate::http::response;
 use crate::providers::{ByteStream, UpstreamResponse};
 use crate::routing::Clock;
-use crate::stream::{error_event, SseSplitter, StreamMeter, Verdict};
+use crate::stream::{EventMeter, SseSplitter, StreamMeter, Verdict};
 use tollgate_core::usage::Usage;
 
 pub(super) async fn relay(
@@ -32,7 +32,13 @@ pub(super) async fn relay(
             response::write_json(session, ctx, 200, body).await?;
         }
         UpstreamResponse::Stream(stream) => {
-            relay_stream(session, ctx, stream, first_chunk, idle_timeout, clock).await?
+            let mut meter = StreamMeter::new(ctx.include_usage);
+            let timing = StreamTiming {
+                first_chunk,
+                idle_timeout,
+                clock,
+            };
+            relay_stream(session, ctx, stream, timing, &mut meter).await?
         }
     }
     Ok(())
@@ -79,19 +85,33 @@ fn partial_usage(reported: Option<Usage>, content_chunks: i64) -> Option<Usage> 
     })
 }
 
-async fn relay_stream(
+/// When stream chunks arrive: the first one (already read while choosing
+/// the target), the longest pause allowed between chunks, and the clock of
+/// the circuit breakers.
+pub(super) struct StreamTiming<'a> {
+    pub first_chunk: Option<Bytes>,
+    pub idle_timeout: Duration,
+    pub clock: &'a dyn Clock,
+}
+
+/// Relays a stream in the caller's protocol; `meter` knows its events.
+pub(super) async fn relay_stream(
     session: &mut Session,
     ctx: &mut CallContext,
     mut stream: ByteStream,
-    first_chunk: Option<Bytes>,
-    idle_timeout: Duration,
-    clock: &dyn Clock,
+    timing: StreamTiming<'_>,
+    meter: &mut dyn EventMeter,
 ) -> Result<(), Failure> {
+    let StreamTiming {
+        first_chunk,
+        idle_timeout,
+        clock,
+    } = timing;
     let head = response::head(200, ctx, response::CONTENT_TYPE_SSE, None)?;
     ctx.status = 200;
     session.write_response_header(head, false).await?;
     let mut splitter = SseSplitter::new();
-    let mut meter = StreamMeter::new(ctx.include_usage);
+    let mut provider_said: Option<String> = None;
     let mut out = BytesMut::new();
     let mut content_chunks: i64 = 0;
     let mut first = first_chunk;
@@ -104,7 +124,7 @@ async fn relay_stream(
                 let next = tokio::select! {
                     r = tokio::time::timeout(idle_timeout, stream.next()) => r,
                     e = downstream_gone(session) => {
-                        ctx.usage = partial_usage(meter.usage, content_chunks);
+                        ctx.usage = partial_usage(meter.usage(), content_chunks);
                         return Err(Failure::Downstream(e));
                     }
                 };
@@ -127,16 +147,19 @@ async fn relay_stream(
                         }
                     }
                 }
-                Some(Err(_)) => {
+                Some(Err(e)) => {
+                    // A provider error event (translated streams) says more
+                    // than "the connection failed".
+                    provider_said = e.provider_message();
                     end = Some(Some(CONNECTION_FAILED));
                     break;
                 }
                 None => {
-                    end = Some((!meter.saw_done).then_some(ENDED_EARLY));
+                    end = Some((!meter.finished()).then_some(ENDED_EARLY));
                     break;
                 }
             }
-            if meter.saw_done {
+            if meter.finished() {
                 end = Some(None);
                 break;
             }
@@ -160,10 +183,14 @@ async fn relay_stream(
         }
     };
     ctx.usage = if failure.is_some() {
-        partial_usage(meter.usage, content_chunks)
+        partial_usage(meter.usage(), content_chunks)
     } else {
-        meter.usage
+        meter.usage()
     };
+    if let Some(code) = meter.upstream_failure() {
+        ctx.status = 502;
+        ctx.error_code = Some(code);
+    }
     if let Some((stats, breaker)) = ctx.serving.take() {
         // Too late to fail over after a failure, but the target did fail.
         if failure.is_some() {
@@ -181,7 +208,10 @@ async fn relay_stream(
         };
         ctx.error_code = Some(f.code);
         session
-            .write_response_body(Some(error_event(f.message, f.code)), false)
+            .write_response_body(
+                Some(meter.failure_event(provider_said.as_deref().unwrap_or(f.message), f.code)),
+                false,
+            )
             .await
             .map_err(Failure::Downstream)?;
     }

@@ -17,6 +17,38 @@ pub struct MockAdapter;
 
 #[async_trait]
 impl ProviderAdapter for MockAdapter {
+    /// Deterministic vectors like the mock server's (8 dimensions unless
+    /// `dimensions` says otherwise); a token is a whitespace-separated word.
+    async fn embed(
+        &self,
+        _target: &ProviderTarget,
+        body: &Map<String, Value>,
+        _timeout: std::time::Duration,
+    ) -> Result<(Bytes, Option<tollgate_core::usage::Usage>), GatewayError> {
+        use super::embeddings::{list_body, text_inputs, wants_base64};
+        let inputs = text_inputs(body)?;
+        let dims = body
+            .get("dimensions")
+            .and_then(Value::as_u64)
+            .and_then(|d| usize::try_from(d).ok())
+            .unwrap_or(8)
+            .min(4096);
+        let vectors: Vec<Vec<f32>> = inputs
+            .iter()
+            .map(|s| openai::embedding_for(s, dims))
+            .collect();
+        let tokens: usize = inputs.iter().map(|s| s.split_whitespace().count()).sum();
+        let usage = tollgate_core::usage::Usage {
+            prompt_tokens: i64::try_from(tokens).unwrap_or(i64::MAX),
+            ..Default::default()
+        };
+        let model = body.get("model").and_then(Value::as_str).unwrap_or("mock");
+        Ok((
+            list_body(model, &vectors, wants_base64(body)?, &usage),
+            Some(usage),
+        ))
+    }
+
     async fn send(
         &self,
         _target: &ProviderTarget,

@@ -4,8 +4,14 @@
 //! to [`GatewayError`]s. Responses come back OpenAI-shaped: a complete body
 //! with its usage, or a byte stream of SSE events.
 
+pub mod anthropic;
+pub mod azure;
+pub mod embeddings;
+pub mod event_stream;
+pub mod gemini;
 pub mod mock;
 pub mod openai;
+pub mod upstream;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -70,25 +76,82 @@ pub trait ProviderAdapter: Send + Sync {
         body: &Map<String, Value>,
         options: CallOptions,
     ) -> Result<UpstreamResponse, GatewayError>;
+
+    /// `POST /v1/embeddings`: `body` is the caller's OpenAI embeddings
+    /// request with the upstream model; the answer is an OpenAI embeddings
+    /// list (encoded as the caller asked) and its usage.
+    async fn embed(
+        &self,
+        target: &ProviderTarget,
+        _body: &Map<String, Value>,
+        _timeout: Duration,
+    ) -> Result<(Bytes, Option<Usage>), GatewayError> {
+        Err(GatewayError::InvalidRequest {
+            message: format!(
+                "Embeddings are not available from this model's provider ({}).",
+                target.kind.as_str()
+            ),
+            param: Some("model"),
+        })
+    }
 }
 
 /// Every adapter, chosen by a target's kind.
 pub struct Providers {
     openai: openai::OpenAiAdapter,
+    azure: azure::AzureAdapter,
+    pub anthropic: anthropic::AnthropicAdapter,
+    gemini: gemini::GeminiAdapter,
     mock: mock::MockAdapter,
 }
 
 impl Providers {
     pub fn new(client: reqwest::Client) -> Self {
         Providers {
-            openai: openai::OpenAiAdapter::new(client),
+            openai: openai::OpenAiAdapter::new(client.clone()),
+            azure: azure::AzureAdapter::new(client.clone()),
+            anthropic: anthropic::AnthropicAdapter::new(client.clone()),
+            gemini: gemini::GeminiAdapter::new(client),
             mock: mock::MockAdapter,
         }
+    }
+
+    /// `POST /v1/responses` passed through to a provider that has the
+    /// Responses API (OpenAI: `{base_url}/responses`; Azure:
+    /// `{base_url}/openai/v1/responses`). `None` for other kinds.
+    pub async fn responses_passthrough(
+        &self,
+        target: &ProviderTarget,
+        body: &Map<String, Value>,
+        options: CallOptions,
+    ) -> Option<Result<upstream::RawAnswer, GatewayError>> {
+        let (url, auth) = match target.kind {
+            ProviderKind::OpenAi => (
+                format!("{}/responses", target.base_url),
+                target
+                    .auth_header
+                    .as_ref()
+                    .map(|v| (http::header::AUTHORIZATION.as_str(), v)),
+            ),
+            ProviderKind::Azure => (
+                format!("{}/openai/v1/responses", target.base_url),
+                target.api_key_header.as_ref().map(|v| ("api-key", v)),
+            ),
+            _ => return None,
+        };
+        Some(
+            self.openai
+                .post_raw(&url, auth, &target.name, body, options)
+                .await,
+        )
     }
 
     pub fn adapter(&self, kind: ProviderKind) -> &dyn ProviderAdapter {
         match kind {
             ProviderKind::OpenAi => &self.openai,
+            ProviderKind::Azure => &self.azure,
+            ProviderKind::Anthropic => &self.anthropic,
+            ProviderKind::Gemini => &self.gemini,
             ProviderKind::Mock => &self.mock,
         }
     }

@@ -46,6 +46,10 @@ struct WireUsage {
 struct PromptDetails {
     #[serde(default)]
     cached_tokens: Option<i64>,
+    /// Tollgate's extension for translated providers that bill cache
+    /// writes (Anthropic); OpenAI never sends it.
+    #[serde(default)]
+    cache_write_tokens: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -61,15 +65,38 @@ impl From<WireUsage> for Usage {
             completion_tokens: u.completion_tokens,
             cache_read_tokens: u
                 .prompt_tokens_details
+                .as_ref()
                 .and_then(|d| d.cached_tokens)
                 .unwrap_or(0),
-            cache_write_tokens: 0,
+            cache_write_tokens: u
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.cache_write_tokens)
+                .unwrap_or(0),
             reasoning_tokens: u
                 .completion_tokens_details
                 .and_then(|d| d.reasoning_tokens)
                 .unwrap_or(0),
         }
     }
+}
+
+/// The OpenAI `usage` object of a normalised usage, as translated
+/// providers report it to OpenAI callers. `prompt_tokens` includes cached
+/// input; `prompt_tokens_details.cache_write_tokens` is only present when
+/// the provider bills cache writes.
+pub fn usage_json(u: &Usage) -> Value {
+    let mut prompt_details = serde_json::json!({"cached_tokens": u.cache_read_tokens});
+    if u.cache_write_tokens > 0 {
+        prompt_details["cache_write_tokens"] = u.cache_write_tokens.into();
+    }
+    serde_json::json!({
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total_tokens(),
+        "prompt_tokens_details": prompt_details,
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens}
+    })
 }
 
 /// Usage of a `chat.completion` or `chat.completion.chunk` object.
@@ -167,18 +194,74 @@ impl OpenAiAdapter {
     }
 }
 
-#[async_trait]
-impl ProviderAdapter for OpenAiAdapter {
-    async fn send(
+impl OpenAiAdapter {
+    /// `POST {url}` of any OpenAI JSON request (Responses API), passed
+    /// through; streams stay in the provider's event format.
+    pub(crate) async fn post_raw(
         &self,
-        target: &ProviderTarget,
+        url: &str,
+        auth: Option<(&'static str, &http::HeaderValue)>,
+        provider: &str,
+        body: &Map<String, Value>,
+        options: CallOptions,
+    ) -> Result<super::upstream::RawAnswer, GatewayError> {
+        let payload = serde_json::to_vec(body).map_err(|_| GatewayError::Internal)?;
+        let mut req = self
+            .client
+            .post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(payload);
+        if let Some((name, value)) = auth {
+            req = req.header(name, value.clone());
+        }
+        super::upstream::exchange(req, options, provider, status_error).await
+    }
+
+    /// `POST {url}` of an OpenAI embeddings request, passed through.
+    pub(crate) async fn post_embeddings(
+        &self,
+        url: &str,
+        auth: Option<(&'static str, &http::HeaderValue)>,
+        provider: &str,
+        body: &Map<String, Value>,
+        timeout: std::time::Duration,
+    ) -> Result<(Bytes, Option<Usage>), GatewayError> {
+        let payload = serde_json::to_vec(body).map_err(|_| GatewayError::Internal)?;
+        let mut req = self
+            .client
+            .post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(payload);
+        if let Some((name, value)) = auth {
+            req = req.header(name, value.clone());
+        }
+        let options = CallOptions {
+            stream: false,
+            timeout,
+        };
+        match super::upstream::exchange(req, options, provider, status_error).await? {
+            super::upstream::RawAnswer::Complete(b) => {
+                let usage = super::embeddings::usage_of(&b);
+                Ok((b, usage))
+            }
+            super::upstream::RawAnswer::Stream(_) => Err(GatewayError::Internal),
+        }
+    }
+
+    /// One Chat Completions call to `url`, authenticated with `auth`
+    /// (header name and value); shared with the Azure adapter.
+    pub(crate) async fn post_chat(
+        &self,
+        url: &str,
+        auth: Option<(&'static str, &http::HeaderValue)>,
+        provider: &str,
         body: &Map<String, Value>,
         options: CallOptions,
     ) -> Result<UpstreamResponse, GatewayError> {
         let payload = serde_json::to_vec(body).map_err(|_| GatewayError::Internal)?;
         let mut req = self
             .client
-            .post(&target.chat_url)
+            .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(
                 http::header::ACCEPT,
@@ -189,10 +272,9 @@ impl ProviderAdapter for OpenAiAdapter {
                 },
             )
             .body(payload);
-        if let Some(auth) = &target.auth_header {
-            req = req.header(http::header::AUTHORIZATION, auth.clone());
+        if let Some((name, value)) = auth {
+            req = req.header(name, value.clone());
         }
-        let provider = target.name.as_str();
         if !options.stream {
             // The whole exchange, body included, within the timeout.
             let resp = req
@@ -240,6 +322,38 @@ impl ProviderAdapter for OpenAiAdapter {
             .bytes_stream()
             .map_err(move |e| transport_error(&e, &provider));
         Ok(UpstreamResponse::Stream(Box::pin(stream)))
+    }
+}
+
+#[async_trait]
+impl ProviderAdapter for OpenAiAdapter {
+    async fn send(
+        &self,
+        target: &ProviderTarget,
+        body: &Map<String, Value>,
+        options: CallOptions,
+    ) -> Result<UpstreamResponse, GatewayError> {
+        let auth = target
+            .auth_header
+            .as_ref()
+            .map(|v| (http::header::AUTHORIZATION.as_str(), v));
+        self.post_chat(&target.chat_url, auth, &target.name, body, options)
+            .await
+    }
+
+    async fn embed(
+        &self,
+        target: &ProviderTarget,
+        body: &Map<String, Value>,
+        timeout: std::time::Duration,
+    ) -> Result<(Bytes, Option<Usage>), GatewayError> {
+        let auth = target
+            .auth_header
+            .as_ref()
+            .map(|v| (http::header::AUTHORIZATION.as_str(), v));
+        let url = format!("{}/embeddings", target.base_url);
+        self.post_embeddings(&url, auth, &target.name, body, timeout)
+            .await
     }
 }
 

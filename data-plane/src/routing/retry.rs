@@ -40,7 +40,10 @@ pub fn classify(e: &GatewayError) -> Verdict {
         }
         GatewayError::UpstreamTimeout => Verdict::NextTarget,
         GatewayError::UpstreamAuth => Verdict::CredentialRejected,
-        GatewayError::UpstreamStatus { status, .. } if retryable_status(*status) => {
+        GatewayError::UpstreamStatus { status, .. }
+        | GatewayError::UpstreamNative { status, .. }
+            if retryable_status(*status) =>
+        {
             Verdict::Retry { retry_after: None }
         }
         GatewayError::UpstreamThrottled {
@@ -181,6 +184,15 @@ mod tests {
             r#"{"error":{"code":"context_length_exceeded"}}"#
         )));
         assert!(!wants_model_fallback(&GatewayError::UpstreamTimeout));
+        // Anthropic's and Gemini's own error shapes retry like OpenAI's.
+        assert_eq!(
+            classify(&GatewayError::UpstreamNative {
+                status: 529,
+                body: bytes::Bytes::new(),
+                format: crate::http::errors::ApiFormat::Anthropic,
+            }),
+            Verdict::Retry { retry_after: None }
+        );
     }
 
     #[test]

@@ -105,6 +105,8 @@ pub(crate) mod tests {
             api_key: SecretString::new(""),
             chat_url: String::new(),
             auth_header: None,
+            api_key_header: None,
+            url_query: String::new(),
         };
         Target {
             route: Arc::new(Route {
