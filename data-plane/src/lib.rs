@@ -58,9 +58,6 @@ use sync::{ConfigSource, FileSource, GrpcSource, SnapshotApplier};
 
 pub use sync::{MemorySource, MemorySourceHandle};
 
-/// Read buffer of each caller connection.
-const DOWNSTREAM_READ_BUFFER: usize = 8 * 1024;
-
 /// Default request body limit: 4 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Default upstream timeout.
@@ -350,17 +347,7 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
         proxy::TollgateProxy { gateway },
         "tollgate-proxy",
     );
-    // Pingora's default 64 KiB read buffer per connection dominates the
-    // memory of idle streams; requests are small JSON, and bodies are read
-    // in chunks anyway, so 8 KiB is plenty.
-    proxy.add_listener(
-        pingora_core::listeners::ListenerConfig::tcp(&addr_str).l4_buffer(
-            pingora_core::protocols::l4::stream::L4BufferSettings::new(
-                DOWNSTREAM_READ_BUFFER,
-                pingora_core::protocols::l4::stream::DEFAULT_L4_WRITE_BUFFER_SIZE,
-            ),
-        ),
-    );
+    proxy.add_tcp(&addr_str);
     server.add_service(PreboundService::new(proxy, addr_str, listener));
     let mut background = background_service("tollgate-sync", BackgroundTasks::new(tasks));
     background.threads = Some(1);
