@@ -45,6 +45,9 @@ async fn https_upstream_with_private_ca_reuses_connections() {
         "127.0.0.1:0".parse().unwrap(),
         tollgate_e2e::MockOptions {
             required_api_key: Some(tollgate_e2e::UPSTREAM_KEY.into()),
+            // `[DONE]` and the end of the body in separate reads, as real
+            // providers often send them: the pooled connection must survive.
+            end_delay: std::time::Duration::from_millis(30),
             ..tollgate_e2e::MockOptions::recording()
         },
     )
@@ -60,6 +63,9 @@ async fn https_upstream_with_private_ca_reuses_connections() {
         assert_eq!(resp.status(), 200);
         let body = resp.text().await.unwrap();
         assert!(body.contains("over"), "{body}");
+        // Give the upstream time to end the body (30 ms after `[DONE]`), so
+        // the next call finds the drained connection back in the pool.
+        tokio::time::sleep(std::time::Duration::from_millis(80)).await;
     }
     assert_eq!(backend.requests().len(), 5);
     assert_eq!(

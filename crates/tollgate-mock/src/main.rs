@@ -41,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
             models: Vec::new(),
             record: false,
             split_stream_every: 0,
+            end_delay: Duration::ZERO,
         },
     )
     .await?;

@@ -57,6 +57,9 @@ pub struct MockOptions {
     /// When non-zero, streamed bodies are re-cut into pieces of this many
     /// bytes, so SSE events arrive split at arbitrary places (tests).
     pub split_stream_every: usize,
+    /// Pause between the last streamed event and the end of the body, as
+    /// when `[DONE]` and the HTTP terminator arrive in separate reads.
+    pub end_delay: Duration,
 }
 
 impl MockOptions {
@@ -540,6 +543,7 @@ pub(crate) fn sse_response_with(
     faults: StreamFaults,
 ) -> Response {
     let delay = faults.drip.unwrap_or(options.chunk_delay);
+    let end_delay = options.end_delay;
     let hang_after = faults.hang_after;
     let mid_stream = faults.watch;
     let (events, drop_after) = match options.split_stream_every {
@@ -563,6 +567,9 @@ pub(crate) fn sse_response_with(
             let Some((i, ev)) = it.next() else {
                 if let Some(w) = watch.take() {
                     w.finish();
+                }
+                if !end_delay.is_zero() {
+                    tokio::time::sleep(end_delay).await;
                 }
                 return None;
             };

@@ -199,6 +199,7 @@ pub(super) async fn relay_stream(
             stats.breaker.on_success(&breaker, clock.now_ms());
         }
     }
+    let completed = failure.is_none();
     if let Some(f) = failure {
         tracing::warn!(request_id = %ctx.request_id, code = f.code, "upstream stream failed mid-way");
         ctx.status = if f.code == "upstream_timeout" {
@@ -216,7 +217,22 @@ pub(super) async fn relay_stream(
             .map_err(Failure::Downstream)?;
     }
     session.write_response_body(None, true).await?;
+    if completed {
+        drain_upstream(stream).await;
+    }
     Ok(())
+}
+
+/// Longest wait for the end of an upstream body after its last event.
+const DRAIN_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Reads the upstream body to its end after the last event (`[DONE]` and the
+/// HTTP terminator often arrive in separate reads): a body dropped before its
+/// end closes the pooled connection, and the next call pays a new TCP+TLS
+/// handshake. Bounded, and only after the caller has its whole answer.
+async fn drain_upstream(mut stream: ByteStream) {
+    let drained = async { while let Some(Ok(_)) = stream.next().await {} };
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, drained).await;
 }
 
 #[cfg(test)]
