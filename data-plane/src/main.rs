@@ -80,21 +80,31 @@ impl std::fmt::Debug for Args {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs (the per-call access log included) go to stderr through a
+/// background writer thread, so a proxy thread never blocks on the write.
+/// Under sustained overload (128k lines queued) lines are dropped rather than
+/// stalling calls; usage records, not logs, are the metering source of truth.
+/// The guard flushes what is queued when `main` returns.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("tollgate-log")
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.with_ansi(false).try_init(),
     };
+    guard
 }
 
 fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
-    init_logging(args.log_format);
+    let _log_guard = init_logging(args.log_format);
     let token = match (args.token.take(), &args.token_file) {
         (Some(t), _) => Some(t),
         (None, Some(path)) => Some(
