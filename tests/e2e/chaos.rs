@@ -181,11 +181,7 @@ async fn no_usage_lost_when_dp_is_killed_and_cp_is_down() {
         let dp_dir = gw.dp.data_dir.clone();
         gw.dp = DataPlane::start(gw.cp.url(), &gw.cp.dp_token, &dp_dir, "dp-1", &[]).await;
         *load.url.lock().unwrap() = gw.dp.url().to_string();
-        assert!(
-            gw.dp.proc.log_text().contains("usage spool opened"),
-            "{}",
-            gw.dp.proc.log_text()
-        );
+        gw.dp.proc.wait_for_log("usage spool opened").await;
     }
 
     // 4. The restarted data plane serves from its persisted snapshot.

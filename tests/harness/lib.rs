@@ -111,6 +111,23 @@ impl Proc {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Waits until the process has logged `needle` (logs are written by a
+    /// background thread, so a line may land just after the ready line).
+    pub async fn wait_for_log(&self, needle: &str) {
+        let start = Instant::now();
+        loop {
+            if self.log_text().contains(needle) {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "never logged {needle:?}:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 /// A running control plane.
