@@ -164,7 +164,10 @@ pub fn http_client(
     connect_timeout: Duration,
     extra_roots: &[reqwest::Certificate],
 ) -> Result<reqwest::Client, reqwest::Error> {
-    let mut builder = reqwest::Client::builder();
+    // Never follow redirects: a provider answering 3xx to a POST is
+    // misconfigured, and following would re-send the call (and its key)
+    // somewhere else.
+    let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
     for root in extra_roots {
         builder = builder.add_root_certificate(root.clone());
     }
