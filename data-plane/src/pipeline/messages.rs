@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::relay::relay_stream;
+use super::relay::{relay_native, relay_stream};
 use super::{CallContext, Failure, Gateway};
 use crate::config::ProviderKind;
 use crate::http::errors::GatewayError;
@@ -16,7 +16,6 @@ use crate::http::{self, response, BodyError};
 use crate::providers::anthropic::inbound_stream::OpenAiToAnthropic;
 use crate::providers::anthropic::{inbound, usage_from_message, CallerHeaders};
 use crate::providers::event_stream::translate;
-use crate::providers::upstream::RawAnswer;
 use crate::providers::{CallOptions, UpstreamResponse};
 use crate::stream::AnthropicMeter;
 use pingora_proxy::Session;
@@ -90,23 +89,15 @@ impl Gateway {
                 .anthropic
                 .send_native(&route.provider, &body, options, &caller)
                 .await?;
-            match answer {
-                RawAnswer::Complete(bytes) => {
-                    ctx.usage = usage_from_message(&bytes);
-                    response::write_json(session, ctx, 200, bytes).await?;
-                }
-                RawAnswer::Stream(s) => {
-                    relay_stream(
-                        session,
-                        ctx,
-                        s,
-                        self.stream_timing(idle),
-                        &mut AnthropicMeter::new(),
-                    )
-                    .await?
-                }
-            }
-            return Ok(());
+            return relay_native(
+                session,
+                ctx,
+                answer,
+                |b| usage_from_message(b),
+                self.stream_timing(idle),
+                &mut AnthropicMeter::new(),
+            )
+            .await;
         }
 
         let mut chat = inbound::to_chat(&body)?;

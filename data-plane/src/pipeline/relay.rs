@@ -44,6 +44,29 @@ pub(super) async fn relay(
     Ok(())
 }
 
+/// Relays a provider's answer passed through in the caller's own protocol
+/// (no translation): a complete body with the usage `usage_of` reads from
+/// it, or a stream counted by `meter`.
+pub(super) async fn relay_native(
+    session: &mut Session,
+    ctx: &mut CallContext,
+    answer: crate::providers::upstream::RawAnswer,
+    usage_of: fn(&Bytes) -> Option<Usage>,
+    timing: StreamTiming<'_>,
+    meter: &mut dyn EventMeter,
+) -> Result<(), Failure> {
+    match answer {
+        crate::providers::upstream::RawAnswer::Complete(bytes) => {
+            ctx.usage = usage_of(&bytes);
+            response::write_json(session, ctx, 200, bytes).await?;
+        }
+        crate::providers::upstream::RawAnswer::Stream(s) => {
+            relay_stream(session, ctx, s, timing, meter).await?
+        }
+    }
+    Ok(())
+}
+
 /// Why a stream ended before `[DONE]`.
 struct StreamFailure {
     message: &'static str,

@@ -5,12 +5,11 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::relay::relay_stream;
+use super::relay::{relay_native, relay_stream};
 use super::{CallContext, Failure, Gateway};
 use crate::http::errors::GatewayError;
 use crate::http::response;
 use crate::providers::event_stream::translate;
-use crate::providers::upstream::RawAnswer;
 use crate::providers::{CallOptions, UpstreamResponse};
 use crate::responses::{request, stream::ChatToResponses, to_response, usage_from};
 use crate::stream::ResponsesMeter;
@@ -57,25 +56,19 @@ impl Gateway {
             .responses_passthrough(&route.provider, &body, options)
             .await
         {
-            match answer? {
-                RawAnswer::Complete(bytes) => {
-                    ctx.usage = serde_json::from_slice::<Value>(&bytes)
+            return relay_native(
+                session,
+                ctx,
+                answer?,
+                |b| {
+                    serde_json::from_slice::<Value>(b)
                         .ok()
-                        .and_then(|v| usage_from(&v));
-                    response::write_json(session, ctx, 200, bytes).await?;
-                }
-                RawAnswer::Stream(s) => {
-                    relay_stream(
-                        session,
-                        ctx,
-                        s,
-                        self.stream_timing(idle),
-                        &mut ResponsesMeter::new(),
-                    )
-                    .await?
-                }
-            }
-            return Ok(());
+                        .and_then(|v| usage_from(&v))
+                },
+                self.stream_timing(idle),
+                &mut ResponsesMeter::new(),
+            )
+            .await;
         }
 
         let mut chat = request::to_chat(&body)?;
