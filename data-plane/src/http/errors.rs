@@ -48,8 +48,9 @@ pub enum GatewayError {
     #[error("upstream timeout")]
     UpstreamTimeout,
     /// The provider rejected the gateway's own credentials.
+    /// `status` is the provider's (401, 403; 400 for Gemini's invalid key).
     #[error("upstream rejected the gateway's credentials")]
-    UpstreamAuth,
+    UpstreamAuth { status: u16 },
     /// The provider failed in a way that has no better mapping.
     #[error("upstream error: {0}")]
     Upstream(String),
@@ -104,7 +105,7 @@ impl GatewayError {
             GatewayError::BodyTooLarge { .. } => 413,
             GatewayError::NotReady(_) | GatewayError::NoTargetAvailable(_) => 503,
             GatewayError::UpstreamConnect
-            | GatewayError::UpstreamAuth
+            | GatewayError::UpstreamAuth { .. }
             | GatewayError::Upstream(_) => 502,
             GatewayError::UpstreamTimeout => 504,
             GatewayError::UpstreamStatus { status, .. }
@@ -127,7 +128,7 @@ impl GatewayError {
             GatewayError::NotReady(_) | GatewayError::NoTargetAvailable(_) => "service_unavailable",
             GatewayError::UpstreamConnect
             | GatewayError::UpstreamTimeout
-            | GatewayError::UpstreamAuth
+            | GatewayError::UpstreamAuth { .. }
             | GatewayError::Upstream(_)
             | GatewayError::UpstreamStatus { .. }
             | GatewayError::UpstreamThrottled { .. }
@@ -150,7 +151,7 @@ impl GatewayError {
             GatewayError::NotReady(_) => "not_ready",
             GatewayError::UpstreamConnect => "upstream_connect_error",
             GatewayError::UpstreamTimeout => "upstream_timeout",
-            GatewayError::UpstreamAuth => "upstream_auth_error",
+            GatewayError::UpstreamAuth { .. } => "upstream_auth_error",
             GatewayError::Upstream(_) => "upstream_error",
             GatewayError::UpstreamStatus { .. }
             | GatewayError::UpstreamThrottled { .. }
@@ -188,7 +189,7 @@ impl GatewayError {
             GatewayError::NotReady(why) => format!("The gateway is not ready: {why}."),
             GatewayError::UpstreamConnect => "The gateway could not connect to the provider.".into(),
             GatewayError::UpstreamTimeout => "The provider did not answer in time.".into(),
-            GatewayError::UpstreamAuth => {
+            GatewayError::UpstreamAuth { .. } => {
                 "The provider rejected the gateway's credentials for it.".into()
             }
             GatewayError::Upstream(why) => format!("The provider failed: {why}."),
@@ -485,7 +486,7 @@ mod tests {
                 "upstream_timeout",
             ),
             (
-                GatewayError::UpstreamAuth,
+                GatewayError::UpstreamAuth { status: 403 },
                 502,
                 "upstream_error",
                 "upstream_auth_error",

@@ -56,7 +56,7 @@ fn attempt_status(e: &GatewayError) -> u16 {
     match e {
         GatewayError::UpstreamStatus { status, .. }
         | GatewayError::UpstreamThrottled { status, .. } => *status,
-        GatewayError::UpstreamAuth => 401,
+        GatewayError::UpstreamAuth { status } => *status,
         _ => 0,
     }
 }
@@ -305,5 +305,24 @@ impl Gateway {
         Err(last_error
             .unwrap_or_else(|| GatewayError::NoTargetAvailable(chat.model.clone()))
             .into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_record_the_providers_own_status() {
+        // A 403 (permission) is recorded as 403, not folded into 401.
+        assert_eq!(
+            attempt_status(&GatewayError::UpstreamAuth { status: 403 }),
+            403
+        );
+        assert_eq!(
+            attempt_status(&GatewayError::UpstreamAuth { status: 401 }),
+            401
+        );
+        assert_eq!(attempt_status(&GatewayError::UpstreamTimeout), 0);
     }
 }

@@ -154,7 +154,7 @@ pub(crate) fn status_error(status: u16, body: &[u8]) -> GatewayError {
     match status {
         // The caller's key was fine; the gateway's key for the provider was
         // not. Passing 401 through would blame the caller.
-        401 | 403 => GatewayError::UpstreamAuth,
+        401 | 403 => GatewayError::UpstreamAuth { status },
         _ => GatewayError::UpstreamStatus {
             status,
             body: normalize_upstream_error(status, body),
@@ -426,7 +426,14 @@ mod tests {
 
     #[test]
     fn provider_auth_failures_do_not_blame_the_caller() {
-        assert_eq!(status_error(401, b"{}"), GatewayError::UpstreamAuth);
+        assert_eq!(
+            status_error(401, b"{}"),
+            GatewayError::UpstreamAuth { status: 401 }
+        );
+        assert_eq!(
+            status_error(403, b"{}"),
+            GatewayError::UpstreamAuth { status: 403 }
+        );
         let e = status_error(
             400,
             br#"{"error":{"message":"bad","type":"invalid_request_error"}}"#,

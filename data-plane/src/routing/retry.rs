@@ -39,7 +39,7 @@ pub fn classify(e: &GatewayError) -> Verdict {
             Verdict::Retry { retry_after: None }
         }
         GatewayError::UpstreamTimeout => Verdict::NextTarget,
-        GatewayError::UpstreamAuth => Verdict::CredentialRejected,
+        GatewayError::UpstreamAuth { .. } => Verdict::CredentialRejected,
         GatewayError::UpstreamStatus { status, .. }
         | GatewayError::UpstreamNative { status, .. }
             if retryable_status(*status) =>
@@ -140,7 +140,7 @@ mod tests {
             Verdict::NextTarget
         );
         assert_eq!(
-            classify(&GatewayError::UpstreamAuth),
+            classify(&GatewayError::UpstreamAuth { status: 403 }),
             Verdict::CredentialRejected
         );
         assert_eq!(

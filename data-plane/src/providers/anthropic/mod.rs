@@ -28,7 +28,7 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// when it already is Anthropic-shaped, else one built from the status.
 pub(crate) fn status_error(status: u16, body: &[u8]) -> GatewayError {
     if matches!(status, 401 | 403) {
-        return GatewayError::UpstreamAuth;
+        return GatewayError::UpstreamAuth { status };
     }
     let shaped = serde_json::from_slice::<Value>(body)
         .ok()
@@ -211,7 +211,10 @@ mod tests {
         let v: Value = serde_json::from_slice(&converted).unwrap();
         assert_eq!(v["error"]["message"], "Overloaded");
         assert_eq!(v["error"]["type"], "server_error");
-        assert_eq!(status_error(401, body), GatewayError::UpstreamAuth);
+        assert_eq!(
+            status_error(401, body),
+            GatewayError::UpstreamAuth { status: 401 }
+        );
         // A body that is not Anthropic's shape is wrapped in it.
         let (_, wrapped) = status_error(500, b"oops").render(ApiFormat::Anthropic);
         let v: Value = serde_json::from_slice(&wrapped).unwrap();

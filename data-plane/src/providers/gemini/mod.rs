@@ -23,7 +23,7 @@ use crate::http::errors::{shaped_error, ApiFormat, GatewayError};
 pub(crate) fn status_error(status: u16, body: &[u8]) -> GatewayError {
     let text = String::from_utf8_lossy(body);
     if matches!(status, 401 | 403) || text.contains("API_KEY_INVALID") {
-        return GatewayError::UpstreamAuth;
+        return GatewayError::UpstreamAuth { status };
     }
     let shaped = serde_json::from_slice::<Value>(body)
         .ok()
@@ -185,7 +185,10 @@ mod tests {
     #[test]
     fn errors_keep_geminis_shape_and_bad_keys_are_the_gateways() {
         let body = br#"{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT","details":[{"reason":"API_KEY_INVALID"}]}}"#;
-        assert_eq!(status_error(400, body), GatewayError::UpstreamAuth);
+        assert_eq!(
+            status_error(400, body),
+            GatewayError::UpstreamAuth { status: 400 }
+        );
         let e = status_error(
             429,
             br#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}"#,
