@@ -201,6 +201,21 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
     });
 
     let store = Arc::new(ConfigStore::new());
+    let extra_roots = match &config.upstream_ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read the upstream CA file {}", path.display()))?;
+            reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("{} holds no valid PEM certificate", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    let client = providers::http_client(config.connect_timeout, &extra_roots)
+        .context("cannot build the upstream HTTP client")?;
+    store.targets.set_clients(providers::UpstreamClients::new(
+        config.connect_timeout,
+        extra_roots.clone(),
+    ));
     let mut tasks: Vec<BackgroundTask> = Vec::new();
     let mut usage: Option<UsageShutdown> = None;
     let mut spool: Option<Arc<Spool>> = None;
@@ -304,17 +319,6 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
         .boxed()
     }));
 
-    let extra_roots = match &config.upstream_ca_file {
-        Some(path) => {
-            let pem = std::fs::read(path)
-                .with_context(|| format!("cannot read the upstream CA file {}", path.display()))?;
-            reqwest::Certificate::from_pem_bundle(&pem)
-                .with_context(|| format!("{} holds no valid PEM certificate", path.display()))?
-        }
-        None => Vec::new(),
-    };
-    let client = providers::http_client(config.connect_timeout, &extra_roots)
-        .context("cannot build the upstream HTTP client")?;
     let drain = Drain::new();
     let gateway = Arc::new(Gateway {
         store: store.clone(),

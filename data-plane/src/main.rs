@@ -55,6 +55,10 @@ struct Args {
     /// stream chunks.
     #[arg(long, default_value_t = 300)]
     upstream_timeout_secs: u64,
+    /// Upstream TCP + TLS connect timeout in milliseconds (a route's policy
+    /// can set its own).
+    #[arg(long, default_value_t = 10_000)]
+    upstream_connect_timeout_ms: u64,
     /// PEM file of extra CA certificates to trust for upstream HTTPS
     /// (providers behind a private CA).
     #[arg(long, env = "TOLLGATE_UPSTREAM_CA_FILE")]
@@ -128,6 +132,7 @@ fn main() -> anyhow::Result<()> {
     config.node_id = args.node_id;
     config.max_body_bytes = args.max_body_bytes;
     config.upstream_timeout = Duration::from_secs(args.upstream_timeout_secs.max(1));
+    config.connect_timeout = Duration::from_millis(args.upstream_connect_timeout_ms.max(1));
     config.upstream_ca_file = args.upstream_ca_file;
     config.threads = args.threads;
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace_secs);

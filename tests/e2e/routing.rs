@@ -377,3 +377,76 @@ async fn three_upstreams_failing_every_way_callers_get_healthy_answers() {
     assert_eq!(first.status_code, 200);
     assert_eq!(first.provider_id, up_id);
 }
+
+/// A listener whose accept queue is full: a connection attempt to it hangs
+/// (the kernel drops the SYN), like a host that does not answer. The
+/// returned values must stay alive for as long as the hole is needed.
+async fn blackhole() -> (tokio::net::TcpListener, Vec<tokio::net::TcpStream>, String) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fill = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            fill.push(s);
+        }
+    }
+    (listener, fill, format!("http://{addr}/v1"))
+}
+
+/// A route's own connect timeout applies (not the data plane's default of
+/// 10 s): a target that never completes the TCP handshake is abandoned
+/// after the route's 300 ms and the call fails over to the next group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_connect_timeout_fails_over_quickly() {
+    let gw = Gateway::start().await;
+    let (_hole, _fill, hole_url) = blackhole().await;
+    add_provider(&gw, "hole", &hole_url, "sk-hole-0001").await;
+    let mut admin = gw.admin().await;
+    admin
+        .models
+        .add_model(pb::AddModelRequest {
+            tenant: "acme".into(),
+            name: "chat".into(),
+            provider: "hole".into(),
+            upstream_model: "mock-small".into(),
+        })
+        .await
+        .unwrap();
+    add_target(&gw, "chat", "up", 1).await;
+    admin
+        .routes
+        .set_route_policy(pb::SetRoutePolicyRequest {
+            tenant: "acme".into(),
+            model: "chat".into(),
+            policy: Some(pb::RoutePolicy {
+                strategy: "ordered".into(),
+                connect_timeout_ms: 300,
+                no_same_target_retry: true,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    synced(&gw).await;
+
+    let started = Instant::now();
+    let a = call(&gw, &chat(false)).await;
+    let took = started.elapsed();
+    assert_eq!(
+        (a.status, a.provider.as_str(), a.attempts.as_str()),
+        (200, "up", "2"),
+        "{}",
+        a.body
+    );
+    // Well under the data plane's 10 s default connect timeout.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let rows = gw.wait_for_usage_calls(1).await;
+    assert_eq!(rows.iter().map(|r| r.calls).sum::<i64>(), 1);
+}

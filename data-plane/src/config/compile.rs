@@ -199,6 +199,9 @@ fn compile_route(
     } else {
         &m.targets
     };
+    // A route with its own connect timeout calls through a client built
+    // for it (shared by every route with the same timeout).
+    let route_client = policy.connect_timeout.and_then(|d| registry.client_for(d));
     let mut targets = Vec::with_capacity(configured.len());
     for c in configured {
         let Some(provider) = providers.get(&c.provider_id) else {
@@ -207,6 +210,13 @@ fn compile_route(
                 model: m.name.clone(),
                 provider: c.provider_id.clone(),
             });
+        };
+        let provider = match &route_client {
+            Some(client) => &Arc::new(ProviderTarget {
+                client: Some(client.clone()),
+                ..(**provider).clone()
+            }),
+            None => provider,
         };
         let (upstream_model, from_suffix) = if !c.upstream_model.is_empty() {
             (c.upstream_model.clone(), false)
@@ -325,6 +335,7 @@ fn compile_providers(
             api_key: SecretString::new(p.api_key.clone()),
             auth_header,
             api_key_header,
+            client: None,
         };
         if out.insert(p.id.clone(), Arc::new(target)).is_some() {
             return Err(CompileError::DuplicateProvider {

@@ -129,6 +129,9 @@ pub struct ProviderTarget {
     /// The bare key as a header value (`x-api-key`, `api-key`,
     /// `x-goog-api-key`), marked sensitive; `None` when there is no key.
     pub api_key_header: Option<http::HeaderValue>,
+    /// The upstream client of a route with its own connect timeout; `None`:
+    /// the gateway's shared client.
+    pub client: Option<reqwest::Client>,
 }
 
 impl fmt::Debug for ProviderTarget {
@@ -246,6 +249,7 @@ mod tests {
             url_query: String::new(),
             auth_header: None,
             api_key_header: None,
+            client: None,
         };
         let dbg = format!("{t:?}");
         assert!(!dbg.contains("sk-very-secret"), "{dbg}");

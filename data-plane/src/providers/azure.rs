@@ -69,7 +69,7 @@ impl ProviderAdapter for AzureAdapter {
         );
         let auth = target.api_key_header.as_ref().map(|v| ("api-key", v));
         self.openai
-            .post_embeddings(&url, auth, &target.name, body, timeout)
+            .post_embeddings(&url, auth, target, body, timeout)
             .await
     }
 
@@ -82,7 +82,7 @@ impl ProviderAdapter for AzureAdapter {
         let url = chat_url(target, deployment(body)?);
         let auth = target.api_key_header.as_ref().map(|v| ("api-key", v));
         self.openai
-            .post_chat(&url, auth, &target.name, body, options)
+            .post_chat(&url, auth, target, body, options)
             .await
     }
 }

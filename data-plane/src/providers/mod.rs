@@ -141,7 +141,7 @@ impl Providers {
         };
         Some(
             self.openai
-                .post_raw(&url, auth, &target.name, body, options)
+                .post_raw(&url, auth, target, body, options)
                 .await,
         )
     }
@@ -153,6 +153,60 @@ impl Providers {
             ProviderKind::Anthropic => &self.anthropic,
             ProviderKind::Gemini => &self.gemini,
             ProviderKind::Mock => &self.mock,
+        }
+    }
+}
+
+/// The client a call to `target` goes through: its route's own (connect
+/// timeout) or the adapter's shared one.
+pub(crate) fn client_of<'a>(
+    shared: &'a reqwest::Client,
+    target: &'a ProviderTarget,
+) -> &'a reqwest::Client {
+    target.client.as_ref().unwrap_or(shared)
+}
+
+/// Builds and keeps the upstream clients of routes with their own connect
+/// timeout (reqwest sets it per client), one per distinct timeout, all with
+/// the shared client's settings. Used while compiling a snapshot only.
+#[derive(Debug)]
+pub struct UpstreamClients {
+    extra_roots: Vec<reqwest::Certificate>,
+    default_connect_timeout: Duration,
+    by_timeout: std::sync::Mutex<std::collections::HashMap<Duration, reqwest::Client>>,
+}
+
+impl UpstreamClients {
+    pub fn new(default_connect_timeout: Duration, extra_roots: Vec<reqwest::Certificate>) -> Self {
+        UpstreamClients {
+            extra_roots,
+            default_connect_timeout,
+            by_timeout: std::sync::Mutex::default(),
+        }
+    }
+
+    /// `None` when `d` is the shared client's own timeout (or a client
+    /// cannot be built; the shared one is used and a warning logged).
+    pub fn for_connect_timeout(&self, d: Duration) -> Option<reqwest::Client> {
+        if d == self.default_connect_timeout {
+            return None;
+        }
+        let mut map = match self.by_timeout.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(c) = map.get(&d) {
+            return Some(c.clone());
+        }
+        match http_client(d, &self.extra_roots) {
+            Ok(c) => {
+                map.insert(d, c.clone());
+                Some(c)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, timeout_ms = d.as_millis(), "cannot build an upstream client for a route's connect timeout; using the shared one");
+                None
+            }
         }
     }
 }
@@ -179,4 +233,29 @@ pub fn http_client(
         .tcp_nodelay(true)
         .user_agent(concat!("tollgate-dp/", env!("CARGO_PKG_VERSION")))
         .build()
+}
+
+#[cfg(test)]
+mod client_tests {
+    use super::*;
+
+    #[test]
+    fn per_route_clients_are_shared_by_timeout() {
+        let clients = UpstreamClients::new(Duration::from_secs(10), Vec::new());
+        // The shared client's own timeout needs no client of its own.
+        assert!(clients
+            .for_connect_timeout(Duration::from_secs(10))
+            .is_none());
+        assert!(clients
+            .for_connect_timeout(Duration::from_millis(300))
+            .is_some());
+        assert!(clients
+            .for_connect_timeout(Duration::from_secs(2))
+            .is_some());
+        assert!(clients
+            .for_connect_timeout(Duration::from_millis(300))
+            .is_some());
+        let built = clients.by_timeout.lock().map(|m| m.len()).unwrap_or(0);
+        assert_eq!(built, 2);
+    }
 }

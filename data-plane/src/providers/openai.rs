@@ -201,13 +201,13 @@ impl OpenAiAdapter {
         &self,
         url: &str,
         auth: Option<(&'static str, &http::HeaderValue)>,
-        provider: &str,
+        target: &ProviderTarget,
         body: &Map<String, Value>,
         options: CallOptions,
     ) -> Result<super::upstream::RawAnswer, GatewayError> {
         let payload = serde_json::to_vec(body).map_err(|_| GatewayError::Internal)?;
-        let mut req = self
-            .client
+        let provider = target.name.as_str();
+        let mut req = super::client_of(&self.client, target)
             .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(payload);
@@ -222,13 +222,13 @@ impl OpenAiAdapter {
         &self,
         url: &str,
         auth: Option<(&'static str, &http::HeaderValue)>,
-        provider: &str,
+        target: &ProviderTarget,
         body: &Map<String, Value>,
         timeout: std::time::Duration,
     ) -> Result<(Bytes, Option<Usage>), GatewayError> {
         let payload = serde_json::to_vec(body).map_err(|_| GatewayError::Internal)?;
-        let mut req = self
-            .client
+        let provider = target.name.as_str();
+        let mut req = super::client_of(&self.client, target)
             .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(payload);
@@ -254,13 +254,13 @@ impl OpenAiAdapter {
         &self,
         url: &str,
         auth: Option<(&'static str, &http::HeaderValue)>,
-        provider: &str,
+        target: &ProviderTarget,
         body: &Map<String, Value>,
         options: CallOptions,
     ) -> Result<UpstreamResponse, GatewayError> {
         let payload = serde_json::to_vec(body).map_err(|_| GatewayError::Internal)?;
-        let mut req = self
-            .client
+        let provider = target.name.as_str();
+        let mut req = super::client_of(&self.client, target)
             .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(
@@ -337,7 +337,7 @@ impl ProviderAdapter for OpenAiAdapter {
             .auth_header
             .as_ref()
             .map(|v| (http::header::AUTHORIZATION.as_str(), v));
-        self.post_chat(&target.chat_url, auth, &target.name, body, options)
+        self.post_chat(&target.chat_url, auth, target, body, options)
             .await
     }
 
@@ -352,7 +352,7 @@ impl ProviderAdapter for OpenAiAdapter {
             .as_ref()
             .map(|v| (http::header::AUTHORIZATION.as_str(), v));
         let url = format!("{}/embeddings", target.base_url);
-        self.post_embeddings(&url, auth, &target.name, body, timeout)
+        self.post_embeddings(&url, auth, target, body, timeout)
             .await
     }
 }

@@ -106,6 +106,7 @@ pub(crate) mod tests {
             chat_url: String::new(),
             auth_header: None,
             api_key_header: None,
+            client: None,
             url_query: String::new(),
         };
         Target {

@@ -96,6 +96,9 @@ impl ProviderHealth {
 pub struct TargetRegistry {
     targets: Mutex<HashMap<String, Weak<TargetStats>>>,
     providers: Mutex<HashMap<String, Weak<ProviderHealth>>>,
+    /// Upstream clients of routes with their own connect timeout; unset in
+    /// unit tests (such routes then use the shared client).
+    clients: std::sync::OnceLock<crate::providers::UpstreamClients>,
 }
 
 fn get_or_insert<T: Default>(map: &Mutex<HashMap<String, Weak<T>>>, key: String) -> Arc<T> {
@@ -130,6 +133,17 @@ impl TargetRegistry {
 
     pub fn provider(&self, provider_id: &str, credential: &str) -> Arc<ProviderHealth> {
         get_or_insert(&self.providers, format!("{provider_id}\u{0}{credential}"))
+    }
+
+    /// Installs the factory of per-route upstream clients (once, at start).
+    pub fn set_clients(&self, clients: crate::providers::UpstreamClients) {
+        // A second call keeps the first factory: clients are per process.
+        let _ = self.clients.set(clients);
+    }
+
+    /// The upstream client for a route whose connect timeout is `d`.
+    pub fn client_for(&self, d: Duration) -> Option<reqwest::Client> {
+        self.clients.get()?.for_connect_timeout(d)
     }
 }
 

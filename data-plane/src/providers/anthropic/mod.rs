@@ -92,8 +92,7 @@ impl AnthropicAdapter {
         stream: bool,
         caller: &CallerHeaders,
     ) -> reqwest::RequestBuilder {
-        let mut req = self
-            .client
+        let mut req = super::client_of(&self.client, target)
             .post(&target.chat_url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(
@@ -141,8 +140,7 @@ impl AnthropicAdapter {
         timeout: std::time::Duration,
     ) -> Result<Bytes, GatewayError> {
         let payload = serde_json::to_vec(body).map_err(|_| GatewayError::Internal)?;
-        let mut req = self
-            .client
+        let mut req = super::client_of(&self.client, target)
             .post(format!("{}/count_tokens", target.chat_url))
             .header(http::header::CONTENT_TYPE, "application/json")
             .header("anthropic-version", ANTHROPIC_VERSION)

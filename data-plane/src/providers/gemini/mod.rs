@@ -91,8 +91,7 @@ impl ProviderAdapter for GeminiAdapter {
             .collect();
         let payload = serde_json::to_vec(&serde_json::json!({"requests": requests}))
             .map_err(|_| GatewayError::Internal)?;
-        let mut req = self
-            .client
+        let mut req = super::client_of(&self.client, target)
             .post(format!("{}/{model}:batchEmbedContents", target.chat_url))
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(payload);
@@ -149,8 +148,7 @@ impl ProviderAdapter for GeminiAdapter {
         } else {
             format!("{}/{model}:generateContent", target.chat_url)
         };
-        let mut req = self
-            .client
+        let mut req = super::client_of(&self.client, target)
             .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(payload);
