@@ -450,3 +450,139 @@ async fn route_connect_timeout_fails_over_quickly() {
     let rows = gw.wait_for_usage_calls(1).await;
     assert_eq!(rows.iter().map(|r| r.calls).sum::<i64>(), 1);
 }
+
+/// The base URL of a port nothing listens on: connecting is refused.
+async fn refused_url() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    format!("http://{addr}/v1")
+}
+
+/// `/v1/messages`, `/v1/responses` and `/v1/embeddings` route like chat:
+/// a target that cannot be reached is left for the next one, including
+/// across protocols (an Anthropic target failing over to an OpenAI one
+/// whose answer is translated back to the Anthropic shape).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_routed_endpoint_fails_over() {
+    let gw = Gateway::start().await;
+    let mut admin = gw.admin().await;
+    for (name, kind) in [("dead-openai", "openai"), ("dead-anthropic", "anthropic")] {
+        admin
+            .providers
+            .add_provider(pb::AddProviderRequest {
+                tenant: "acme".into(),
+                name: name.into(),
+                kind: kind.into(),
+                base_url: refused_url().await,
+                api_key: "sk-dead-0001".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    for (model, primary) in [("multi", "dead-openai"), ("claude-multi", "dead-anthropic")] {
+        admin
+            .models
+            .add_model(pb::AddModelRequest {
+                tenant: "acme".into(),
+                name: model.into(),
+                provider: primary.into(),
+                upstream_model: "mock-small".into(),
+            })
+            .await
+            .unwrap();
+        add_target(&gw, model, "up", 1).await;
+        admin
+            .routes
+            .set_route_policy(pb::SetRoutePolicyRequest {
+                tenant: "acme".into(),
+                model: model.into(),
+                policy: Some(pb::RoutePolicy {
+                    strategy: "ordered".into(),
+                    no_same_target_retry: true,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap();
+    }
+    synced(&gw).await;
+
+    let prompt = json!([{"role": "user", "content": "hello gateway"}]);
+    let calls = [
+        (
+            "/v1/messages",
+            json!({"model": "claude-multi", "max_tokens": 64, "messages": prompt}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "claude-multi", "max_tokens": 64, "stream": true, "messages": prompt}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "multi", "max_tokens": 64, "messages": prompt}),
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "multi", "input": "hello gateway"}),
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "multi", "input": "hello gateway", "stream": true}),
+        ),
+        (
+            "/v1/embeddings",
+            json!({"model": "multi", "input": ["hello", "gateway"]}),
+        ),
+    ];
+    for (path, body) in &calls {
+        let resp = gw.post(path, body).await;
+        let h = |n: &str| {
+            resp.headers()
+                .get(n)
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default()
+        };
+        let (status, provider, attempts) = (
+            resp.status().as_u16(),
+            h("x-tollgate-provider"),
+            h("x-tollgate-attempts"),
+        );
+        let text = resp.text().await.unwrap();
+        assert_eq!(
+            (status, provider.as_str(), attempts.as_str()),
+            (200, "up", "2"),
+            "{path} {body}: {text}"
+        );
+        let stream = body["stream"] == json!(true);
+        match (*path, stream) {
+            ("/v1/messages", false) => {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(v["type"], "message", "{text}");
+                assert_eq!(v["model"], body["model"], "{text}");
+            }
+            ("/v1/messages", true) => {
+                assert!(text.contains("event: message_start"), "{text}");
+                assert!(text.contains("event: message_stop"), "{text}");
+            }
+            ("/v1/responses", false) => {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(v["object"], "response", "{text}");
+            }
+            ("/v1/responses", true) => {
+                assert!(text.contains("event: response.completed"), "{text}");
+            }
+            _ => {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(v["data"].as_array().unwrap().len(), 2, "{text}");
+            }
+        }
+    }
+    // Each call metered once, with both attempts.
+    let rows = gw.wait_for_usage_calls(calls.len() as i64).await;
+    assert_eq!(
+        rows.iter().map(|r| r.calls).sum::<i64>(),
+        calls.len() as i64
+    );
+}

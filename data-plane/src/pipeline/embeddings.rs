@@ -4,10 +4,12 @@
 
 use serde_json::Value;
 
+use super::exchanges::EmbeddingsExchange;
+use super::failover::{caller_preference, Call};
+use super::relay::relay;
 use super::{CallContext, Failure, Gateway};
 use crate::http::errors::GatewayError;
-use crate::http::response;
-use crate::providers::embeddings::{text_inputs, wants_base64};
+use crate::providers::embeddings::wants_base64;
 use pingora_proxy::Session;
 
 impl Gateway {
@@ -36,26 +38,26 @@ impl Gateway {
             .into());
         }
         wants_base64(&body)?;
-        let route = tenant
-            .models
-            .get(&model)
-            .cloned()
+        let (route, suffix) = tenant
+            .find_route(&model)
             .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;
-        ctx.route = Some(route.clone());
-        if !matches!(
-            route.provider.kind,
-            crate::config::ProviderKind::OpenAi | crate::config::ProviderKind::Azure
-        ) {
-            // Token-array inputs can only pass through.
-            text_inputs(&body)?;
-        }
-        body.insert("model".into(), Value::String(route.upstream_model.clone()));
-        let adapter = self.providers.adapter(route.provider.kind);
-        let (answer, usage) = adapter
-            .embed(&route.provider, &body, self.limits.upstream_timeout)
+        let call = Call {
+            preference: caller_preference(session, &mut body),
+            model: &model,
+            stream: false,
+        };
+        let mut exchange = EmbeddingsExchange { body };
+        let answer = self
+            .route_call(session, ctx, &tenant, (route, suffix), &call, &mut exchange)
             .await?;
-        ctx.usage = usage;
-        response::write_json(session, ctx, 200, answer).await?;
-        Ok(())
+        // Complete answers only: no stream meter is used.
+        relay(
+            session,
+            ctx,
+            answer,
+            self.clock.as_ref(),
+            &mut crate::stream::StreamMeter::new(false),
+        )
+        .await
     }
 }

@@ -4,19 +4,24 @@
 //! one answers. Nothing reaches the caller before an attempt has succeeded —
 //! for streams, until its first chunk arrived — so failing over never
 //! duplicates output. The caller leaving cancels the attempt in progress.
+//!
+//! Every routed endpoint (chat, messages, responses, embeddings) goes
+//! through the same loop; what differs per endpoint — how the request for
+//! one target is built and sent — is its [`Exchange`].
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use pingora_proxy::Session;
+use serde_json::{Map, Value};
 
-use super::chat_request::ChatRequest;
 use super::{CallContext, Failure, Gateway};
 use crate::backoff::Backoff;
-use crate::config::{ProviderTarget, Route};
+use crate::config::{Route, TenantRuntime};
 use crate::http::errors::GatewayError;
-use crate::providers::{CallOptions, ProviderAdapter, UpstreamResponse};
+use crate::providers::{CallOptions, UpstreamResponse};
 use crate::routing::health::CredentialRejected;
 use crate::routing::retry::{classify, retry_delay, Verdict};
 use crate::routing::select::{parse_preference, plan};
@@ -31,6 +36,57 @@ pub(super) struct Answer {
     pub first_chunk: Option<Bytes>,
     /// Stream: longest gap between chunks from now on.
     pub idle_timeout: Duration,
+}
+
+/// One endpoint's upstream call, as the failover loop drives it.
+pub(super) trait Exchange: Sync {
+    /// The request for one target, built once and reused by its retries.
+    type Prepared: Send + Sync;
+
+    /// Builds the request for `route` (the target's provider and upstream
+    /// model). `last` is true when no other target or model can follow, so
+    /// the exchange may give up its copy of the caller's body.
+    fn prepare(
+        &mut self,
+        gateway: &Gateway,
+        route: &Route,
+        last: bool,
+    ) -> Result<Self::Prepared, GatewayError>;
+
+    /// Sends it; a stream comes back already in the caller's protocol.
+    fn send<'a>(
+        &'a self,
+        gateway: &'a Gateway,
+        route: &'a Route,
+        prepared: &'a Self::Prepared,
+        options: CallOptions,
+    ) -> BoxFuture<'a, Result<UpstreamResponse, GatewayError>>;
+}
+
+/// The providers a caller asked for, in its order: the
+/// `x-tollgate-providers` header, else the body extension
+/// `"tollgate": {"providers": [..]}` — which is ours and is removed from the
+/// body here either way, so it never goes upstream.
+pub(super) fn caller_preference(
+    session: &Session,
+    body: &mut Map<String, Value>,
+) -> Option<Vec<String>> {
+    let extension = body.remove(BODY_EXTENSION);
+    let header = session
+        .req_header()
+        .headers
+        .get(PROVIDERS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(parse_preference);
+    let named: Vec<&str> = match header {
+        Some(h) => h,
+        None => match extension.as_ref().and_then(|x| x.get("providers")) {
+            Some(Value::String(s)) => parse_preference(s),
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        },
+    };
+    (!named.is_empty()).then(|| named.into_iter().map(str::to_string).collect())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -83,17 +139,18 @@ fn attempt_record(
 
 /// One attempt: the call, and for a stream its first chunk within the
 /// time-to-first-token budget.
-async fn attempt(
-    adapter: &dyn ProviderAdapter,
-    provider: &ProviderTarget,
-    body: &serde_json::Map<String, serde_json::Value>,
+async fn attempt<E: Exchange>(
+    gateway: &Gateway,
+    exchange: &E,
+    route: &Route,
+    prepared: &E::Prepared,
     stream: bool,
     t: Timeouts,
 ) -> Result<Answer, GatewayError> {
     let started = Instant::now();
     let timeout = if stream { t.ttft } else { t.total };
-    let upstream = adapter
-        .send(provider, body, CallOptions { stream, timeout })
+    let upstream = exchange
+        .send(gateway, route, prepared, CallOptions { stream, timeout })
         .await?;
     let UpstreamResponse::Stream(mut s) = upstream else {
         return Ok(Answer {
@@ -117,39 +174,84 @@ async fn attempt(
     }
 }
 
+/// What a routed call asks for, besides its body.
+pub(super) struct Call<'a> {
+    /// The public model name the caller asked for.
+    pub model: &'a str,
+    pub stream: bool,
+    pub preference: Option<Vec<String>>,
+}
+
 impl Gateway {
+    /// Routes a call: the route's targets with retries and failover, then
+    /// once to the route's fallback model when the provider refused the
+    /// request for its context length or content policy.
+    pub(super) async fn route_call<E: Exchange>(
+        &self,
+        session: &mut Session,
+        ctx: &mut CallContext,
+        tenant: &TenantRuntime,
+        (route, suffix): (&ModelRoute, Option<&str>),
+        call: &Call<'_>,
+        exchange: &mut E,
+    ) -> Result<Answer, Failure> {
+        let fallback = route.policy.fallback_model.as_deref();
+        match self
+            .call_upstream(
+                session,
+                ctx,
+                route,
+                suffix,
+                call,
+                exchange,
+                fallback.is_none(),
+            )
+            .await
+        {
+            Err(Failure::Reply(e)) if crate::routing::retry::wants_model_fallback(&e) => {
+                // Once, to the route's fallback model (not to its fallback).
+                let Some(fallback) = fallback else {
+                    return Err(e.into());
+                };
+                let Some((fallback_route, fallback_suffix)) = tenant.find_route(fallback) else {
+                    tracing::warn!(model = %call.model, fallback, "fallback model not found");
+                    return Err(e.into());
+                };
+                tracing::info!(request_id = %ctx.request_id, model = %call.model, fallback, code = e.code(), "falling back to another model");
+                self.call_upstream(
+                    session,
+                    ctx,
+                    fallback_route,
+                    fallback_suffix,
+                    call,
+                    exchange,
+                    true,
+                )
+                .await
+            }
+            other => other,
+        }
+    }
+
     /// Calls the route's targets until one answers. Records every attempt
     /// in `ctx.attempts` and leaves `ctx.route` on the last target tried.
-    pub(super) async fn call_upstream(
+    /// `may_consume`: nothing follows this route (no fallback model), so a
+    /// single target may take the caller's body instead of a copy.
+    #[allow(clippy::too_many_arguments)]
+    async fn call_upstream<E: Exchange>(
         &self,
         session: &mut Session,
         ctx: &mut CallContext,
         route: &ModelRoute,
         suffix: Option<&str>,
-        chat: &mut ChatRequest,
+        call: &Call<'_>,
+        exchange: &mut E,
+        may_consume: bool,
     ) -> Result<Answer, Failure> {
-        // The body extension `"tollgate": {"providers": [..]}` is ours and
-        // never goes upstream; the header wins over it.
-        let extension = chat.body.remove(BODY_EXTENSION);
-        let from_body: Option<Vec<&str>> =
-            extension
-                .as_ref()
-                .and_then(|x| x.get("providers"))
-                .map(|p| match p {
-                    serde_json::Value::String(s) => parse_preference(s),
-                    serde_json::Value::Array(a) => {
-                        a.iter().filter_map(serde_json::Value::as_str).collect()
-                    }
-                    _ => Vec::new(),
-                });
-        let preference: Option<Vec<&str>> = session
-            .req_header()
-            .headers
-            .get(PROVIDERS_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(parse_preference)
-            .or(from_body)
-            .filter(|p| !p.is_empty());
+        let preference: Option<Vec<&str>> = call
+            .preference
+            .as_ref()
+            .map(|p| p.iter().map(String::as_str).collect());
         let order = plan(route, preference.as_deref(), &mut rand::thread_rng());
         // Metered even when no attempt is possible.
         ctx.route = route.primary().cloned();
@@ -158,13 +260,13 @@ impl Gateway {
                 return Err(GatewayError::InvalidRequest {
                     message: format!(
                         "None of the providers named in {PROVIDERS_HEADER} can serve model '{}'.",
-                        chat.model
+                        call.model
                     ),
                     param: None,
                 }
                 .into());
             }
-            return Err(GatewayError::NoTargetAvailable(chat.model.clone()).into());
+            return Err(GatewayError::NoTargetAvailable(call.model.to_string()).into());
         }
         let policy = &route.policy;
         let t = Timeouts {
@@ -172,10 +274,7 @@ impl Gateway {
             ttft: policy.ttft_timeout.unwrap_or(self.limits.upstream_timeout),
             idle: policy.idle_timeout.unwrap_or(self.limits.upstream_timeout),
         };
-        // Adapters rewrite the body in place: keep the caller's for the next
-        // target or the fallback model (only when there can be one).
-        let pristine =
-            (order.len() > 1 || policy.fallback_model.is_some()).then(|| chat.body.clone());
+        let last = may_consume && order.len() == 1;
         let mut attempts_left = policy.max_attempts.max(1);
         let mut last_error: Option<GatewayError> = None;
         for &i in &order {
@@ -190,13 +289,8 @@ impl Gateway {
                 continue;
             }
             let call_route = target.route_for(suffix);
-            let adapter = self.providers.adapter(call_route.provider.kind);
-            let mut body = match &pristine {
-                Some(p) => p.clone(),
-                None => std::mem::take(&mut chat.body),
-            };
-            adapter.prepare_body(&call_route, &mut body, chat.stream);
             ctx.route = Some(call_route.clone());
+            let prepared = exchange.prepare(self, &call_route, last)?;
             let mut backoff = Backoff::new(policy.retry_base, policy.retry_max);
             let mut retries = 0;
             loop {
@@ -204,7 +298,7 @@ impl Gateway {
                 let started = Instant::now();
                 let in_flight = target.stats.enter();
                 let result = tokio::select! {
-                    r = attempt(adapter, &call_route.provider, &body, chat.stream, t) => r,
+                    r = attempt(self, &*exchange, &call_route, &prepared, call.stream, t) => r,
                     e = downstream_gone(session) => {
                         ctx.attempts.push(attempt_record(&call_route, 0, started.elapsed(), "client_disconnected"));
                         if admission == Admission::Probe {
@@ -254,13 +348,7 @@ impl Gateway {
                     breaker.release_probe();
                 }
                 match verdict {
-                    Verdict::Final => {
-                        if let (Some(_), Some(p)) = (&policy.fallback_model, &pristine) {
-                            // The fallback model starts from the caller's body.
-                            chat.body = p.clone();
-                        }
-                        return Err(e.into());
-                    }
+                    Verdict::Final => return Err(e.into()),
                     Verdict::CredentialRejected => {
                         if target.health.reject(attempt_status(&e)) {
                             tracing::warn!(provider = %call_route.provider.name, "provider rejected the credential: taken out of rotation");
@@ -303,7 +391,7 @@ impl Gateway {
             }
         }
         Err(last_error
-            .unwrap_or_else(|| GatewayError::NoTargetAvailable(chat.model.clone()))
+            .unwrap_or_else(|| GatewayError::NoTargetAvailable(call.model.to_string()))
             .into())
     }
 }

@@ -5,18 +5,16 @@
 //! Anthropic's event sequence). Errors on these routes are Anthropic-shaped
 //! (`ctx.api`).
 
-use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::relay::{relay_native, relay_stream};
+use super::exchanges::MessagesExchange;
+use super::failover::{caller_preference, Call};
+use super::relay::relay;
 use super::{CallContext, Failure, Gateway};
 use crate::config::ProviderKind;
 use crate::http::errors::GatewayError;
 use crate::http::{self, response, BodyError};
-use crate::providers::anthropic::inbound_stream::OpenAiToAnthropic;
-use crate::providers::anthropic::{inbound, usage_from_message, CallerHeaders};
-use crate::providers::event_stream::translate;
-use crate::providers::{CallOptions, UpstreamResponse};
+use crate::providers::anthropic::{inbound, CallerHeaders};
 use crate::stream::AnthropicMeter;
 use pingora_proxy::Session;
 
@@ -58,74 +56,50 @@ impl Gateway {
         let model = inbound::validate(&body)?;
         let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
         ctx.stream = stream;
-        let route = tenant
-            .models
-            .get(&model)
-            .cloned()
+        let (route, suffix) = tenant
+            .find_route(&model)
             .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;
-        ctx.route = Some(route.clone());
-        let options = CallOptions {
-            stream,
-            timeout: self.limits.upstream_timeout,
+        let mut translated = None;
+        if let Some(first) = route.targets.first() {
+            // Checked against the primary target's model, in its protocol.
+            let primary = first.route_for(suffix);
+            if primary.provider.kind == ProviderKind::Anthropic {
+                crate::capabilities::check_passthrough(
+                    &model,
+                    &primary.upstream_model,
+                    &body,
+                    "max_tokens",
+                    body_len,
+                )?;
+            } else {
+                let chat = inbound::to_chat(&body)?;
+                crate::capabilities::check_chat(&model, &primary.upstream_model, &chat, body_len)?;
+                translated = Some(chat);
+            }
+        }
+        let headers = &session.req_header().headers;
+        let caller = CallerHeaders {
+            version: headers.get("anthropic-version").cloned(),
+            beta: headers.get("anthropic-beta").cloned(),
         };
-        let idle = self.limits.upstream_timeout;
-
-        if route.provider.kind == ProviderKind::Anthropic {
-            crate::capabilities::check_passthrough(
-                &model,
-                &route.upstream_model,
-                &body,
-                "max_tokens",
-                body_len,
-            )?;
-            body.insert("model".into(), Value::String(route.upstream_model.clone()));
-            let headers = &session.req_header().headers;
-            let caller = CallerHeaders {
-                version: headers.get("anthropic-version").cloned(),
-                beta: headers.get("anthropic-beta").cloned(),
-            };
-            let answer = self
-                .providers
-                .anthropic
-                .send_native(&route.provider, &body, options, &caller)
-                .await?;
-            return relay_native(
-                session,
-                ctx,
-                answer,
-                |b| usage_from_message(b),
-                self.stream_timing(idle),
-                &mut AnthropicMeter::new(),
-            )
-            .await;
-        }
-
-        let mut chat = inbound::to_chat(&body)?;
-        crate::capabilities::check_chat(&model, &route.upstream_model, &chat, body_len)?;
-        let adapter = self.providers.adapter(route.provider.kind);
-        adapter.prepare_body(&route, &mut chat, stream);
-        match adapter.send(&route.provider, &chat, options).await? {
-            UpstreamResponse::Complete { body, usage } => {
-                let completion: Value = serde_json::from_slice(&body).map_err(|_| {
-                    GatewayError::Upstream("the provider's answer is not JSON".into())
-                })?;
-                ctx.usage = usage;
-                let message = inbound::to_message(&completion, &usage.unwrap_or_default(), &model);
-                response::write_json(session, ctx, 200, Bytes::from(message.to_string())).await?;
-            }
-            UpstreamResponse::Stream(s) => {
-                let s = translate(s, Box::new(OpenAiToAnthropic::new(&model)));
-                relay_stream(
-                    session,
-                    ctx,
-                    s,
-                    self.stream_timing(idle),
-                    &mut AnthropicMeter::new(),
-                )
-                .await?
-            }
-        }
-        Ok(())
+        let call = Call {
+            preference: caller_preference(session, &mut body),
+            model: &model,
+            stream,
+        };
+        let mut exchange = MessagesExchange::new(body, model.clone(), stream, caller);
+        exchange.chat = translated;
+        let answer = self
+            .route_call(session, ctx, &tenant, (route, suffix), &call, &mut exchange)
+            .await?;
+        relay(
+            session,
+            ctx,
+            answer,
+            self.clock.as_ref(),
+            &mut AnthropicMeter::new(),
+        )
+        .await
     }
 
     /// `POST /v1/messages/count_tokens`: Anthropic targets only (other

@@ -14,6 +14,7 @@
 pub mod chat_request;
 pub mod drain;
 mod embeddings;
+mod exchanges;
 mod failover;
 mod messages;
 mod relay;
@@ -34,6 +35,7 @@ use crate::routing::health::HealthSink;
 use crate::routing::{Attempt, Clock};
 use chat_request::ChatRequest;
 pub use drain::Drain;
+use failover::Call;
 
 /// Per-request state carried through the stages (Pingora's `CTX`).
 #[derive(Debug)]
@@ -277,15 +279,6 @@ impl Gateway {
         Ok(tenant)
     }
 
-    /// Stream timing for routes that call one target directly.
-    fn stream_timing(&self, idle_timeout: std::time::Duration) -> relay::StreamTiming<'_> {
-        relay::StreamTiming {
-            first_chunk: None,
-            idle_timeout,
-            clock: self.clock.as_ref(),
-        }
-    }
-
     /// `POST /v1/chat/completions`.
     async fn chat(&self, session: &mut Session, ctx: &mut CallContext) -> Result<(), Failure> {
         let tenant = self.authenticate(session, ctx)?;
@@ -301,10 +294,9 @@ impl Gateway {
         // Later stages slot in here: input guardrails, rate limit, budget
         // lease, cache lookup.
 
-        let model = chat.model.clone();
         let (route, suffix) = tenant
-            .find_route(&model)
-            .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;
+            .find_route(&chat.model)
+            .ok_or_else(|| GatewayError::ModelNotFound(chat.model.clone()))?;
         if let Some(first) = route.targets.first() {
             // Checked against the primary target's model; later targets of a
             // route are expected to serve the same kind of model.
@@ -316,26 +308,20 @@ impl Gateway {
                 body.len(),
             )?;
         }
-        let answer = match self
-            .call_upstream(session, ctx, route, suffix, &mut chat)
-            .await
-        {
-            Err(Failure::Reply(e)) if crate::routing::retry::wants_model_fallback(&e) => {
-                // Once, to the route's fallback model (not to its fallback).
-                let Some(fallback) = route.policy.fallback_model.as_deref() else {
-                    return Err(e.into());
-                };
-                let Some((fallback_route, fallback_suffix)) = tenant.find_route(fallback) else {
-                    tracing::warn!(model = %model, fallback, "fallback model not found");
-                    return Err(e.into());
-                };
-                tracing::info!(request_id = %ctx.request_id, model = %model, fallback, code = e.code(), "falling back to another model");
-                self.call_upstream(session, ctx, fallback_route, fallback_suffix, &mut chat)
-                    .await?
-            }
-            other => other?,
+        let call = Call {
+            preference: failover::caller_preference(session, &mut chat.body),
+            model: &chat.model,
+            stream: chat.stream,
         };
-        relay::relay(session, ctx, answer, self.clock.as_ref()).await?;
+        let mut exchange = exchanges::ChatExchange {
+            body: std::mem::take(&mut chat.body),
+            stream: chat.stream,
+        };
+        let answer = self
+            .route_call(session, ctx, &tenant, (route, suffix), &call, &mut exchange)
+            .await?;
+        let mut meter = crate::stream::StreamMeter::new(ctx.include_usage);
+        relay::relay(session, ctx, answer, self.clock.as_ref(), &mut meter).await?;
         Ok(())
     }
 

@@ -12,14 +12,17 @@ use super::{CallContext, Failure};
 use crate::http::response;
 use crate::providers::{ByteStream, UpstreamResponse};
 use crate::routing::Clock;
-use crate::stream::{EventMeter, SseSplitter, StreamMeter, Verdict};
+use crate::stream::{EventMeter, SseSplitter, Verdict};
 use tollgate_core::usage::Usage;
 
+/// Relays the answer of the attempt that succeeded, already in the
+/// caller's protocol: a complete body as is, or a stream counted by `meter`.
 pub(super) async fn relay(
     session: &mut Session,
     ctx: &mut CallContext,
     answer: Answer,
     clock: &dyn Clock,
+    meter: &mut dyn EventMeter,
 ) -> Result<(), Failure> {
     let Answer {
         upstream,
@@ -32,36 +35,12 @@ pub(super) async fn relay(
             response::write_json(session, ctx, 200, body).await?;
         }
         UpstreamResponse::Stream(stream) => {
-            let mut meter = StreamMeter::new(ctx.include_usage);
             let timing = StreamTiming {
                 first_chunk,
                 idle_timeout,
                 clock,
             };
-            relay_stream(session, ctx, stream, timing, &mut meter).await?
-        }
-    }
-    Ok(())
-}
-
-/// Relays a provider's answer passed through in the caller's own protocol
-/// (no translation): a complete body with the usage `usage_of` reads from
-/// it, or a stream counted by `meter`.
-pub(super) async fn relay_native(
-    session: &mut Session,
-    ctx: &mut CallContext,
-    answer: crate::providers::upstream::RawAnswer,
-    usage_of: fn(&Bytes) -> Option<Usage>,
-    timing: StreamTiming<'_>,
-    meter: &mut dyn EventMeter,
-) -> Result<(), Failure> {
-    match answer {
-        crate::providers::upstream::RawAnswer::Complete(bytes) => {
-            ctx.usage = usage_of(&bytes);
-            response::write_json(session, ctx, 200, bytes).await?;
-        }
-        crate::providers::upstream::RawAnswer::Stream(s) => {
-            relay_stream(session, ctx, s, timing, meter).await?
+            relay_stream(session, ctx, stream, timing, meter).await?
         }
     }
     Ok(())
