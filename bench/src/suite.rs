@@ -213,18 +213,51 @@ pub struct FeatureRun {
     pub name: String,
     pub rust_log: String,
     pub args: Vec<String>,
+    /// The public model called (a route with many targets for routing).
+    pub model: String,
+    /// Most throughput the setting may cost against the baseline (issue target).
+    pub max_cost_pct: f64,
     pub measured: Measured,
 }
 
+/// One gateway setting of the features comparison.
+struct FeatureSetting {
+    name: &'static str,
+    rust_log: &'static str,
+    args: Vec<String>,
+    model: &'static str,
+    max_cost_pct: f64,
+}
+
+/// The route with [`ROUTED_TARGETS`] weighted targets (all the mock, as
+/// distinct provider credentials).
+pub const ROUTED_MODEL: &str = "bench-routed";
+pub const ROUTED_TARGETS: usize = 50;
+
 /// Feature settings the gateway has today, the first being the baseline.
-fn feature_settings() -> Vec<(&'static str, &'static str, Vec<String>)> {
+fn feature_settings() -> Vec<FeatureSetting> {
     vec![
-        ("baseline (RUST_LOG=warn)", "warn", Vec::new()),
-        (
-            "access log on (JSON, to a file)",
-            "warn,access=info",
-            vec!["--log-format".into(), "json".into()],
-        ),
+        FeatureSetting {
+            name: "baseline (RUST_LOG=warn, 1-target route)",
+            rust_log: "warn",
+            args: Vec::new(),
+            model: MODEL,
+            max_cost_pct: 0.0,
+        },
+        FeatureSetting {
+            name: "route of 50 weighted targets",
+            rust_log: "warn",
+            args: Vec::new(),
+            model: ROUTED_MODEL,
+            max_cost_pct: 2.0,
+        },
+        FeatureSetting {
+            name: "access log on (JSON, to a file)",
+            rust_log: "warn,access=info",
+            args: vec!["--log-format".into(), "json".into()],
+            model: MODEL,
+            max_cost_pct: 5.0,
+        },
     ]
 }
 
@@ -259,7 +292,14 @@ async fn features(
     work: &Path,
 ) -> anyhow::Result<Vec<FeatureRun>> {
     let mut runs = Vec::new();
-    for (i, (name, rust_log, args)) in feature_settings().into_iter().enumerate() {
+    for (i, setting) in feature_settings().into_iter().enumerate() {
+        let FeatureSetting {
+            name,
+            rust_log,
+            args,
+            model,
+            max_cost_pct,
+        } = setting;
         eprintln!("  feature: {name}");
         let dp = start_dp(
             opts,
@@ -282,7 +322,7 @@ async fn features(
             dp_idle_cores: std::cell::Cell::new(0.0),
             opts: opts.clone(),
         };
-        let body = chat_body(MODEL, false);
+        let body = chat_body(model, false);
         let warm = Duration::from_secs_f64(opts.warmup_secs);
         let outcome = async {
             load::closed_loop(&bench.dp, body.clone(), opts.conns, warm).await?;
@@ -297,6 +337,8 @@ async fn features(
             name: name.into(),
             rust_log: rust_log.into(),
             args,
+            model: model.into(),
+            max_cost_pct,
             measured: outcome?,
         });
     }
@@ -356,21 +398,41 @@ impl Running {
     }
 }
 
-/// The gateway configuration: one tenant, the mock as an `openai` provider.
+/// The gateway configuration: one tenant, the mock as an `openai` provider
+/// (and as [`ROUTED_TARGETS`] more credentials behind [`ROUTED_MODEL`]).
 pub fn dp_config_yaml(mock_base_url: &str) -> String {
+    use std::fmt::Write as _;
+    let mut providers = String::new();
+    let mut targets = String::new();
+    for i in 0..=ROUTED_TARGETS {
+        // `mock` is the baseline's; `mock-1` … `mock-50` serve the routed model.
+        let name = if i == 0 {
+            "mock".to_string()
+        } else {
+            format!("mock-{i}")
+        };
+        let _ = write!(
+            providers,
+            "      - name: {name}\n        kind: openai\n        base_url: {mock_base_url}\n        api_key: {UPSTREAM_KEY}\n"
+        );
+        if i > 0 {
+            let _ = writeln!(targets, "          - {{provider: {name}, weight: 1}}");
+        }
+    }
     format!(
         "tenants:\n\
          \x20 - name: bench\n\
          \x20   providers:\n\
-         \x20     - name: mock\n\
-         \x20       kind: openai\n\
-         \x20       base_url: {mock_base_url}\n\
-         \x20       api_key: {UPSTREAM_KEY}\n\
+         {providers}\
          \x20   models:\n\
          \x20     - name: {MODEL}\n\
          \x20       provider: mock\n\
          \x20     - name: {HOLD_MODEL}\n\
          \x20       provider: mock\n\
+         \x20     - name: {ROUTED_MODEL}\n\
+         \x20       upstream_model: {MODEL}\n\
+         \x20       targets:\n\
+         {targets}\
          \x20   keys:\n\
          \x20     - name: bench\n\
          \x20       key: {GATEWAY_KEY}\n"
@@ -666,8 +728,6 @@ async fn measure(bench: &Bench) -> anyhow::Result<Measurements> {
 /// Scenarios of issue 15 that the gateway cannot express yet.
 pub fn pending_scenarios() -> Vec<String> {
     vec![
-        "1 vs 50 route targets: pending the routing work (a model maps to one provider today)"
-            .into(),
         "features on vs off: only the access log can be switched today (see Features); rate \
          limits, budget leases, guardrails, cache and OTLP telemetry are pending"
             .into(),
@@ -689,6 +749,12 @@ mod tests {
         assert!(yaml.contains(&format!("- name: {HOLD_MODEL}")));
         assert!(yaml.contains(&format!("key: {GATEWAY_KEY}")));
         assert!(!yaml.contains('\t'));
+        // The gateway accepts it, and the routed model has all its targets.
+        let snapshot = tollgate_dp::config::file::parse_yaml(&yaml, 1, &|_| None).unwrap();
+        let compiled = tollgate_dp::config::compile(&snapshot).unwrap();
+        let tenant = compiled.tenants.values().next().unwrap();
+        assert_eq!(tenant.routes[ROUTED_MODEL].targets.len(), ROUTED_TARGETS);
+        assert_eq!(tenant.routes[MODEL].targets.len(), 1);
     }
 
     #[test]
