@@ -9,8 +9,9 @@ use crate::store::{ConfigData, StoredRoutePolicy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    /// Names the provider, never the key.
-    #[error("cannot decrypt the API key of provider {provider_id}: {source}")]
+    /// No stored provider key could be decrypted: the master key is not the
+    /// one they were sealed with. Names a provider, never a key.
+    #[error("cannot decrypt any provider API key (first: provider {provider_id}: {source}); is this the right master key?")]
     Decrypt {
         provider_id: String,
         source: CryptoError,
@@ -60,26 +61,45 @@ fn model_config(m: &crate::store::Model, t: &crate::store::TenantData) -> pb::Mo
     }
 }
 
-/// Builds the snapshot of `data`. Fails as a whole rather than shipping a
-/// provider without its key.
+/// Builds the snapshot of `data`.
+///
+/// A provider whose key cannot be decrypted (a damaged ciphertext) ships
+/// disabled and without a key, so the rest of the configuration still
+/// reaches the data planes and routes skip it; an error names it. When no
+/// stored key at all can be decrypted the master key is wrong: the build
+/// fails as a whole and data planes keep serving their last snapshot.
 pub async fn build_snapshot(
     data: &ConfigData,
     kek: &dyn KeyEncryptionKey,
 ) -> Result<pb::Snapshot, SnapshotError> {
     let mut tenants = Vec::with_capacity(data.tenants.len());
+    let (mut sealed, mut first_failure) = (0usize, None);
+    let mut opened = 0usize;
     for t in &data.tenants {
         let mut providers = Vec::with_capacity(t.providers.len());
         for p in &t.providers {
+            let mut unreadable = false;
             let api_key = if p.api_key_ciphertext.is_empty() {
                 String::new()
             } else {
-                crypto::open(kek, &p.api_key_ciphertext, &p.provider.id)
-                    .await
-                    .map_err(|source| SnapshotError::Decrypt {
-                        provider_id: p.provider.id.clone(),
-                        source,
-                    })?
-                    .into_exposed()
+                sealed += 1;
+                match crypto::open(kek, &p.api_key_ciphertext, &p.provider.id).await {
+                    Ok(key) => {
+                        opened += 1;
+                        key.into_exposed()
+                    }
+                    Err(source) => {
+                        tracing::error!(
+                            tenant_id = %t.tenant.id,
+                            provider_id = %p.provider.id,
+                            error = %source,
+                            "cannot decrypt a provider's API key: it ships disabled until the credential is set again"
+                        );
+                        first_failure.get_or_insert((p.provider.id.clone(), source));
+                        unreadable = true;
+                        String::new()
+                    }
+                }
             };
             providers.push(pb::ProviderConfig {
                 id: p.provider.id.clone(),
@@ -87,7 +107,7 @@ pub async fn build_snapshot(
                 kind: p.provider.kind.clone(),
                 base_url: p.provider.base_url.clone(),
                 api_key,
-                disabled: p.disabled,
+                disabled: p.disabled || unreadable,
                 settings: p.provider.settings.clone().into_iter().collect(),
             });
         }
@@ -108,6 +128,14 @@ pub async fn build_snapshot(
                 })
                 .collect(),
         });
+    }
+    if let Some((provider_id, source)) = first_failure {
+        if sealed > 0 && opened == 0 {
+            return Err(SnapshotError::Decrypt {
+                provider_id,
+                source,
+            });
+        }
     }
     Ok(pb::Snapshot {
         version: data.version,

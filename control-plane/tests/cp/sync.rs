@@ -261,3 +261,39 @@ async fn shutdown_ends_subscription_streams() {
     assert!(matches!(end, Ok(None) | Err(_)));
     drop(dir);
 }
+
+/// A provider key that cannot be decrypted (damaged ciphertext) does not
+/// hold back everyone's configuration: that provider ships disabled and
+/// without a key, the others as usual.
+#[tokio::test]
+async fn undecryptable_provider_ships_disabled_not_stalling_the_snapshot() {
+    let cp = Cp::start().await;
+    let mut a = cp.admin().await;
+    a.tenant("acme").await;
+    let good = a.provider("acme", "good", OPENAI_KEY).await;
+    let bad = a.provider("acme", "bad", OPENAI_KEY).await;
+    // Damage `bad`'s ciphertext behind the control plane's back.
+    let url = format!("sqlite://{}", cp.dir.path().join("tollgate.db").display());
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE providers SET api_key_ciphertext = $1 WHERE id = $2")
+        .bind("v1.AAAAAAAAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        .bind(&bad.id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    // Any change rebuilds the snapshot from the database.
+    a.model("acme", "gpt-4o", "good").await.unwrap();
+
+    let mut sub = subscribe(&cp, "dp-1").await;
+    let snap = next_snapshot(&mut sub.rx).await;
+    let t = &snap.tenants[0];
+    assert_eq!(t.models.len(), 1, "the change after the damage is shipped");
+    let p = |id: &str| t.providers.iter().find(|p| p.id == id).unwrap();
+    assert_eq!(p(&good.id).api_key, OPENAI_KEY);
+    assert!(!p(&good.id).disabled);
+    assert_eq!(p(&bad.id).api_key, "");
+    assert!(p(&bad.id).disabled);
+}
