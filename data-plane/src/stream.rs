@@ -21,9 +21,19 @@ pub struct SseSplitter {
     line_start: usize,
 }
 
+/// Most bytes of one SSE event (a provider streaming without ever ending
+/// an event must not grow memory without bound).
+pub const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
+
 impl SseSplitter {
     pub fn new() -> Self {
         SseSplitter::default()
+    }
+
+    /// True when an unfinished event holds more than [`MAX_EVENT_BYTES`]:
+    /// the stream should be abandoned.
+    pub fn overflowed(&self) -> bool {
+        self.buf.len() > MAX_EVENT_BYTES
     }
 
     /// Adds a chunk and returns the events it completed, in order.
@@ -373,6 +383,20 @@ pub fn error_event(message: &str, code: &str) -> Bytes {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_that_never_ends_overflows() {
+        let mut s = SseSplitter::new();
+        let line = vec![b'x'; 1024 * 1024];
+        s.push(b"data: ");
+        for _ in 0..7 {
+            assert!(s.push(&line).is_empty());
+            assert!(!s.overflowed());
+        }
+        // 8 MiB of one unfinished line, plus its `data: ` prefix.
+        s.push(&line);
+        assert!(s.overflowed());
+    }
 
     fn split_all(input: &[u8], chunk: usize) -> (Vec<Bytes>, usize) {
         let mut s = SseSplitter::new();

@@ -60,6 +60,10 @@ const CONNECTION_FAILED: StreamFailure = StreamFailure {
     message: "The connection to the provider failed before the answer was complete.",
     code: "upstream_stream_error",
 };
+const EVENT_TOO_LARGE: StreamFailure = StreamFailure {
+    message: "The provider sent a stream event larger than the gateway accepts.",
+    code: "upstream_stream_error",
+};
 const ENDED_EARLY: StreamFailure = StreamFailure {
     message: "The provider ended the stream before the answer was complete.",
     code: "upstream_stream_error",
@@ -147,6 +151,10 @@ pub(super) async fn relay_stream(
                             }
                             out.extend_from_slice(&event);
                         }
+                    }
+                    if splitter.overflowed() {
+                        end = Some(Some(EVENT_TOO_LARGE));
+                        break;
                     }
                 }
                 Some(Err(e)) => {

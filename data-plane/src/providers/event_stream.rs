@@ -89,6 +89,12 @@ pub fn translate(upstream: ByteStream, translator: Box<dyn EventTranslator>) -> 
                             break;
                         }
                     }
+                    if s.failure.is_none() && s.splitter.overflowed() {
+                        s.failure = Some(GatewayError::Upstream(format!(
+                            "the provider sent a stream event larger than {} bytes",
+                            crate::stream::MAX_EVENT_BYTES
+                        )));
+                    }
                     s.queue.extend(out);
                 }
                 Some(Err(e)) => {

@@ -284,10 +284,18 @@ impl OpenAiAdapter {
                 .map_err(|e| transport_error(&e, provider))?;
             let status = resp.status().as_u16();
             let retry_after = resp.headers().get(http::header::RETRY_AFTER).cloned();
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| transport_error(&e, provider))?;
+            let limit = if (200..300).contains(&status) {
+                super::upstream::MAX_ANSWER_BYTES
+            } else {
+                super::upstream::MAX_ERROR_BYTES
+            };
+            let bytes = super::upstream::read_capped(
+                resp,
+                limit,
+                limit != super::upstream::MAX_ANSWER_BYTES,
+                provider,
+            )
+            .await?;
             if !(200..300).contains(&status) {
                 return Err(status_error_with_retry_after(
                     status,
@@ -307,10 +315,18 @@ impl OpenAiAdapter {
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             let retry_after = resp.headers().get(http::header::RETRY_AFTER).cloned();
-            let bytes = tokio::time::timeout(options.timeout, resp.bytes())
-                .await
-                .map_err(|_| GatewayError::UpstreamTimeout)?
-                .unwrap_or_else(|_| Bytes::new());
+            let bytes = tokio::time::timeout(
+                options.timeout,
+                super::upstream::read_capped(
+                    resp,
+                    super::upstream::MAX_ERROR_BYTES,
+                    true,
+                    provider,
+                ),
+            )
+            .await
+            .map_err(|_| GatewayError::UpstreamTimeout)?
+            .unwrap_or_else(|_| Bytes::new());
             return Err(status_error_with_retry_after(
                 status,
                 retry_after.as_ref(),
