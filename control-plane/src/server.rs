@@ -17,6 +17,7 @@ use tollgate_proto::admin::v1::model_service_server::ModelServiceServer;
 use tollgate_proto::admin::v1::provider_service_server::ProviderServiceServer;
 use tollgate_proto::admin::v1::route_service_server::RouteServiceServer;
 use tollgate_proto::admin::v1::tenant_service_server::TenantServiceServer;
+use tollgate_proto::admin::v1::usage_query_service_server::UsageQueryServiceServer;
 use tollgate_proto::admin::v1::usage_service_server::UsageServiceServer;
 use tollgate_proto::sync::v1::sync_service_server::SyncServiceServer;
 use tonic::transport::Server;
@@ -28,6 +29,7 @@ use crate::api::providers::ProviderApi;
 use crate::api::routes::RouteApi;
 use crate::api::tenants::TenantApi;
 use crate::api::usage::UsageApi;
+use crate::api::usage_query::UsageQueryApi;
 use crate::api::ApiState;
 use crate::auth::BearerAuth;
 use crate::config::ControlPlaneConfig;
@@ -175,6 +177,10 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         ))
         .add_service(UsageServiceServer::with_interceptor(
             UsageApi::new(state.clone()),
+            admin.clone(),
+        ))
+        .add_service(UsageQueryServiceServer::with_interceptor(
+            UsageQueryApi::new(state.clone()),
             admin.clone(),
         ))
         .add_service(DataPlaneServiceServer::with_interceptor(
