@@ -63,6 +63,7 @@ pub struct RunningControlPlane {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     broadcaster: JoinHandle<()>,
+    retention: JoinHandle<()>,
     store: Store,
 }
 
@@ -191,6 +192,12 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
             sync, dp,
         ));
 
+    let retention = crate::usage_retention::spawn(
+        store.clone(),
+        config.usage_retention,
+        Arc::new(tollgate_core::time::now_ms),
+        shutdown_rx.clone(),
+    );
     let mut stop = shutdown_rx;
     let server = tokio::spawn(router.serve_with_incoming_shutdown(
         TcpListenerStream::new(listener),
@@ -214,6 +221,7 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         shutdown: shutdown_tx,
         server,
         broadcaster,
+        retention,
         store,
     })
 }
@@ -243,6 +251,7 @@ impl RunningControlPlane {
             None => self.finish().await,
             Some(res) => {
                 let _ = self.broadcaster.await;
+                let _ = self.retention.await;
                 self.store.close().await;
                 res.context("server task")?.context("server")?;
                 Ok(())
@@ -253,6 +262,7 @@ impl RunningControlPlane {
     async fn finish(self) -> anyhow::Result<()> {
         let served = self.server.await;
         let _ = self.broadcaster.await;
+        let _ = self.retention.await;
         self.store.close().await;
         served.context("server task")?.context("server")?;
         Ok(())
