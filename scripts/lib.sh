@@ -37,3 +37,38 @@ ensure_python_venv() {
         "$venv/bin/pip" install -q --disable-pip-version-check -r "$ROOT/tests/python/requirements.txt"
     fi
 }
+
+# --- Postgres for the store tests (usage branch) ------------------------------
+PG_TEST_DIR=""
+PG_TEST_BIN=""
+PG_TEST_AS=()
+
+start_test_postgres() {
+    # Installs Debian's postgresql if missing, starts a throwaway cluster in a
+    # temp dir on a free port (as the unprivileged `postgres` user when run as
+    # root), and exports TOLLGATE_TEST_POSTGRES_URL. stop_test_postgres ends it.
+    [ -d /usr/lib/postgresql ] && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+        || apt_install postgresql
+    PG_TEST_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+    PG_TEST_DIR="$(mktemp -d /tmp/tollgate-pg.XXXXXX)"
+    if [ "$(id -u)" = 0 ]; then
+        chown postgres "$PG_TEST_DIR"
+        PG_TEST_AS=(runuser -u postgres --)
+    fi
+    local port
+    port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    say "starting a throwaway Postgres ($PG_TEST_BIN) on 127.0.0.1:$port"
+    "${PG_TEST_AS[@]}" "$PG_TEST_BIN/initdb" -D "$PG_TEST_DIR/data" -U tollgate --auth=trust \
+        --locale=C -E UTF8 >"$PG_TEST_DIR/initdb.log"
+    "${PG_TEST_AS[@]}" "$PG_TEST_BIN/pg_ctl" -D "$PG_TEST_DIR/data" -l "$PG_TEST_DIR/server.log" -w \
+        -o "-p $port -k $PG_TEST_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" \
+        start >/dev/null
+    export TOLLGATE_TEST_POSTGRES_URL="postgres://tollgate@127.0.0.1:$port/postgres"
+}
+
+stop_test_postgres() {
+    [ -n "$PG_TEST_DIR" ] || return 0
+    "${PG_TEST_AS[@]}" "$PG_TEST_BIN/pg_ctl" -D "$PG_TEST_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$PG_TEST_DIR"
+    PG_TEST_DIR=""
+}

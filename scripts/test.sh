@@ -9,6 +9,9 @@ cd "$ROOT"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 ensure_build_tools
 ensure_python_venv "$ROOT/.venv"
+# Store tests run on SQLite and on this real Postgres server.
+start_test_postgres
+trap stop_test_postgres EXIT
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

@@ -50,6 +50,8 @@ pub struct ControlPlaneConfig {
     /// Data-plane registration token override; `None` reads or generates
     /// `<data_dir>/dp.token`.
     pub dp_token: Option<String>,
+    /// How long raw usage records are kept (rollups are kept forever).
+    pub usage_retention: crate::usage_retention::RetentionPolicy,
 }
 
 impl ControlPlaneConfig {
@@ -62,6 +64,7 @@ impl ControlPlaneConfig {
             master_key: MasterKeySource::DataDir,
             admin_token: None,
             dp_token: None,
+            usage_retention: Default::default(),
         }
     }
 
@@ -98,6 +101,7 @@ impl fmt::Debug for ControlPlaneConfig {
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
             .field("dp_token", &self.dp_token.as_ref().map(|_| "<redacted>"))
+            .field("usage_retention", &self.usage_retention)
             .finish()
     }
 }

@@ -16,6 +16,7 @@ pub mod secrets_files;
 pub mod server;
 pub mod store;
 pub mod sync_service;
+pub mod usage_retention;
 
 pub use config::{ControlPlaneConfig, MasterKeySource, DEFAULT_LISTEN};
 pub use server::{start, RunningControlPlane};

@@ -44,6 +44,10 @@ struct Args {
     /// Data-plane registration token (default: <data-dir>/dp.token, generated).
     #[arg(long, env = "TOLLGATE_DP_TOKEN", hide_env_values = true, hide = true)]
     dp_token: Option<String>,
+    /// Days raw usage records (the request log) are kept after they arrive;
+    /// hourly aggregates are kept forever. 0 keeps raw records forever.
+    #[arg(long, env = "TOLLGATE_USAGE_RETENTION_DAYS", default_value_t = 30)]
+    usage_retention_days: u32,
     /// Log line format; filter with RUST_LOG (default info).
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -134,6 +138,10 @@ async fn main() -> anyhow::Result<()> {
         master_key,
         admin_token: args.admin_token,
         dp_token: args.dp_token,
+        usage_retention: tollgate_cp::usage_retention::RetentionPolicy {
+            days: args.usage_retention_days,
+            ..Default::default()
+        },
     };
     let cp = tollgate_cp::start(config).await?;
 

@@ -17,6 +17,7 @@ use tollgate_proto::admin::v1::model_service_server::ModelServiceServer;
 use tollgate_proto::admin::v1::provider_service_server::ProviderServiceServer;
 use tollgate_proto::admin::v1::route_service_server::RouteServiceServer;
 use tollgate_proto::admin::v1::tenant_service_server::TenantServiceServer;
+use tollgate_proto::admin::v1::usage_query_service_server::UsageQueryServiceServer;
 use tollgate_proto::admin::v1::usage_service_server::UsageServiceServer;
 use tollgate_proto::sync::v1::sync_service_server::SyncServiceServer;
 use tonic::transport::Server;
@@ -28,6 +29,7 @@ use crate::api::providers::ProviderApi;
 use crate::api::routes::RouteApi;
 use crate::api::tenants::TenantApi;
 use crate::api::usage::UsageApi;
+use crate::api::usage_query::UsageQueryApi;
 use crate::api::ApiState;
 use crate::auth::BearerAuth;
 use crate::config::ControlPlaneConfig;
@@ -61,6 +63,7 @@ pub struct RunningControlPlane {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     broadcaster: JoinHandle<()>,
+    retention: JoinHandle<()>,
     store: Store,
 }
 
@@ -177,6 +180,10 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
             UsageApi::new(state.clone()),
             admin.clone(),
         ))
+        .add_service(UsageQueryServiceServer::with_interceptor(
+            UsageQueryApi::new(state.clone()),
+            admin.clone(),
+        ))
         .add_service(DataPlaneServiceServer::with_interceptor(
             DataPlaneApi::new(state),
             admin,
@@ -185,6 +192,12 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
             sync, dp,
         ));
 
+    let retention = crate::usage_retention::spawn(
+        store.clone(),
+        config.usage_retention,
+        Arc::new(tollgate_core::time::now_ms),
+        shutdown_rx.clone(),
+    );
     let mut stop = shutdown_rx;
     let server = tokio::spawn(router.serve_with_incoming_shutdown(
         TcpListenerStream::new(listener),
@@ -208,6 +221,7 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         shutdown: shutdown_tx,
         server,
         broadcaster,
+        retention,
         store,
     })
 }
@@ -237,6 +251,7 @@ impl RunningControlPlane {
             None => self.finish().await,
             Some(res) => {
                 let _ = self.broadcaster.await;
+                let _ = self.retention.await;
                 self.store.close().await;
                 res.context("server task")?.context("server")?;
                 Ok(())
@@ -247,6 +262,7 @@ impl RunningControlPlane {
     async fn finish(self) -> anyhow::Result<()> {
         let served = self.server.await;
         let _ = self.broadcaster.await;
+        let _ = self.retention.await;
         self.store.close().await;
         served.context("server task")?.context("server")?;
         Ok(())

@@ -234,6 +234,8 @@ fn usage_from_proto(
                 error_code: a.error_code,
             })
             .collect(),
+        ttft_ms: r.ttft_ms.map_or(-1, |t| t.max(0)),
+        api: r.api,
     })
 }
 

@@ -12,7 +12,7 @@ use crate::admin::v1::{
     data_plane_service_client::DataPlaneServiceClient, key_service_client::KeyServiceClient,
     model_service_client::ModelServiceClient, provider_service_client::ProviderServiceClient,
     route_service_client::RouteServiceClient, tenant_service_client::TenantServiceClient,
-    usage_service_client::UsageServiceClient,
+    usage_query_service_client::UsageQueryServiceClient, usage_service_client::UsageServiceClient,
 };
 
 /// Why a connection could not be made.
@@ -71,6 +71,7 @@ pub struct AdminClient {
     pub routes: RouteServiceClient<Authed>,
     pub keys: KeyServiceClient<Authed>,
     pub usage: UsageServiceClient<Authed>,
+    pub usage_query: UsageQueryServiceClient<Authed>,
     pub data_planes: DataPlaneServiceClient<Authed>,
 }
 
@@ -91,6 +92,7 @@ impl AdminClient {
             routes: RouteServiceClient::with_interceptor(channel.clone(), auth.clone()),
             keys: KeyServiceClient::with_interceptor(channel.clone(), auth.clone()),
             usage: UsageServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            usage_query: UsageQueryServiceClient::with_interceptor(channel.clone(), auth.clone()),
             data_planes: DataPlaneServiceClient::with_interceptor(channel, auth),
         })
     }

@@ -11,3 +11,4 @@ mod proxy;
 mod routing;
 mod sync;
 mod usage;
+mod usage_query;

@@ -10,6 +10,7 @@ pub mod routes;
 pub mod status;
 pub mod tenants;
 pub mod usage;
+pub mod usage_query;
 
 use std::sync::Arc;
 

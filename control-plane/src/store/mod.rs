@@ -18,7 +18,14 @@ mod providers;
 mod routes;
 mod snapshot_data;
 mod tenants;
+#[cfg(test)]
+pub(crate) mod test_backends;
 mod usage;
+mod usage_query;
+mod usage_retention;
+mod usage_rollup;
+#[cfg(test)]
+mod usage_tests;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -35,6 +42,10 @@ pub use routes::{NewRouteTarget, ProviderHealthRow, RouteTarget, RouteView, Stor
 pub use snapshot_data::{ConfigData, ProviderWithSecret, TenantData};
 pub use tenants::Tenant;
 pub use usage::{UsageAttempt, UsageFilter, UsageRecord, UsageSummaryRow};
+pub use usage_query::{
+    Dimensions, RequestCursor, RequestFilter, RollupCursor, RollupQuery, RollupRow, TimeBucket,
+};
+pub use usage_rollup::{hour_floor, UsageTotals, HOUR_MS};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

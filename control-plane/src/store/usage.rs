@@ -29,6 +29,10 @@ pub struct UsageRecord {
     pub received_at_ms: i64,
     /// Upstream attempts (retries, failovers), in order.
     pub attempts: Vec<UsageAttempt>,
+    /// Time to the first chunk sent to the caller; -1: none.
+    pub ttft_ms: i64,
+    /// Endpoint called (chat.completions, messages, ...).
+    pub api: String,
 }
 
 /// One upstream attempt of a call, stored as JSON with its record.
@@ -42,7 +46,8 @@ pub struct UsageAttempt {
     pub error_code: String,
 }
 
-/// Window and grouping of a usage summary; times are epoch ms, `[since, until)`.
+/// Window and grouping of a usage summary; times are epoch ms, `[since, until)`,
+/// widened to whole hours (the rollups' resolution).
 #[derive(Debug, Clone, Copy)]
 pub struct UsageFilter {
     pub since_ms: i64,
@@ -62,12 +67,14 @@ pub struct UsageSummaryRow {
     pub cost_micros: i64,
 }
 
-const RECORD_COLUMNS: &str = "id, request_id, tenant_id, key_id, model, provider_id, \
+const SUMMARY_PAGE: i64 = 1000;
+
+pub(super) const RECORD_COLUMNS: &str = "id, request_id, tenant_id, key_id, model, provider_id, \
      upstream_model, started_at_ms, latency_ms, status_code, error_code, stream, prompt_tokens, \
      completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_micros, \
-     node_id, received_at_ms, attempts";
+     node_id, received_at_ms, attempts, ttft_ms, api";
 
-fn record_from_row(row: &AnyRow) -> StoreResult<UsageRecord> {
+pub(super) fn record_from_row(row: &AnyRow) -> StoreResult<UsageRecord> {
     let status: i64 = row.try_get("status_code")?;
     Ok(UsageRecord {
         id: row.try_get("id")?,
@@ -100,19 +107,23 @@ fn record_from_row(row: &AnyRow) -> StoreResult<UsageRecord> {
                 serde_json::from_str(&text).unwrap_or_default()
             }
         },
+        ttft_ms: row.try_get("ttft_ms")?,
+        api: row.try_get("api")?,
     })
 }
 
 impl Store {
     /// Stores a batch in one transaction. Returns how many ids were already
     /// present (duplicates are acknowledged, not stored twice).
+    /// New records also update the hourly rollups, in the same transaction.
     pub async fn insert_usage_records(&self, records: &[UsageRecord]) -> StoreResult<u32> {
         let mut tx = self.pool.begin().await?;
         let mut duplicates = 0_u32;
+        let mut rollups = super::usage_rollup::RollupBatch::default();
         for r in records {
             let done = sqlx::query(&format!(
                 "INSERT INTO usage_records ({RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
+                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
                  ON CONFLICT (id) DO NOTHING"
             ))
             .bind(&r.id)
@@ -140,62 +151,59 @@ impl Store {
             } else {
                 serde_json::to_string(&r.attempts).unwrap_or_default()
             })
+            .bind(r.ttft_ms)
+            .bind(&r.api)
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
                 duplicates += 1;
+            } else {
+                rollups.add(r);
             }
         }
+        rollups.upsert(&mut tx).await?;
         tx.commit().await?;
         Ok(duplicates)
     }
 
-    /// Aggregates per model (and key) of one tenant over `[since, until)`.
+    /// Aggregates per model (and key) of one tenant over `[since, until)`
+    /// widened to whole hours, read from the hourly rollups.
     pub async fn usage_summary(
         &self,
         tenant_id: &str,
         filter: UsageFilter,
     ) -> StoreResult<Vec<UsageSummaryRow>> {
-        let group = if filter.by_key {
-            "model, key_id"
-        } else {
-            "model"
+        let query = super::RollupQuery {
+            since_ms: super::hour_floor(filter.since_ms),
+            until_ms: super::hour_floor(filter.until_ms.saturating_add(super::HOUR_MS - 1)),
+            group: super::Dimensions {
+                model: true,
+                key: filter.by_key,
+                ..Default::default()
+            },
+            ..Default::default()
         };
-        let key_col = if filter.by_key {
-            "key_id"
-        } else {
-            "'' AS key_id"
-        };
-        let sql = format!(
-            "SELECT model, {key_col}, \
-             CAST(COUNT(*) AS BIGINT) AS calls, \
-             CAST(COALESCE(SUM(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END), 0) AS BIGINT) AS errors, \
-             CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
-             CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
-             CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS cost_micros \
-             FROM usage_records \
-             WHERE tenant_id = $1 AND started_at_ms >= $2 AND started_at_ms < $3 \
-             GROUP BY {group} ORDER BY {group}"
-        );
-        sqlx::query(&sql)
-            .bind(tenant_id)
-            .bind(filter.since_ms)
-            .bind(filter.until_ms)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(UsageSummaryRow {
-                    model: row.try_get("model")?,
-                    key_id: row.try_get("key_id")?,
-                    calls: row.try_get("calls")?,
-                    errors: row.try_get("errors")?,
-                    prompt_tokens: row.try_get("prompt_tokens")?,
-                    completion_tokens: row.try_get("completion_tokens")?,
-                    cost_micros: row.try_get("cost_micros")?,
-                })
-            })
-            .collect()
+        let mut out: Vec<UsageSummaryRow> = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .query_usage_rollups(tenant_id, &query, after.as_ref(), SUMMARY_PAGE)
+                .await?;
+            after = page.last().map(super::RollupRow::cursor);
+            let done = (page.len() as i64) < SUMMARY_PAGE;
+            out.extend(page.into_iter().map(|r| UsageSummaryRow {
+                model: r.model,
+                key_id: r.key_id,
+                calls: r.totals.calls,
+                errors: r.totals.errors,
+                prompt_tokens: r.totals.prompt_tokens,
+                completion_tokens: r.totals.completion_tokens,
+                cost_micros: r.totals.cost_micros,
+            }));
+            if done {
+                return Ok(out);
+            }
+        }
     }
 
     /// The newest `limit` records of a tenant.
@@ -249,6 +257,8 @@ mod tests {
             node_id: "dp-1".into(),
             received_at_ms: 5000,
             attempts: Vec::new(),
+            ttft_ms: -1,
+            api: String::new(),
         }
     }
 
@@ -258,7 +268,7 @@ mod tests {
         let batch = vec![
             rec("u1", "gpt", "ck_1", 1000, 200),
             rec("u2", "gpt", "ck_2", 2000, 429),
-            rec("u3", "claude", "ck_1", 3000, 200),
+            rec("u3", "claude", "ck_1", 3_600_000, 200),
         ];
         assert_eq!(store.insert_usage_records(&batch).await.unwrap(), 0);
         assert_eq!(store.insert_usage_records(&batch).await.unwrap(), 3);
@@ -277,6 +287,8 @@ mod tests {
         assert_eq!(rows[1].completion_tokens, 10);
         assert_eq!(rows[1].cost_micros, 200);
 
+        // Hour resolution: [1000, 3000) widens to the first hour, which
+        // holds u1 and u2; u3 in the next hour is outside.
         let window = UsageFilter {
             since_ms: 1000,
             until_ms: 3000,

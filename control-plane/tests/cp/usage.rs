@@ -44,6 +44,7 @@ fn record(
             latency_ms: 250,
             error_code: String::new(),
         }],
+        ..Default::default()
     }
 }
 
@@ -58,7 +59,7 @@ async fn same_batch_twice_is_stored_once() {
         records: vec![
             record("ur_1", &t.id, "gpt-4o", "ck_a", 1_000, 200),
             record("ur_2", &t.id, "gpt-4o", "ck_b", 2_000, 429),
-            record("ur_3", &t.id, "mini", "ck_a", 3_000, 200),
+            record("ur_3", &t.id, "mini", "ck_a", 3_600_000, 200),
         ],
     };
     let first = sync.report_usage(batch.clone()).await.unwrap().into_inner();
@@ -94,7 +95,8 @@ async fn same_batch_twice_is_stored_once() {
         ("mini", 1)
     );
 
-    // Window [since, until) and grouping by key.
+    // Window [since, until), widened to whole hours (ur_3 is in the next
+    // hour), and grouping by key.
     let by_key = a
         .usage
         .get_usage(admin::GetUsageRequest {

@@ -121,9 +121,13 @@ pub enum KeyCmd {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct UsageArgs {
+    /// query, requests or export; without one: totals per model (and key).
+    #[command(subcommand)]
+    pub command: Option<crate::usage::UsageCmd>,
     #[arg(long)]
-    pub tenant: String,
+    pub tenant: Option<String>,
     /// Window: e.g. 30m, 24h, 7d (default: everything).
     #[arg(long)]
     pub since: Option<String>,
@@ -493,13 +497,16 @@ pub fn parse_window(s: &str) -> anyhow::Result<i64> {
 }
 
 pub async fn usage(admin: &mut Admin, args: UsageArgs, as_json: bool) -> anyhow::Result<()> {
+    if let Some(cmd) = args.command {
+        return crate::usage::run(admin, cmd, as_json).await;
+    }
+    let Some(tenant) = args.tenant else {
+        bail!("--tenant is required (or use `tollgate usage query|requests|export --tenant ...`)");
+    };
     if let Some(limit) = args.records {
         let rs = admin
             .usage
-            .list_usage_records(pb::ListUsageRecordsRequest {
-                tenant: args.tenant,
-                limit,
-            })
+            .list_usage_records(pb::ListUsageRecordsRequest { tenant, limit })
             .await
             .map_err(status_error)?
             .into_inner()
@@ -553,7 +560,7 @@ pub async fn usage(admin: &mut Admin, args: UsageArgs, as_json: bool) -> anyhow:
     let rows = admin
         .usage
         .get_usage(pb::GetUsageRequest {
-            tenant: args.tenant,
+            tenant,
             since_ms,
             until_ms: 0,
             by_key: args.by_key,

@@ -6,6 +6,7 @@ mod client;
 mod dev;
 mod output;
 mod route;
+mod usage;
 
 use std::path::PathBuf;
 
@@ -67,7 +68,7 @@ enum Command {
     /// Caller API keys.
     #[command(subcommand)]
     Key(admin::KeyCmd),
-    /// Calls, tokens and cost per model (and key).
+    /// Calls, tokens and cost per model (and key); `usage query|requests|export`.
     Usage(admin::UsageArgs),
     /// Config version and connected data planes.
     Status,

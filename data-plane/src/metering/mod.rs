@@ -35,6 +35,10 @@ pub struct UsageRecord {
     /// Upstream attempts in order (retries and failovers); the last one
     /// answered the caller.
     pub attempts: Vec<crate::routing::Attempt>,
+    /// Time to the first chunk sent to the caller (streams), if one was.
+    pub ttft_ms: Option<i64>,
+    /// Endpoint called: chat.completions, messages, responses, embeddings.
+    pub api: &'static str,
 }
 
 impl UsageRecord {
@@ -59,6 +63,8 @@ impl UsageRecord {
             reasoning_tokens: self.usage.reasoning_tokens,
             cost_micros: 0,
             attempts: self.attempts.iter().map(|a| a.to_proto()).collect(),
+            ttft_ms: self.ttft_ms,
+            api: self.api.to_owned(),
         }
     }
 }
@@ -162,6 +168,8 @@ pub(crate) mod tests {
                 ..Usage::default()
             },
             attempts: Vec::new(),
+            ttft_ms: Some(1),
+            api: "chat.completions",
         }
     }
 

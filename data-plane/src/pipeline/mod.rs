@@ -65,6 +65,10 @@ pub struct CallContext {
     )>,
     /// The protocol the caller speaks on this route (shapes its errors).
     pub api: ApiFormat,
+    /// Usage log: the endpoint called, and when the first chunk of a
+    /// streamed answer went to the caller (ms after the start).
+    pub endpoint: &'static str,
+    pub ttft_ms: Option<i64>,
     in_flight: Option<drain::InFlight>,
 }
 
@@ -85,6 +89,8 @@ impl Default for CallContext {
             attempts: Vec::new(),
             serving: None,
             api: ApiFormat::OpenAi,
+            endpoint: "",
+            ttft_ms: None,
             in_flight: None,
         }
     }
@@ -129,6 +135,22 @@ enum Endpoint {
     CountTokens,
     Embeddings,
     Responses,
+}
+
+impl Endpoint {
+    /// The endpoint's name in usage records.
+    fn usage_name(self) -> &'static str {
+        match self {
+            Endpoint::Health => "healthz",
+            Endpoint::Ready => "readyz",
+            Endpoint::Models => "models",
+            Endpoint::ChatCompletions => "chat.completions",
+            Endpoint::Messages => "messages",
+            Endpoint::CountTokens => "messages.count_tokens",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::Responses => "responses",
+        }
+    }
 }
 
 fn endpoint(method: &::http::Method, path: &str) -> Result<Endpoint, GatewayError> {
@@ -212,6 +234,7 @@ impl Gateway {
             ctx.api = ApiFormat::Anthropic;
         }
         let ep = endpoint(&req.method, req.uri.path())?;
+        ctx.endpoint = ep.usage_name();
         match ep {
             Endpoint::Health => {
                 let body = bytes::Bytes::from_static(br#"{"status":"ok"}"#);
@@ -367,6 +390,8 @@ impl Gateway {
             stream: ctx.stream,
             usage: ctx.usage.unwrap_or_default(),
             attempts: ctx.attempts.clone(),
+            ttft_ms: ctx.ttft_ms,
+            api: ctx.endpoint,
         })
     }
 }

@@ -187,6 +187,9 @@ pub(super) async fn relay_stream(
             session
                 .write_response_body(Some(out.split().freeze()), false)
                 .await?;
+            if ctx.ttft_ms.is_none() {
+                ctx.ttft_ms = Some(millis_since(ctx.started));
+            }
         }
         if let Some(result) = end {
             break result;
@@ -243,6 +246,11 @@ const DRAIN_TIMEOUT: Duration = Duration::from_millis(250);
 async fn drain_upstream(mut stream: ByteStream) {
     let drained = async { while let Some(Ok(_)) = stream.next().await {} };
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, drained).await;
+}
+
+/// Milliseconds since `start`, for the usage record's time to first token.
+fn millis_since(start: std::time::Instant) -> i64 {
+    i64::try_from(start.elapsed().as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
