@@ -50,6 +50,9 @@ pub struct ControlPlaneConfig {
     /// Data-plane registration token override; `None` reads or generates
     /// `<data_dir>/dp.token`.
     pub dp_token: Option<String>,
+    /// Built dashboard to serve on the admin port; `None`: `dashboard/dist`
+    /// when it holds a build.
+    pub dashboard_dir: Option<PathBuf>,
 }
 
 impl ControlPlaneConfig {
@@ -62,6 +65,7 @@ impl ControlPlaneConfig {
             master_key: MasterKeySource::DataDir,
             admin_token: None,
             dp_token: None,
+            dashboard_dir: None,
         }
     }
 
@@ -98,6 +102,7 @@ impl fmt::Debug for ControlPlaneConfig {
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
             .field("dp_token", &self.dp_token.as_ref().map(|_| "<redacted>"))
+            .field("dashboard_dir", &self.dashboard_dir)
             .finish()
     }
 }

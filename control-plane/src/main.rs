@@ -52,6 +52,10 @@ struct Args {
     /// on a private network you trust.
     #[arg(long, env = "TOLLGATE_CP_ALLOW_PLAINTEXT")]
     allow_plaintext: bool,
+    /// Built dashboard served on the same port (default: dashboard/dist when
+    /// it holds a build).
+    #[arg(long, env = "TOLLGATE_DASHBOARD_DIR")]
+    dashboard_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Args {
@@ -134,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
         master_key,
         admin_token: args.admin_token,
         dp_token: args.dp_token,
+        dashboard_dir: args.dashboard_dir,
     };
     let cp = tollgate_cp::start(config).await?;
 

@@ -9,10 +9,10 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
 use crate::admin::v1::{
-    data_plane_service_client::DataPlaneServiceClient, key_service_client::KeyServiceClient,
-    model_service_client::ModelServiceClient, provider_service_client::ProviderServiceClient,
-    route_service_client::RouteServiceClient, tenant_service_client::TenantServiceClient,
-    usage_service_client::UsageServiceClient,
+    auth_service_client::AuthServiceClient, data_plane_service_client::DataPlaneServiceClient,
+    key_service_client::KeyServiceClient, model_service_client::ModelServiceClient,
+    provider_service_client::ProviderServiceClient, route_service_client::RouteServiceClient,
+    tenant_service_client::TenantServiceClient, usage_service_client::UsageServiceClient,
 };
 
 /// Why a connection could not be made.
@@ -72,6 +72,7 @@ pub struct AdminClient {
     pub keys: KeyServiceClient<Authed>,
     pub usage: UsageServiceClient<Authed>,
     pub data_planes: DataPlaneServiceClient<Authed>,
+    pub auth: AuthServiceClient<Authed>,
 }
 
 impl AdminClient {
@@ -91,7 +92,8 @@ impl AdminClient {
             routes: RouteServiceClient::with_interceptor(channel.clone(), auth.clone()),
             keys: KeyServiceClient::with_interceptor(channel.clone(), auth.clone()),
             usage: UsageServiceClient::with_interceptor(channel.clone(), auth.clone()),
-            data_planes: DataPlaneServiceClient::with_interceptor(channel, auth),
+            data_planes: DataPlaneServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            auth: AuthServiceClient::with_interceptor(channel, auth),
         })
     }
 }

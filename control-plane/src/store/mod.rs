@@ -19,6 +19,7 @@ mod routes;
 mod snapshot_data;
 mod tenants;
 mod usage;
+mod users;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub use routes::{NewRouteTarget, ProviderHealthRow, RouteTarget, RouteView, Stor
 pub use snapshot_data::{ConfigData, ProviderWithSecret, TenantData};
 pub use tenants::Tenant;
 pub use usage::{UsageAttempt, UsageFilter, UsageRecord, UsageSummaryRow};
+pub use users::{NewUser, User, UserCredentials};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -11,4 +11,5 @@ mod lifecycle;
 mod postgres;
 mod routes;
 mod sync;
+mod tenant_users;
 mod usage;
