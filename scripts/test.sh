@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh Debian machine: installs what is missing, then
-# lints, builds, runs the Rust unit + end-to-end tests and the Python SDK tests.
+# lints, builds, runs the Rust unit + end-to-end tests, the Python SDK tests
+# and the dashboard tests (Vitest, then headless Chromium against a real
+# gateway).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -9,6 +11,7 @@ cd "$ROOT"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 ensure_build_tools
 ensure_python_venv "$ROOT/.venv"
+ensure_chromium
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
@@ -26,3 +29,9 @@ fi
 
 say "Python SDK end-to-end tests"
 "$ROOT/.venv/bin/python" -m pytest -q tests/python
+
+build_dashboard
+say "dashboard component tests (Vitest)"
+(cd dashboard && npx --no-install vitest run)
+say "dashboard end-to-end test (headless Chromium, real tollgate dev + mock)"
+(cd dashboard && TOLLGATE_BIN_DIR="$ROOT/target/debug" node e2e/run.mjs)
