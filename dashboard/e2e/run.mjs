@@ -120,7 +120,7 @@ async function main() {
     await page.getByRole("link", { name: "Providers" }).click();
     const form = page.getByRole("form", { name: "Add a provider" });
     await form.getByLabel("Name", { exact: true }).fill("e2e-upstream");
-    await form.getByLabel(/^Kind/).selectOption("openai");
+    await form.getByLabel("Kind", { exact: true }).selectOption("openai");
     await form.getByLabel("Base URL", { exact: true }).fill(mockUrl);
     await form.getByLabel(/API key/).fill(upstreamKey);
     await form.getByRole("button", { name: "Add provider" }).click();
@@ -134,7 +134,7 @@ async function main() {
     await page.getByRole("link", { name: "Models & routes" }).click();
     const mform = page.getByRole("form", { name: "Add a model" });
     await mform.getByLabel("Public name", { exact: true }).fill("e2e-model");
-    await mform.getByLabel(/^Provider/).selectOption("e2e-upstream");
+    await mform.getByLabel("Provider", { exact: true }).selectOption("e2e-upstream");
     await mform.getByLabel(/Upstream model/).fill("gpt-4o-mini");
     await mform.getByRole("button", { name: "Add model" }).click();
     await page.getByRole("status").filter({ hasText: "Model e2e-model added" }).waitFor();

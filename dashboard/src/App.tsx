@@ -121,7 +121,7 @@ export function App() {
         {session.isOperator ? (
           <label>
             Tenant{" "}
-            <select value={tenant} onChange={(e) => setTenant(e.target.value)}>
+            <select aria-label="Tenant" value={tenant} onChange={(e) => setTenant(e.target.value)}>
               {tenants.map((t) => (
                 <option key={t}>{t}</option>
               ))}

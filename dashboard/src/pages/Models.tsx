@@ -97,7 +97,7 @@ export default function Models() {
           </label>
           <label>
             Provider
-            <select value={provider} onChange={(e) => setProvider(e.target.value)}>
+            <select aria-label="Provider" value={provider} onChange={(e) => setProvider(e.target.value)}>
               {data.providers.map((p) => (
                 <option key={p.id}>{p.name}</option>
               ))}
@@ -208,7 +208,7 @@ function RouteView({ model, providers, onNotice }: { model: string; providers: s
         >
           <label>
             Provider
-            <select value={provider} onChange={(e) => setProvider(e.target.value)}>
+            <select aria-label="Provider" value={provider} onChange={(e) => setProvider(e.target.value)}>
               {providers.map((n) => (
                 <option key={n}>{n}</option>
               ))}

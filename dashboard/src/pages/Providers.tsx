@@ -151,7 +151,7 @@ function AddProvider({ onAdded, onError }: { onAdded: (name: string) => void; on
       </label>
       <label>
         Kind
-        <select value={kind} onChange={(e) => setKind(e.target.value)}>
+        <select aria-label="Kind" value={kind} onChange={(e) => setKind(e.target.value)}>
           {KINDS.map((k) => (
             <option key={k}>{k}</option>
           ))}

@@ -94,7 +94,7 @@ export default function Users() {
         </label>
         <label>
           Role
-          <select value={role} onChange={(e) => setRole(e.target.value)}>
+          <select aria-label="Role" value={role} onChange={(e) => setRole(e.target.value)}>
             {ROLES.map((r) => (
               <option key={r}>{r}</option>
             ))}
