@@ -80,7 +80,8 @@ async function main() {
   const upstreamKey = "sk-e2e-upstream-key-0000abcd";
   const mockUrl = await start(
     path.join(bin, "tollgate-mock"),
-    ["--listen", "127.0.0.1:0", "--api-key", upstreamKey],
+    // Each answer takes 600 ms, so a route policy's total timeout can cut it.
+    ["--listen", "127.0.0.1:0", "--api-key", upstreamKey, "--latency-ms", "600"],
     (out) => out.match(/tollgate-mock ready: (\S+)/)?.[1],
   );
   const dataDir = path.join(tmp, "data");
@@ -174,6 +175,33 @@ async function main() {
     check(/^\$\d+\.\d{6}$/.test(cells[5]), `usage shows the call's cost (${cells[5]})`);
     const rec = page.getByRole("table", { name: /Latest requests/ }).getByRole("row").filter({ hasText: "e2e-model" });
     check((await rec.count()) === 1 && (await rec.innerText()).includes("200"), "the request log lists the call with status 200");
+    const csvHref = await page.getByRole("link", { name: /Export CSV \(1 rows\)/ }).getAttribute("href");
+    const csv = decodeURIComponent(csvHref.split(",").slice(1).join(","));
+    check(csv.startsWith("started_at_ms,request_id,model") && csv.includes(",e2e-model,"), "the request log exports as CSV");
+    await page.getByLabel("Outcome", { exact: true }).selectOption("error");
+    await page.getByText("No requests yet.").waitFor();
+    check(true, "the request log filters by outcome");
+
+    // Change the route's policy in the UI and see the data plane enforce it:
+    // a 200 ms total timeout cuts the mock's 600 ms answers.
+    await page.getByRole("link", { name: "Models & routes" }).click();
+    await page.getByRole("button", { name: "Route of e2e-model" }).click();
+    const pform = page.getByRole("form", { name: "Policy of e2e-model" });
+    await pform.getByLabel(/Total timeout/).fill("200");
+    await pform.getByRole("button", { name: "Save policy" }).click();
+    await page.getByRole("status").filter({ hasText: "Policy of e2e-model saved" }).waitFor();
+    const cut = await eventually("the data plane applies the 200 ms timeout", async () => {
+      const started = Date.now();
+      const r = await fetch(`${dev.proxy}/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body,
+      });
+      const elapsed = Date.now() - started;
+      return r.status !== 200 ? { status: r.status, elapsed, err: await r.json() } : null;
+    });
+    check(cut.status === 504 && cut.elapsed < 590 && typeof cut.err.error?.message === "string",
+      `the saved policy is enforced: ${cut.status} after ${cut.elapsed} ms (${cut.err.error?.message})`);
 
     // Another tenant's owner sees none of it.
     const pwFile = path.join(tmp, "b.password");

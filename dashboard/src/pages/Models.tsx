@@ -5,6 +5,7 @@ import { Notice, type NoticeState } from "../components/Notice";
 import { useLoad } from "../components/useLoad";
 import { when } from "../format";
 import { can, useSession } from "../session";
+import type { RoutePolicy } from "../gen/tollgate/admin/v1/admin_pb";
 
 export default function Models() {
   const { api, tenant, role } = useSession();
@@ -183,6 +184,7 @@ function RouteView({ model, providers, onNotice }: { model: string; providers: s
             <dt>Fallback model</dt>
             <dd>{p?.fallbackModel || "none"}</dd>
           </dl>
+          {writable && <PolicyForm key={`${model}:${String(data.policy?.maxAttempts)}:${data.policy?.strategy}:${data.policy?.fallbackModel}:${String(data.policy?.totalTimeoutMs)}`} model={model} policy={data.policy} onSaved={async (text) => { onNotice({ kind: "ok", text }); await reload(); }} onError={onNotice} />}
         </>
       )}
       {writable && (
@@ -230,5 +232,68 @@ function RouteView({ model, providers, onNotice }: { model: string; providers: s
         </form>
       )}
     </section>
+  );
+}
+
+const STRATEGIES = ["weighted", "least_in_flight", "latency", "ordered"];
+
+function PolicyForm({
+  model,
+  policy,
+  onSaved,
+  onError,
+}: {
+  model: string;
+  policy: RoutePolicy | undefined;
+  onSaved: (text: string) => Promise<void>;
+  onError: (n: NoticeState) => void;
+}) {
+  const { api, tenant } = useSession();
+  const [strategy, setStrategy] = useState(policy?.strategy || "weighted");
+  const [maxAttempts, setMaxAttempts] = useState(policy?.maxAttempts ? String(policy.maxAttempts) : "");
+  const [totalTimeout, setTotalTimeout] = useState(policy?.totalTimeoutMs ? String(policy.totalTimeoutMs) : "");
+  const [fallback, setFallback] = useState(policy?.fallbackModel ?? "");
+  return (
+    <form
+      aria-label={`Policy of ${model}`}
+      onSubmit={async (e) => {
+        e.preventDefault();
+        try {
+          const attempts = maxAttempts.trim() ? Number(maxAttempts) : 0;
+          const timeout = totalTimeout.trim() ? Number(totalTimeout) : 0;
+          if (!Number.isInteger(attempts) || attempts < 0) throw new Error("Max attempts must be a whole number (empty: default).");
+          if (!Number.isInteger(timeout) || timeout < 0) throw new Error("Total timeout must be whole milliseconds (empty: default).");
+          // Fields this form does not show keep their values.
+          const changes = { strategy, maxAttempts: attempts, totalTimeoutMs: BigInt(timeout), fallbackModel: fallback.trim() };
+          await api.routes.setRoutePolicy({ tenant, model, policy: policy ? { ...policy, ...changes } : changes });
+          await onSaved(`Policy of ${model} saved; data planes apply it with the next config version.`);
+        } catch (err) {
+          onError({ kind: "error", text: errorText(err) });
+        }
+      }}
+    >
+      <h2>Policy</h2>
+      <label>
+        Strategy
+        <select aria-label="Strategy" value={strategy} onChange={(e) => setStrategy(e.target.value)}>
+          {STRATEGIES.map((s) => (
+            <option key={s}>{s}</option>
+          ))}
+        </select>
+      </label>
+      <label>
+        Max attempts (empty: 3)
+        <input inputMode="numeric" value={maxAttempts} onChange={(e) => setMaxAttempts(e.target.value)} />
+      </label>
+      <label>
+        Total timeout, ms (empty: default)
+        <input inputMode="numeric" value={totalTimeout} onChange={(e) => setTotalTimeout(e.target.value)} />
+      </label>
+      <label>
+        Fallback model (context-length or content-policy refusals)
+        <input value={fallback} onChange={(e) => setFallback(e.target.value)} />
+      </label>
+      <button type="submit">Save policy</button>
+    </form>
   );
 }

@@ -1,11 +1,14 @@
-import { useState } from "react";
+import { useMemo, useState } from "react";
 import { useLoad } from "../components/useLoad";
+import { toCsv } from "../csv";
 import { num, usd, when } from "../format";
 import { useSession } from "../session";
 
 export default function Usage() {
   const { api, tenant } = useSession();
   const [byKey, setByKey] = useState(false);
+  const [model, setModel] = useState("");
+  const [outcome, setOutcome] = useState<"" | "ok" | "error">("");
   const { data, error, reload } = useLoad(async () => {
     const [u, r] = await Promise.all([
       api.usage.getUsage({ tenant, byKey }),
@@ -13,6 +16,23 @@ export default function Usage() {
     ]);
     return { rows: u.rows, records: r.records };
   }, [api, tenant, byKey]);
+  const records = useMemo(
+    () =>
+      (data?.records ?? []).filter(
+        (r) =>
+          (!model || r.model === model) &&
+          (!outcome || (outcome === "ok" ? r.statusCode < 400 && !r.errorCode : r.statusCode >= 400 || !!r.errorCode)),
+      ),
+    [data, model, outcome],
+  );
+  const models = [...new Set((data?.records ?? []).map((r) => r.model))].sort();
+  const csvHref = useMemo(() => {
+    const csv = toCsv(
+      ["started_at_ms", "request_id", "model", "key_id", "provider_id", "status_code", "error_code", "latency_ms", "prompt_tokens", "completion_tokens", "cost_micros"],
+      records.map((r) => [r.startedAtMs, r.requestId, r.model, r.keyId, r.providerId, r.statusCode, r.errorCode, r.latencyMs, r.promptTokens, r.completionTokens, r.costMicros]),
+    );
+    return `data:text/csv;charset=utf-8,${encodeURIComponent(csv)}`;
+  }, [records]);
 
   return (
     <>
@@ -59,6 +79,28 @@ export default function Usage() {
               ))}
             </tbody>
           </table>
+          <div className="toolbar" role="group" aria-label="Filter the request log">
+            <label>
+              Model
+              <select aria-label="Model" value={model} onChange={(e) => setModel(e.target.value)}>
+                <option value="">all</option>
+                {models.map((m) => (
+                  <option key={m}>{m}</option>
+                ))}
+              </select>
+            </label>
+            <label>
+              Outcome
+              <select aria-label="Outcome" value={outcome} onChange={(e) => setOutcome(e.target.value as "" | "ok" | "error")}>
+                <option value="">all</option>
+                <option value="ok">succeeded</option>
+                <option value="error">failed</option>
+              </select>
+            </label>
+            <a href={csvHref} download={`tollgate-${tenant}-requests.csv`}>
+              Export CSV ({records.length} rows)
+            </a>
+          </div>
           <table>
             <caption>Latest requests (metadata only; newest first)</caption>
             <thead>
@@ -74,12 +116,12 @@ export default function Usage() {
               </tr>
             </thead>
             <tbody>
-              {data.records.length === 0 && (
+              {records.length === 0 && (
                 <tr>
                   <td colSpan={8}>No requests yet.</td>
                 </tr>
               )}
-              {data.records.map((r) => (
+              {records.map((r) => (
                 <tr key={r.id}>
                   <td>{when(r.startedAtMs)}</td>
                   <td>
