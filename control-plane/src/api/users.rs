@@ -5,7 +5,8 @@
 //! the same thing whether the email or the password was wrong, and costs the
 //! same (an unknown email is checked against a dummy hash).
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -28,6 +29,53 @@ use crate::store::{NewUser, User};
 pub const SESSION_TTL_MS: i64 = 12 * 60 * 60 * 1000;
 pub const MIN_PASSWORD_CHARS: usize = 12;
 const SIGN_IN_FAILED: &str = "wrong email or password";
+/// Failed sign-ins per email before that email is locked for the rest of
+/// the window (unknown emails count the same, so this reveals nothing).
+const MAX_FAILED_SIGN_INS: u32 = 5;
+const FAILED_SIGN_IN_WINDOW_MS: i64 = 15 * 60 * 1000;
+/// Bound on remembered emails; older windows are dropped past it.
+const MAX_TRACKED_EMAILS: usize = 10_000;
+
+/// Slows password guessing: counts failed sign-ins per email in a window.
+/// Per control-plane replica, in memory.
+#[derive(Debug, Default)]
+struct SignInThrottle {
+    failures: Mutex<HashMap<String, (u32, i64)>>,
+}
+
+impl SignInThrottle {
+    fn check(&self, email: &str, now: i64) -> Result<(), Status> {
+        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(email) {
+            Some(&(n, start))
+                if n >= MAX_FAILED_SIGN_INS && now - start < FAILED_SIGN_IN_WINDOW_MS =>
+            {
+                let wait_s = (FAILED_SIGN_IN_WINDOW_MS - (now - start)) / 1000 + 1;
+                Err(Status::resource_exhausted(format!(
+                    "too many failed sign-ins for this email; try again in {wait_s} s"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn failed(&self, email: &str, now: i64) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_TRACKED_EMAILS {
+            map.retain(|_, (_, start)| now - *start < FAILED_SIGN_IN_WINDOW_MS);
+        }
+        let entry = map.entry(email.to_owned()).or_insert((0, now));
+        if now - entry.1 >= FAILED_SIGN_IN_WINDOW_MS {
+            *entry = (0, now);
+        }
+        entry.0 = entry.0.saturating_add(1);
+    }
+
+    fn succeeded(&self, email: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(email);
+    }
+}
 
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -140,11 +188,15 @@ fn principal_to_proto(p: &Principal) -> pb::Principal {
 #[derive(Debug, Clone)]
 pub struct UserApi {
     state: ApiState,
+    throttle: Arc<SignInThrottle>,
 }
 
 impl UserApi {
     pub fn new(state: ApiState) -> Self {
-        Self { state }
+        Self {
+            state,
+            throttle: Arc::default(),
+        }
     }
 
     /// The tenant a user request is about (`None`: operator users) after
@@ -191,6 +243,7 @@ impl AuthService for UserApi {
         let req = request.into_inner();
         let password = SecretString::new(req.password);
         let email = req.email.trim().to_ascii_lowercase();
+        self.throttle.check(&email, now_ms())?;
         let creds = self
             .state
             .store
@@ -206,9 +259,11 @@ impl AuthService for UserApi {
             Some(u) if ok && u.disabled_at_ms == 0 => u,
             _ => {
                 tracing::info!("sign-in refused");
+                self.throttle.failed(&email, now_ms());
                 return Err(Status::unauthenticated(SIGN_IN_FAILED));
             }
         };
+        self.throttle.succeeded(&email);
         let token = generate_session_token();
         let now = now_ms();
         let expires_at_ms = now.saturating_add(SESSION_TTL_MS);
@@ -370,6 +425,32 @@ mod tests {
         assert!(!verify_password("correct horse batterY", &h));
         assert!(!verify_password("x", "not a phc string"));
         assert_ne!(hash_password("correct horse battery").unwrap(), h, "salted");
+    }
+
+    #[test]
+    fn failed_sign_ins_lock_an_email_for_the_window() {
+        let t = SignInThrottle::default();
+        for i in 0..MAX_FAILED_SIGN_INS {
+            assert!(t.check("a@x", 1000 + i64::from(i)).is_ok());
+            t.failed("a@x", 1000 + i64::from(i));
+        }
+        let e = t.check("a@x", 2000).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            t.check("b@x", 2000).is_ok(),
+            "other emails are not affected"
+        );
+        assert!(
+            t.check("a@x", 1000 + FAILED_SIGN_IN_WINDOW_MS).is_ok(),
+            "the window passes"
+        );
+        t.failed("a@x", 1000 + FAILED_SIGN_IN_WINDOW_MS);
+        assert!(
+            t.check("a@x", 1001 + FAILED_SIGN_IN_WINDOW_MS).is_ok(),
+            "a new window starts at 1"
+        );
+        t.succeeded("a@x");
+        assert!(t.failures.lock().unwrap().is_empty());
     }
 
     #[test]

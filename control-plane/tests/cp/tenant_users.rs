@@ -637,6 +637,19 @@ async fn sign_in_failures_do_not_say_which_part_was_wrong_and_sessions_end() {
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
     assert!(e.message().contains("sign in again"), "{}", e.message());
+    // Password guessing is cut off after 5 failures, even with the right
+    // password, for known and unknown emails alike.
+    for email in ["ann@acme.test", "ghost@acme.test"] {
+        for _ in 0..5 {
+            let e = sign_in(&cp, email, "guess-guess-guess").await.unwrap_err();
+            assert_eq!(e.code(), Code::Unauthenticated);
+        }
+    }
+    let locked = sign_in(&cp, "ann@acme.test", PASSWORD).await.unwrap_err();
+    assert_eq!(locked.code(), Code::ResourceExhausted);
+    let ghost = sign_in(&cp, "ghost@acme.test", PASSWORD).await.unwrap_err();
+    assert_eq!(ghost.code(), Code::ResourceExhausted);
+
     // A made-up session token is refused the same way.
     let mut fake = AdminClient::connect(&cp.running().url, "tgs-made-up")
         .await
