@@ -40,7 +40,7 @@ ensure_python_venv() {
 
 ensure_node() {
     # Node.js 18+ and npm for the dashboard build (Debian's nodejs + npm).
-    if ! command -v npm >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] < 18)' 2>/dev/null; then
+    if ! command -v npm >/dev/null || ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 18 ? 1 : 0)' 2>/dev/null; then
         apt_install nodejs npm
     fi
 }
