@@ -72,3 +72,25 @@ stop_test_postgres() {
     rm -rf "$PG_TEST_DIR"
     PG_TEST_DIR=""
 }
+
+ensure_node() {
+    # Node.js 18+ and npm for the dashboard build (Debian's nodejs + npm).
+    if ! command -v npm >/dev/null || ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 18 ? 1 : 0)' 2>/dev/null; then
+        apt_install nodejs npm
+    fi
+}
+
+build_dashboard() {
+    # npm ci && npm run build in dashboard/ (TypeScript clients are generated
+    # from proto/ by the build); the control plane serves dashboard/dist.
+    ensure_node
+    say "installing dashboard packages (npm ci)"
+    (cd "$ROOT/dashboard" && npm ci --no-audit --no-fund --loglevel=error)
+    say "building the dashboard (generate clients from proto/, type-check, bundle)"
+    (cd "$ROOT/dashboard" && npm run --silent build >/dev/null)
+}
+
+ensure_chromium() {
+    # Dashboard end-to-end tests drive Debian's chromium (no browser downloads).
+    command -v chromium >/dev/null || apt_install chromium
+}

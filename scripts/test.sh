@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh Debian machine: installs what is missing, then
-# lints, builds, runs the Rust unit + end-to-end tests and the Python SDK tests.
+# lints, builds, runs the Rust unit + end-to-end tests, the Python SDK tests
+# and the dashboard tests (Vitest, then headless Chromium against a real
+# gateway).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -12,6 +14,7 @@ ensure_python_venv "$ROOT/.venv"
 # Store tests run on SQLite and on this real Postgres server.
 start_test_postgres
 trap stop_test_postgres EXIT
+ensure_chromium
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
@@ -29,3 +32,9 @@ fi
 
 say "Python SDK end-to-end tests"
 "$ROOT/.venv/bin/python" -m pytest -q tests/python
+
+build_dashboard
+say "dashboard component tests (Vitest)"
+(cd dashboard && npx --no-install vitest run)
+say "dashboard end-to-end test (headless Chromium, real tollgate dev + mock)"
+(cd dashboard && TOLLGATE_BIN_DIR="$ROOT/target/debug" node e2e/run.mjs)

@@ -1,5 +1,11 @@
 //! Bearer-token authentication of the two audiences of the gRPC port:
-//! operators (admin services) and data planes (sync service).
+//! operators and signed-in users (admin services) and data planes (sync
+//! service).
+//!
+//! The admin interceptor only classifies the token ([`Credential`]): the
+//! operator token is checked here, a session token is resolved to its user,
+//! tenant and role by the services (a database read) through
+//! `ApiState::principal`.
 //!
 //! Tokens are compared as SHA-256 digests with a constant-time comparison, so
 //! neither the token's length nor a matching prefix shows in response times.
@@ -89,6 +95,88 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
+/// Session tokens start with this (see `api::users`).
+pub const SESSION_TOKEN_PREFIX: &str = "tgs-";
+
+/// What the bearer token of an admin call is, put in the request's
+/// extensions by [`AdminAuth`].
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// The operator token: every tenant, every action.
+    Operator,
+    /// A session token, by its SHA-256 (hex); resolved by the services.
+    Session { token_hash: String },
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Operator => f.write_str("Operator"),
+            Credential::Session { .. } => f.write_str("Session"),
+        }
+    }
+}
+
+/// Lowercase hex SHA-256 of a session token: the only form that is stored.
+pub fn session_token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Interceptor of the admin services: accepts the operator token or a
+/// session token and records which in the request's extensions.
+#[derive(Clone, Debug)]
+pub struct AdminAuth {
+    operator: BearerAuth,
+    /// When false (the sign-in service), calls without a valid token pass
+    /// through without a credential; the service decides.
+    required: bool,
+}
+
+impl AdminAuth {
+    pub fn new(operator: BearerAuth) -> Self {
+        Self {
+            operator,
+            required: true,
+        }
+    }
+
+    /// The same check, but a missing token is not an error.
+    pub fn optional(&self) -> Self {
+        Self {
+            operator: self.operator.clone(),
+            required: false,
+        }
+    }
+}
+
+impl Interceptor for AdminAuth {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let header = req
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_encoded_bytes());
+        let token = header.map(|value| {
+            value
+                .strip_prefix(b"Bearer ")
+                .or_else(|| value.strip_prefix(b"bearer "))
+                .unwrap_or(b"")
+        });
+        let credential = match token {
+            None if !self.required => return Ok(req),
+            Some(t) if t.starts_with(SESSION_TOKEN_PREFIX.as_bytes()) => Credential::Session {
+                token_hash: hex::encode(Sha256::digest(t)),
+            },
+            _ => match self.operator.check(header) {
+                Ok(()) => Credential::Operator,
+                Err(_) if !self.required => return Ok(req),
+                Err(e) => return Err(e),
+            },
+        };
+        req.extensions_mut().insert(credential);
+        Ok(req)
+    }
+}
+
 impl Interceptor for BearerAuth {
     fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
         let header = req
@@ -132,5 +220,34 @@ mod tests {
         let mut d = BearerAuth::data_plane(&SecretString::new("tgdp-x"), Path::new("/d"));
         let e = d.call(req(Some("Bearer tgop-abc"))).unwrap_err();
         assert!(e.message().contains("dp.token"));
+    }
+
+    #[test]
+    fn admin_auth_classifies_tokens() {
+        let op = BearerAuth::operator(&SecretString::new("tgop-abc"), Path::new("/d"));
+        let mut a = AdminAuth::new(op);
+        let r = a.call(req(Some("Bearer tgop-abc"))).unwrap();
+        assert_eq!(
+            r.extensions().get::<Credential>(),
+            Some(&Credential::Operator)
+        );
+        let r = a.call(req(Some("Bearer tgs-xyz"))).unwrap();
+        assert_eq!(
+            r.extensions().get::<Credential>(),
+            Some(&Credential::Session {
+                token_hash: session_token_hash("tgs-xyz")
+            })
+        );
+        for bad in [None, Some("Bearer tgop-abd"), Some("Bearer x")] {
+            assert_eq!(
+                a.call(req(bad)).unwrap_err().code(),
+                tonic::Code::Unauthenticated
+            );
+        }
+        let mut o = a.optional();
+        let r = o.call(req(None)).unwrap();
+        assert!(r.extensions().get::<Credential>().is_none());
+        let r = o.call(req(Some("Bearer tgop-abd"))).unwrap();
+        assert!(r.extensions().get::<Credential>().is_none());
     }
 }

@@ -52,6 +52,9 @@ pub struct ControlPlaneConfig {
     pub dp_token: Option<String>,
     /// How long raw usage records are kept (rollups are kept forever).
     pub usage_retention: crate::usage_retention::RetentionPolicy,
+    /// Built dashboard to serve on the admin port; `None`: `dashboard/dist`
+    /// when it holds a build.
+    pub dashboard_dir: Option<PathBuf>,
 }
 
 impl ControlPlaneConfig {
@@ -65,6 +68,7 @@ impl ControlPlaneConfig {
             admin_token: None,
             dp_token: None,
             usage_retention: Default::default(),
+            dashboard_dir: None,
         }
     }
 
@@ -102,6 +106,7 @@ impl fmt::Debug for ControlPlaneConfig {
             )
             .field("dp_token", &self.dp_token.as_ref().map(|_| "<redacted>"))
             .field("usage_retention", &self.usage_retention)
+            .field("dashboard_dir", &self.dashboard_dir)
             .finish()
     }
 }

@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod crypto;
+pub mod dashboard;
 pub mod data_planes;
 pub mod push;
 pub mod secret;

@@ -56,6 +56,10 @@ struct Args {
     /// on a private network you trust.
     #[arg(long, env = "TOLLGATE_CP_ALLOW_PLAINTEXT")]
     allow_plaintext: bool,
+    /// Built dashboard served on the same port (default: dashboard/dist when
+    /// it holds a build).
+    #[arg(long, env = "TOLLGATE_DASHBOARD_DIR")]
+    dashboard_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Args {
@@ -142,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
             days: args.usage_retention_days,
             ..Default::default()
         },
+        dashboard_dir: args.dashboard_dir,
     };
     let cp = tollgate_cp::start(config).await?;
 

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
+use tollgate_proto::admin::v1::auth_service_server::AuthServiceServer;
 use tollgate_proto::admin::v1::data_plane_service_server::DataPlaneServiceServer;
 use tollgate_proto::admin::v1::key_service_server::KeyServiceServer;
 use tollgate_proto::admin::v1::model_service_server::ModelServiceServer;
@@ -20,6 +21,7 @@ use tollgate_proto::admin::v1::tenant_service_server::TenantServiceServer;
 use tollgate_proto::admin::v1::usage_query_service_server::UsageQueryServiceServer;
 use tollgate_proto::admin::v1::usage_service_server::UsageServiceServer;
 use tollgate_proto::sync::v1::sync_service_server::SyncServiceServer;
+use tonic::service::{Routes, RoutesBuilder};
 use tonic::transport::Server;
 
 use crate::api::data_planes::DataPlaneApi;
@@ -30,8 +32,9 @@ use crate::api::routes::RouteApi;
 use crate::api::tenants::TenantApi;
 use crate::api::usage::UsageApi;
 use crate::api::usage_query::UsageQueryApi;
+use crate::api::users::UserApi;
 use crate::api::ApiState;
-use crate::auth::BearerAuth;
+use crate::auth::{AdminAuth, BearerAuth};
 use crate::config::ControlPlaneConfig;
 use crate::crypto::{KeyEncryptionKey, LocalKek};
 use crate::data_planes::DataPlaneRegistry;
@@ -60,6 +63,8 @@ pub struct RunningControlPlane {
     pub dp_token: String,
     /// Absolute path of the data directory.
     pub data_dir: PathBuf,
+    /// The built dashboard served on [`RunningControlPlane::url`], if any.
+    pub dashboard_dir: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     broadcaster: JoinHandle<()>,
@@ -138,7 +143,7 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         kek,
         registry: registry.clone(),
     };
-    let admin = BearerAuth::operator(&admin_token, &data_dir);
+    let admin = AdminAuth::new(BearerAuth::operator(&admin_token, &data_dir));
     let dp = BearerAuth::data_plane(&dp_token, &data_dir);
     let sync = SyncServiceServer::new(SyncApi::new(
         store.clone(),
@@ -149,13 +154,8 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
     .max_decoding_message_size(MAX_SYNC_MESSAGE)
     .max_encoding_message_size(MAX_SYNC_MESSAGE);
 
-    let router = Server::builder()
-        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-        .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
-        // gRPC-web for the browser dashboard: HTTP/1.1 plus the web layer.
-        .accept_http1(true)
-        .layer(tonic_web::GrpcWebLayer::new())
+    let mut services = RoutesBuilder::default();
+    services
         .add_service(TenantServiceServer::with_interceptor(
             TenantApi::new(state.clone()),
             admin.clone(),
@@ -185,12 +185,35 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
             admin.clone(),
         ))
         .add_service(DataPlaneServiceServer::with_interceptor(
-            DataPlaneApi::new(state),
-            admin,
+            DataPlaneApi::new(state.clone()),
+            admin.clone(),
+        ))
+        // Sign-in needs no token; the other auth calls check their own.
+        .add_service(AuthServiceServer::with_interceptor(
+            UserApi::new(state),
+            admin.optional(),
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             sync, dp,
         ));
+    // gRPC-web (HTTP/1.1, for the browser dashboard) on the gRPC routes only;
+    // every other path falls through to the dashboard's static files.
+    let app = services
+        .routes()
+        .into_axum_router()
+        .route_layer(tonic_web::GrpcWebLayer::new());
+    let dashboard_dir = crate::dashboard::resolve_dir(config.dashboard_dir.as_deref());
+    if let Some(dir) = &dashboard_dir {
+        tracing::info!(dir = %dir.display(), "serving the dashboard");
+    }
+    let app = crate::dashboard::with_static_files(app, dashboard_dir.clone());
+
+    let router = Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
+        .accept_http1(true)
+        .add_routes(Routes::from(app));
 
     let retention = crate::usage_retention::spawn(
         store.clone(),
@@ -218,6 +241,7 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         admin_token: admin_token.into_exposed(),
         dp_token: dp_token.into_exposed(),
         data_dir,
+        dashboard_dir,
         shutdown: shutdown_tx,
         server,
         broadcaster,

@@ -9,9 +9,10 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
 use crate::admin::v1::{
-    data_plane_service_client::DataPlaneServiceClient, key_service_client::KeyServiceClient,
-    model_service_client::ModelServiceClient, provider_service_client::ProviderServiceClient,
-    route_service_client::RouteServiceClient, tenant_service_client::TenantServiceClient,
+    auth_service_client::AuthServiceClient, data_plane_service_client::DataPlaneServiceClient,
+    key_service_client::KeyServiceClient, model_service_client::ModelServiceClient,
+    provider_service_client::ProviderServiceClient, route_service_client::RouteServiceClient,
+    tenant_service_client::TenantServiceClient,
     usage_query_service_client::UsageQueryServiceClient, usage_service_client::UsageServiceClient,
 };
 
@@ -73,6 +74,7 @@ pub struct AdminClient {
     pub usage: UsageServiceClient<Authed>,
     pub usage_query: UsageQueryServiceClient<Authed>,
     pub data_planes: DataPlaneServiceClient<Authed>,
+    pub auth: AuthServiceClient<Authed>,
 }
 
 impl AdminClient {
@@ -93,7 +95,8 @@ impl AdminClient {
             keys: KeyServiceClient::with_interceptor(channel.clone(), auth.clone()),
             usage: UsageServiceClient::with_interceptor(channel.clone(), auth.clone()),
             usage_query: UsageQueryServiceClient::with_interceptor(channel.clone(), auth.clone()),
-            data_planes: DataPlaneServiceClient::with_interceptor(channel, auth),
+            data_planes: DataPlaneServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            auth: AuthServiceClient::with_interceptor(channel, auth),
         })
     }
 }

@@ -4,6 +4,7 @@ use tollgate_proto::admin::v1 as pb;
 use tollgate_proto::admin::v1::data_plane_service_server::DataPlaneService;
 use tonic::{Request, Response, Status};
 
+use super::access::Need;
 use super::status::store_status;
 use super::ApiState;
 
@@ -22,8 +23,10 @@ impl DataPlaneApi {
 impl DataPlaneService for DataPlaneApi {
     async fn get_config_status(
         &self,
-        _request: Request<pb::GetConfigStatusRequest>,
+        request: Request<pb::GetConfigStatusRequest>,
     ) -> Result<Response<pb::ConfigStatus>, Status> {
+        // Data planes serve many tenants: operators only.
+        self.state.require_operator(&request, Need::Read).await?;
         let version = self
             .state
             .store

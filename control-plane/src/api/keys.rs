@@ -8,6 +8,7 @@ use tollgate_proto::admin::v1 as pb;
 use tollgate_proto::admin::v1::key_service_server::KeyService;
 use tonic::{Request, Response, Status};
 
+use super::access::Need;
 use super::status::store_status;
 use super::{reject_id_lookalike, require_token, ApiState};
 use crate::store::{CallerKey, NewCallerKey};
@@ -41,8 +42,11 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::CreateKeyRequest>,
     ) -> Result<Response<pb::CreateKeyResponse>, Status> {
+        let tenant = self
+            .state
+            .tenant_for(&request, &request.get_ref().tenant, Need::CreateKey)
+            .await?;
         let req = request.into_inner();
-        let tenant = self.state.tenant(&req.tenant).await?;
         let name = req.name.trim().to_owned();
         require_token("key name", &name)?;
         reject_id_lookalike("key name", &name, tollgate_core::ids::prefix::CALLER_KEY)?;
@@ -79,7 +83,10 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::ListKeysRequest>,
     ) -> Result<Response<pb::ListKeysResponse>, Status> {
-        let tenant = self.state.tenant(&request.into_inner().tenant).await?;
+        let tenant = self
+            .state
+            .tenant_for(&request, &request.get_ref().tenant, Need::Read)
+            .await?;
         let keys = self
             .state
             .store
@@ -95,8 +102,11 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::RevokeKeyRequest>,
     ) -> Result<Response<pb::CallerKey>, Status> {
+        let tenant = self
+            .state
+            .tenant_for(&request, &request.get_ref().tenant, Need::Write)
+            .await?;
         let req = request.into_inner();
-        let tenant = self.state.tenant(&req.tenant).await?;
         let reference = req.key.trim();
         if reference.is_empty() {
             return Err(Status::invalid_argument("key is required (id or name)"));

@@ -2,6 +2,7 @@
 //! domain at the edge, validates input and calls the store; errors reach the
 //! caller only through [`status`].
 
+pub mod access;
 pub mod data_planes;
 pub mod keys;
 pub mod models;
@@ -11,6 +12,7 @@ pub mod status;
 pub mod tenants;
 pub mod usage;
 pub mod usage_query;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -18,7 +20,7 @@ use tonic::Status;
 
 use crate::crypto::KeyEncryptionKey;
 use crate::data_planes::DataPlaneRegistry;
-use crate::store::{Store, Tenant};
+use crate::store::Store;
 
 /// What the admin services share.
 #[derive(Clone)]
@@ -34,19 +36,8 @@ impl std::fmt::Debug for ApiState {
     }
 }
 
-impl ApiState {
-    /// The tenant named by a request's `tenant` field (id or name).
-    async fn tenant(&self, reference: &str) -> Result<Tenant, Status> {
-        let reference = reference.trim();
-        if reference.is_empty() {
-            return Err(Status::invalid_argument("tenant is required (id or name)"));
-        }
-        self.store
-            .get_tenant(reference)
-            .await
-            .map_err(status::store_status)
-    }
-}
+// The tenant lookup is `ApiState::tenant_for` in `access.rs`: the one
+// permission check (caller's tenant and role) of every admin RPC.
 
 /// Rejects empty names and names with whitespace or control characters
 /// (names travel in HTTP headers and logs), with a message naming the field.

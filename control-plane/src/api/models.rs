@@ -5,6 +5,7 @@ use tollgate_proto::admin::v1 as pb;
 use tollgate_proto::admin::v1::model_service_server::ModelService;
 use tonic::{Request, Response, Status};
 
+use super::access::Need;
 use super::status::store_status;
 use super::{reject_id_lookalike, require_token, ApiState};
 use crate::store::{Model, NewModel};
@@ -38,8 +39,11 @@ impl ModelService for ModelApi {
         &self,
         request: Request<pb::AddModelRequest>,
     ) -> Result<Response<pb::Model>, Status> {
+        let tenant = self
+            .state
+            .tenant_for(&request, &request.get_ref().tenant, Need::Write)
+            .await?;
         let req = request.into_inner();
-        let tenant = self.state.tenant(&req.tenant).await?;
         let name = req.name.trim().to_owned();
         require_token("model name", &name)?;
         reject_id_lookalike("model name", &name, tollgate_core::ids::prefix::MODEL)?;
@@ -74,7 +78,10 @@ impl ModelService for ModelApi {
         &self,
         request: Request<pb::ListModelsRequest>,
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
-        let tenant = self.state.tenant(&request.into_inner().tenant).await?;
+        let tenant = self
+            .state
+            .tenant_for(&request, &request.get_ref().tenant, Need::Read)
+            .await?;
         let models = self
             .state
             .store
@@ -90,8 +97,11 @@ impl ModelService for ModelApi {
         &self,
         request: Request<pb::DeleteModelRequest>,
     ) -> Result<Response<pb::DeleteModelResponse>, Status> {
+        let tenant = self
+            .state
+            .tenant_for(&request, &request.get_ref().tenant, Need::Write)
+            .await?;
         let req = request.into_inner();
-        let tenant = self.state.tenant(&req.tenant).await?;
         let reference = req.model.trim();
         if reference.is_empty() {
             return Err(Status::invalid_argument("model is required (id or name)"));

@@ -7,6 +7,7 @@ use tollgate_proto::admin::v1 as pb;
 use tollgate_proto::admin::v1::provider_service_server::ProviderService;
 use tonic::{Request, Response, Status};
 
+use super::access::Need;
 use super::status::{crypto_status, store_status};
 use super::{reject_id_lookalike, require_token, ApiState};
 use crate::crypto;
@@ -146,8 +147,11 @@ impl ProviderService for ProviderApi {
         &self,
         request: Request<pb::AddProviderRequest>,
     ) -> Result<Response<pb::Provider>, Status> {
+        let tenant = self
+            .state
+            .tenant_for(&request, &request.get_ref().tenant, Need::Write)
+            .await?;
         let req = request.into_inner();
-        let tenant = self.state.tenant(&req.tenant).await?;
         let input = validate(req)?;
         let id = new_id(prefix::PROVIDER);
         let (api_key_ciphertext, key_fingerprint, key_last4) = if input.api_key.is_empty() {
@@ -183,7 +187,10 @@ impl ProviderService for ProviderApi {
         &self,
         request: Request<pb::ListProvidersRequest>,
     ) -> Result<Response<pb::ListProvidersResponse>, Status> {
-        let tenant = self.state.tenant(&request.into_inner().tenant).await?;
+        let tenant = self
+            .state
+            .tenant_for(&request, &request.get_ref().tenant, Need::Read)
+            .await?;
         let providers = self
             .state
             .store
@@ -199,8 +206,11 @@ impl ProviderService for ProviderApi {
         &self,
         request: Request<pb::DeleteProviderRequest>,
     ) -> Result<Response<pb::DeleteProviderResponse>, Status> {
+        let tenant = self
+            .state
+            .tenant_for(&request, &request.get_ref().tenant, Need::Write)
+            .await?;
         let req = request.into_inner();
-        let tenant = self.state.tenant(&req.tenant).await?;
         let reference = req.provider.trim();
         if reference.is_empty() {
             return Err(Status::invalid_argument(
@@ -220,7 +230,10 @@ impl ProviderService for ProviderApi {
         &self,
         request: Request<pb::ListProviderHealthRequest>,
     ) -> Result<Response<pb::ListProviderHealthResponse>, Status> {
-        let tenant = self.state.tenant(&request.into_inner().tenant).await?;
+        let tenant = self
+            .state
+            .tenant_for(&request, &request.get_ref().tenant, Need::Read)
+            .await?;
         let rows = self
             .state
             .store
@@ -236,8 +249,11 @@ impl ProviderService for ProviderApi {
         &self,
         request: Request<pb::EnableProviderRequest>,
     ) -> Result<Response<pb::ProviderHealth>, Status> {
+        let tenant = self
+            .state
+            .tenant_for(&request, &request.get_ref().tenant, Need::Write)
+            .await?;
         let req = request.into_inner();
-        let tenant = self.state.tenant(&req.tenant).await?;
         let reference = req.provider.trim();
         if reference.is_empty() {
             return Err(Status::invalid_argument(

@@ -4,6 +4,7 @@ use tollgate_proto::admin::v1 as pb;
 use tollgate_proto::admin::v1::route_service_server::RouteService;
 use tonic::{Request, Response, Status};
 
+use super::access::Need;
 use super::status::store_status;
 use super::ApiState;
 use crate::store::{NewRouteTarget, RouteView, StoredRoutePolicy};
@@ -103,8 +104,11 @@ impl RouteService for RouteApi {
         &self,
         request: Request<pb::GetRouteRequest>,
     ) -> Result<Response<pb::Route>, Status> {
+        let tenant = self
+            .state
+            .tenant_for(&request, &request.get_ref().tenant, Need::Read)
+            .await?;
         let req = request.into_inner();
-        let tenant = self.state.tenant(&req.tenant).await?;
         let model = required("model", &req.model)?;
         let r = self
             .state
@@ -119,8 +123,11 @@ impl RouteService for RouteApi {
         &self,
         request: Request<pb::AddRouteTargetRequest>,
     ) -> Result<Response<pb::Route>, Status> {
+        let tenant = self
+            .state
+            .tenant_for(&request, &request.get_ref().tenant, Need::Write)
+            .await?;
         let req = request.into_inner();
-        let tenant = self.state.tenant(&req.tenant).await?;
         let model = required("model", &req.model)?.to_owned();
         let provider = required("provider", &req.provider)?.to_owned();
         let r = self
@@ -144,8 +151,11 @@ impl RouteService for RouteApi {
         &self,
         request: Request<pb::RemoveRouteTargetRequest>,
     ) -> Result<Response<pb::Route>, Status> {
+        let tenant = self
+            .state
+            .tenant_for(&request, &request.get_ref().tenant, Need::Write)
+            .await?;
         let req = request.into_inner();
-        let tenant = self.state.tenant(&req.tenant).await?;
         let model = required("model", &req.model)?;
         let provider = required("provider", &req.provider)?;
         let upstream = Some(req.upstream_model.trim()).filter(|u| !u.is_empty());
@@ -163,8 +173,11 @@ impl RouteService for RouteApi {
         &self,
         request: Request<pb::SetRoutePolicyRequest>,
     ) -> Result<Response<pb::Route>, Status> {
+        let tenant = self
+            .state
+            .tenant_for(&request, &request.get_ref().tenant, Need::Write)
+            .await?;
         let req = request.into_inner();
-        let tenant = self.state.tenant(&req.tenant).await?;
         let model = required("model", &req.model)?;
         let policy = policy_from_proto(req.policy.unwrap_or_default())?;
         let r = self

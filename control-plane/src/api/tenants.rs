@@ -4,6 +4,7 @@ use tollgate_proto::admin::v1 as pb;
 use tollgate_proto::admin::v1::tenant_service_server::TenantService;
 use tonic::{Request, Response, Status};
 
+use super::access::Need;
 use super::status::store_status;
 use super::ApiState;
 use crate::store::Tenant;
@@ -53,6 +54,7 @@ impl TenantService for TenantApi {
         &self,
         request: Request<pb::CreateTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
+        self.state.require_operator(&request, Need::Write).await?;
         let req = request.into_inner();
         validate_tenant_name(&req.name)?;
         let t = self
@@ -69,20 +71,33 @@ impl TenantService for TenantApi {
         &self,
         request: Request<pb::GetTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
-        let t = self.state.tenant(&request.into_inner().tenant).await?;
+        let t = self
+            .state
+            .tenant_for(&request, &request.get_ref().tenant, Need::Read)
+            .await?;
         Ok(Response::new(tenant_to_proto(t)))
     }
 
     async fn list_tenants(
         &self,
-        _request: Request<pb::ListTenantsRequest>,
+        request: Request<pb::ListTenantsRequest>,
     ) -> Result<Response<pb::ListTenantsResponse>, Status> {
-        let tenants = self
-            .state
-            .store
-            .list_tenants()
-            .await
-            .map_err(store_status)?;
+        let principal = self.state.principal(&request).await?;
+        let tenants = match principal.tenant_id() {
+            // A tenant user sees only its own tenant.
+            Some(own) => vec![self
+                .state
+                .store
+                .get_tenant(own)
+                .await
+                .map_err(store_status)?],
+            None => self
+                .state
+                .store
+                .list_tenants()
+                .await
+                .map_err(store_status)?,
+        };
         Ok(Response::new(pb::ListTenantsResponse {
             tenants: tenants.into_iter().map(tenant_to_proto).collect(),
         }))

@@ -5,6 +5,7 @@ use tollgate_proto::admin::v1 as pb;
 use tollgate_proto::admin::v1::usage_service_server::UsageService;
 use tonic::{Request, Response, Status};
 
+use super::access::Need;
 use super::status::store_status;
 use super::ApiState;
 use crate::store::{UsageFilter, UsageRecord};
@@ -86,8 +87,11 @@ impl UsageService for UsageApi {
         &self,
         request: Request<pb::GetUsageRequest>,
     ) -> Result<Response<pb::GetUsageResponse>, Status> {
+        let tenant = self
+            .state
+            .tenant_for(&request, &request.get_ref().tenant, Need::Read)
+            .await?;
         let req = request.into_inner();
-        let tenant = self.state.tenant(&req.tenant).await?;
         let (since_ms, until_ms) = window(req.since_ms, req.until_ms)?;
         let rows = self
             .state
@@ -123,8 +127,11 @@ impl UsageService for UsageApi {
         &self,
         request: Request<pb::ListUsageRecordsRequest>,
     ) -> Result<Response<pb::ListUsageRecordsResponse>, Status> {
+        let tenant = self
+            .state
+            .tenant_for(&request, &request.get_ref().tenant, Need::Read)
+            .await?;
         let req = request.into_inner();
-        let tenant = self.state.tenant(&req.tenant).await?;
         let records = self
             .state
             .store

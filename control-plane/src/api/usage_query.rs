@@ -7,6 +7,7 @@ use tollgate_proto::admin::v1 as pb;
 use tollgate_proto::admin::v1::usage_query_service_server::UsageQueryService;
 use tonic::{Request, Response, Status};
 
+use super::access::Need;
 use super::status::store_status;
 use super::ApiState;
 use crate::store::{
@@ -191,8 +192,11 @@ impl UsageQueryService for UsageQueryApi {
         &self,
         request: Request<pb::QueryUsageRequest>,
     ) -> Result<Response<pb::QueryUsageResponse>, Status> {
+        let tenant = self
+            .state
+            .tenant_for(&request, &request.get_ref().tenant, Need::Read)
+            .await?;
         let req = request.into_inner();
-        let tenant = self.state.tenant(&req.tenant).await?;
         let (since_ms, until_ms) = hour_window(req.since_ms, req.until_ms)?;
         let query = RollupQuery {
             since_ms,
@@ -229,8 +233,11 @@ impl UsageQueryService for UsageQueryApi {
         &self,
         request: Request<pb::SearchRequestsRequest>,
     ) -> Result<Response<pb::SearchRequestsResponse>, Status> {
+        let tenant = self
+            .state
+            .tenant_for(&request, &request.get_ref().tenant, Need::Read)
+            .await?;
         let req = request.into_inner();
-        let tenant = self.state.tenant(&req.tenant).await?;
         non_negative(req.since_ms, req.until_ms)?;
         // "Until now" includes calls that started this millisecond.
         let until_ms = if req.until_ms == 0 {

@@ -26,6 +26,7 @@ mod usage_retention;
 mod usage_rollup;
 #[cfg(test)]
 mod usage_tests;
+mod users;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub use usage_query::{
     Dimensions, RequestCursor, RequestFilter, RollupCursor, RollupQuery, RollupRow, TimeBucket,
 };
 pub use usage_rollup::{hour_floor, UsageTotals, HOUR_MS};
+pub use users::{NewUser, User, UserCredentials};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -5,10 +5,12 @@
 
 mod admin;
 mod binary;
+mod dashboard;
 mod harness;
 mod isolation;
 mod lifecycle;
 mod postgres;
 mod routes;
 mod sync;
+mod tenant_users;
 mod usage;

@@ -22,6 +22,10 @@ const DEMO_KEY_NAME: &str = "demo";
 /// The demo key is kept here (0600) so every `tollgate dev` start can print
 /// it; production keys are only ever shown once.
 const DEMO_KEY_FILE: &str = "demo.key";
+/// The demo tenant's owner, for signing in to the dashboard.
+const DEMO_OWNER_EMAIL: &str = "owner@demo.local";
+/// Its generated password, kept here (0600) like the demo key.
+const DEMO_PASSWORD_FILE: &str = "demo.password";
 
 #[derive(Args, Debug)]
 pub struct DevArgs {
@@ -31,6 +35,10 @@ pub struct DevArgs {
     /// Proxy (OpenAI API) address; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:7480")]
     proxy_listen: SocketAddr,
+    /// Built dashboard to serve on the admin port (default: dashboard/dist
+    /// when it holds a build).
+    #[arg(long, env = "TOLLGATE_DASHBOARD_DIR")]
+    dashboard_dir: Option<PathBuf>,
 }
 
 pub async fn run(args: DevArgs, data_dir: PathBuf) -> anyhow::Result<()> {
@@ -43,6 +51,7 @@ pub async fn run(args: DevArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     ));
     let mut cp_config = tollgate_cp::ControlPlaneConfig::new(&data_dir);
     cp_config.listen = args.admin_listen;
+    cp_config.dashboard_dir = args.dashboard_dir;
     let cp = tollgate_cp::start(cp_config)
         .await
         .context("the control plane did not start")?;
@@ -55,6 +64,7 @@ pub async fn run(args: DevArgs, data_dir: PathBuf) -> anyhow::Result<()> {
 
     step("seeding the demo tenant, mock provider, models and key");
     let demo_key = seed(&mut admin, &data_dir).await?;
+    let demo_password = demo_owner(&mut admin, &data_dir).await?;
 
     step("starting the data plane and waiting for its first config");
     let dp_config = tollgate_dp::DataPlaneConfig::new(
@@ -81,9 +91,17 @@ pub async fn run(args: DevArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     println!("Tollgate dev gateway is running.");
     println!();
     println!("  Proxy (OpenAI API)   {proxy_url}/v1");
+    if cp.dashboard_dir.is_some() {
+        println!("  Dashboard            {}/", cp.url);
+    } else {
+        println!(
+            "  Dashboard            not built (cd dashboard && npm ci && npm run build), then restart"
+        );
+    }
     println!("  Admin API (gRPC)     {}", cp.url);
     println!("  Demo tenant          {DEMO_TENANT}");
     println!("  Demo key             {demo_key}");
+    println!("  Dashboard sign-in    {DEMO_OWNER_EMAIL} / {demo_password}");
     println!(
         "  Models               {} (built-in mock provider)",
         DEMO_MODELS.join(", ")
@@ -256,6 +274,39 @@ async fn demo_key(admin: &mut Admin, data_dir: &Path) -> anyhow::Result<String> 
         .into_inner();
     write_private(&path, &created.secret)?;
     Ok(created.secret)
+}
+
+/// Creates the demo tenant's owner user on first start (password generated
+/// and saved 0600 in the data dir) and returns the password to print.
+async fn demo_owner(admin: &mut Admin, data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join(DEMO_PASSWORD_FILE);
+    let users = admin
+        .auth
+        .list_users(pb::ListUsersRequest {
+            tenant: DEMO_TENANT.into(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .users;
+    if users.iter().any(|u| u.email == DEMO_OWNER_EMAIL) {
+        return Ok(std::fs::read_to_string(&path)
+            .map(|p| p.trim().to_string())
+            .unwrap_or_else(|_| format!("(see {}; missing)", path.display())));
+    }
+    let created = admin
+        .auth
+        .create_user(pb::CreateUserRequest {
+            tenant: DEMO_TENANT.into(),
+            email: DEMO_OWNER_EMAIL.into(),
+            password: String::new(),
+            role: "owner".into(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    write_private(&path, &created.generated_password)?;
+    Ok(created.generated_password)
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {

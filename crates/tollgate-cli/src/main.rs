@@ -7,6 +7,7 @@ mod dev;
 mod output;
 mod route;
 mod usage;
+mod user;
 
 use std::path::PathBuf;
 
@@ -72,6 +73,9 @@ enum Command {
     Usage(admin::UsageArgs),
     /// Config version and connected data planes.
     Status,
+    /// Users who sign in to the dashboard and admin API.
+    #[command(subcommand)]
+    User(user::UserCmd),
 }
 
 #[tokio::main]
@@ -99,5 +103,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(c) => admin::key(&mut admin, c, cli.json).await,
         Command::Usage(a) => admin::usage(&mut admin, a, cli.json).await,
         Command::Status => admin::status(&mut admin, cli.json).await,
+        Command::User(c) => user::user(&mut admin, c, cli.json).await,
     }
 }

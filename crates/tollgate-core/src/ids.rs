@@ -7,6 +7,7 @@ pub mod prefix {
     pub const PROVIDER: &str = "pv";
     pub const MODEL: &str = "md";
     pub const CALLER_KEY: &str = "ck";
+    pub const USER: &str = "us";
     pub const USAGE_RECORD: &str = "ur";
     pub const REQUEST: &str = "req";
 }

@@ -1,0 +1,251 @@
+// End-to-end test of the dashboard in real headless Chromium (Debian's
+// /usr/bin/chromium driven by playwright-core) against a real gateway:
+// `tollgate dev` (control plane serving this dashboard's build, data plane,
+// SQLite) and the `tollgate-mock` OpenAI-compatible upstream.
+//
+// Signs in as the seeded demo owner, adds a provider pointing at the mock,
+// adds a model, creates a caller key (read from the page), calls the data
+// plane with that key, and finds the call on the usage page. Then a user of
+// another tenant signs in and sees none of it, in the UI and through the API.
+//
+// Needs: `npm run build` done, binaries in $TOLLGATE_BIN_DIR (default
+// ../target/debug). Exits non-zero on the first failed check.
+import { spawn, execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync, readFileSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, "../..");
+const bin = process.env.TOLLGATE_BIN_DIR ?? path.join(root, "target/debug");
+const browserPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const artifacts = path.join(here, "artifacts");
+const T = 20_000;
+
+const procs = [];
+const tmp = mkdtempSync(path.join(tmpdir(), "tollgate-dash-e2e-"));
+
+function check(cond, what) {
+  if (!cond) throw new Error(`check failed: ${what}`);
+  console.log(`  ok: ${what}`);
+}
+
+/** Starts a process and resolves with its stdout once `ready(stdout)` matches. */
+function start(cmd, args, ready, opts = {}) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...opts });
+    procs.push(p);
+    let out = "";
+    let err = "";
+    const timer = setTimeout(() => reject(new Error(`${cmd} not ready in ${T} ms:\n${out}\n${err}`)), T * 3);
+    p.stdout.on("data", (d) => {
+      out += d;
+      const m = ready(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m);
+      }
+    });
+    p.stderr.on("data", (d) => (err += d));
+    p.on("exit", (code) => reject(new Error(`${cmd} exited with ${code}:\n${out}\n${err}`)));
+  });
+}
+
+function run(cmd, args) {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { cwd: tmp }, (error, stdout, stderr) =>
+      resolve({ code: error ? (error.code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+async function eventually(what, fn, timeout = T) {
+  const end = Date.now() + timeout;
+  let last;
+  while (Date.now() < end) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out: ${what}${last ? ` (${last})` : ""}`);
+}
+
+async function main() {
+  const upstreamKey = "sk-e2e-upstream-key-0000abcd";
+  const mockUrl = await start(
+    path.join(bin, "tollgate-mock"),
+    // Each answer takes 600 ms, so a route policy's total timeout can cut it.
+    ["--listen", "127.0.0.1:0", "--api-key", upstreamKey, "--latency-ms", "600"],
+    (out) => out.match(/tollgate-mock ready: (\S+)/)?.[1],
+  );
+  const dataDir = path.join(tmp, "data");
+  const dev = await start(
+    path.join(bin, "tollgate"),
+    ["--data-dir", dataDir, "dev", "--admin-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0",
+      "--dashboard-dir", path.join(root, "dashboard/dist")],
+    (out) => {
+      const dash = out.match(/Dashboard\s+(http\S+)/)?.[1];
+      const proxy = out.match(/Proxy \(OpenAI API\)\s+(\S+)/)?.[1];
+      const signIn = out.match(/Dashboard sign-in\s+(\S+) \/ (\S+)/);
+      return dash && proxy && signIn ? { dash, proxy, email: signIn[1], password: signIn[2] } : null;
+    },
+    { cwd: tmp },
+  );
+  console.log(`gateway: dashboard ${dev.dash}, proxy ${dev.proxy}, mock ${mockUrl}`);
+
+  const browser = await chromium.launch({ executablePath: browserPath, headless: true, args: ["--no-sandbox"] });
+  try {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    page.setDefaultTimeout(T);
+
+    // Static serving: the SPA fallback serves the app on a deep link.
+    await page.goto(dev.dash + "providers");
+    await page.getByLabel("Email", { exact: true }).fill(dev.email);
+    await page.getByLabel("Password", { exact: true }).fill("wrong-password-123");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("alert").filter({ hasText: "wrong email or password" }).waitFor();
+    check(true, "a wrong password is refused with the API's message");
+    await page.getByLabel("Password", { exact: true }).fill(dev.password);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByText(`Signed in as ${dev.email} (owner)`).waitFor();
+    check(true, "the seeded demo owner signs in");
+
+    // Add a provider pointing at the mock upstream.
+    await page.getByRole("link", { name: "Providers" }).click();
+    const form = page.getByRole("form", { name: "Add a provider" });
+    await form.getByLabel("Name", { exact: true }).fill("e2e-upstream");
+    await form.getByLabel("Kind", { exact: true }).selectOption("openai");
+    await form.getByLabel("Base URL", { exact: true }).fill(mockUrl);
+    await form.getByLabel(/API key/).fill(upstreamKey);
+    await form.getByRole("button", { name: "Add provider" }).click();
+    await page.getByRole("status").filter({ hasText: "Provider e2e-upstream added." }).waitFor();
+    const row = page.getByRole("row").filter({ hasText: "e2e-upstream" });
+    await row.waitFor();
+    const rowText = await row.innerText();
+    check(rowText.includes("abcd") && !rowText.includes(upstreamKey), "the provider shows the key's last 4, never the key");
+
+    // Add a model served by it.
+    await page.getByRole("link", { name: "Models & routes" }).click();
+    const mform = page.getByRole("form", { name: "Add a model" });
+    await mform.getByLabel("Public name", { exact: true }).fill("e2e-model");
+    await mform.getByLabel("Provider", { exact: true }).selectOption("e2e-upstream");
+    await mform.getByLabel(/Upstream model/).fill("gpt-4o-mini");
+    await mform.getByRole("button", { name: "Add model" }).click();
+    await page.getByRole("status").filter({ hasText: "Model e2e-model added" }).waitFor();
+    check(true, "a model is added");
+
+    // Create a caller key; it is shown once.
+    await page.getByRole("link", { name: "Caller keys" }).click();
+    const kform = page.getByRole("form", { name: "Create a caller key" });
+    await kform.getByLabel("Name", { exact: true }).fill("e2e-key");
+    await kform.getByRole("button", { name: "Create key" }).click();
+    const key = (await page.getByTestId("new-key").innerText()).trim();
+    check(key.startsWith("tg-"), "the new key is shown once on the page");
+
+    // Call through the data plane with that key (once it has the config).
+    const body = JSON.stringify({ model: "e2e-model", messages: [{ role: "user", content: "hello from e2e" }] });
+    const answer = await eventually("the data plane serves e2e-model with the new key", async () => {
+      const r = await fetch(`${dev.proxy}/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body,
+      });
+      return r.status === 200 ? r.json() : null;
+    });
+    check(answer.choices?.length === 1, "the call through the data plane succeeds");
+    const tokens = answer.usage.prompt_tokens + answer.usage.completion_tokens;
+
+    // The call shows on the usage page, with its tokens and cost.
+    await page.getByRole("link", { name: "Usage" }).click();
+    const usageRow = await eventually("the call appears on the usage page", async () => {
+      await page.getByRole("button", { name: "Refresh" }).click();
+      const r = page.getByRole("table", { name: /Usage by model/ }).getByRole("row").filter({ hasText: "e2e-model" });
+      return (await r.count()) === 1 ? r : null;
+    });
+    const cells = await usageRow.getByRole("cell").allInnerTexts();
+    check(cells[1] === "1", "usage counts one call for e2e-model");
+    check(Number(cells[3].replace(/,/g, "")) + Number(cells[4].replace(/,/g, "")) === tokens, "usage shows the call's tokens");
+    check(/^\$\d+\.\d{6}$/.test(cells[5]), `usage shows the call's cost (${cells[5]})`);
+    const rec = page.getByRole("table", { name: /Latest requests/ }).getByRole("row").filter({ hasText: "e2e-model" });
+    check((await rec.count()) === 1 && (await rec.innerText()).includes("200"), "the request log lists the call with status 200");
+    const csvHref = await page.getByRole("link", { name: /Export CSV \(1 rows\)/ }).getAttribute("href");
+    const csv = decodeURIComponent(csvHref.split(",").slice(1).join(","));
+    check(csv.startsWith("started_at_ms,request_id,model") && csv.includes(",e2e-model,"), "the request log exports as CSV");
+    await page.getByLabel("Outcome", { exact: true }).selectOption("error");
+    await page.getByText("No requests yet.").waitFor();
+    check(true, "the request log filters by outcome");
+
+    // Change the route's policy in the UI and see the data plane enforce it:
+    // a 200 ms total timeout cuts the mock's 600 ms answers.
+    await page.getByRole("link", { name: "Models & routes" }).click();
+    await page.getByRole("button", { name: "Route of e2e-model" }).click();
+    const pform = page.getByRole("form", { name: "Policy of e2e-model" });
+    await pform.getByLabel(/Total timeout/).fill("200");
+    await pform.getByRole("button", { name: "Save policy" }).click();
+    await page.getByRole("status").filter({ hasText: "Policy of e2e-model saved" }).waitFor();
+    const cut = await eventually("the data plane applies the 200 ms timeout", async () => {
+      const started = Date.now();
+      const r = await fetch(`${dev.proxy}/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body,
+      });
+      const elapsed = Date.now() - started;
+      return r.status !== 200 ? { status: r.status, elapsed, err: await r.json() } : null;
+    });
+    check(cut.status === 504 && cut.elapsed < 590 && typeof cut.err.error?.message === "string",
+      `the saved policy is enforced: ${cut.status} after ${cut.elapsed} ms (${cut.err.error?.message})`);
+
+    // Another tenant's owner sees none of it.
+    const pwFile = path.join(tmp, "b.password");
+    writeFileSync(pwFile, "tenant-b-password-123\n", { mode: 0o600 });
+    const cli = (args) => run(path.join(bin, "tollgate"), ["--data-dir", dataDir, ...args]);
+    check((await cli(["tenant", "create", "other"])).code === 0, "operator creates tenant other");
+    const made = await cli(["user", "create", "--tenant", "other", "--email", "b@other.test", "--role", "owner", "--password-file", pwFile]);
+    check(made.code === 0, "operator creates an owner of tenant other");
+    const ctxB = await browser.newContext();
+    const pageB = await ctxB.newPage();
+    pageB.setDefaultTimeout(T);
+    await pageB.goto(dev.dash);
+    await pageB.getByLabel("Email", { exact: true }).fill("b@other.test");
+    await pageB.getByLabel("Password", { exact: true }).fill("tenant-b-password-123");
+    await pageB.getByRole("button", { name: "Sign in" }).click();
+    await pageB.getByText("Signed in as b@other.test (owner)").waitFor();
+    await pageB.getByRole("link", { name: "Providers" }).click();
+    await pageB.getByText("No providers yet.").waitFor();
+    check(!(await pageB.content()).includes("e2e-upstream"), "tenant other's UI does not show demo's provider");
+    check((await pageB.getByRole("combobox", { name: "Tenant" }).count()) === 0, "a tenant user gets no tenant picker");
+    const tokenB = await pageB.evaluate(() => sessionStorage.getItem("tollgate.session"));
+    const viaApi = await cli(["--token", tokenB, "provider", "list", "--tenant", "demo"]);
+    check(viaApi.code !== 0 && viaApi.stderr.includes("tenant 'demo' not found"), "tenant other's session gets NotFound for demo through the API");
+    const own = await cli(["--token", tokenB, "provider", "list", "--tenant", "other"]);
+    check(own.code === 0, "tenant other's session lists its own providers");
+    console.log("dashboard e2e: all checks passed");
+  } catch (e) {
+    mkdirSync(artifacts, { recursive: true });
+    for (const [i, p] of browser.contexts().flatMap((c) => c.pages()).entries()) {
+      await p.screenshot({ path: path.join(artifacts, `page-${i}.png`) }).catch(() => {});
+    }
+    throw e;
+  } finally {
+    await browser.close();
+  }
+}
+
+main()
+  .then(() => (process.exitCode = 0))
+  .catch((e) => {
+    console.error(e);
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    for (const p of procs) p.kill("SIGTERM");
+    rmSync(tmp, { recursive: true, force: true });
+  });
