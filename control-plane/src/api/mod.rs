@@ -3,6 +3,7 @@
 //! caller only through [`status`].
 
 pub mod data_planes;
+pub mod guardrails;
 pub mod keys;
 pub mod models;
 pub mod providers;

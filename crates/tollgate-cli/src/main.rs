@@ -4,6 +4,7 @@
 mod admin;
 mod client;
 mod dev;
+mod guardrail;
 mod output;
 mod route;
 
@@ -67,6 +68,9 @@ enum Command {
     /// Caller API keys.
     #[command(subcommand)]
     Key(admin::KeyCmd),
+    /// Guardrail policies: keyword/regex deny lists, PII, limits, webhooks.
+    #[command(subcommand)]
+    Guardrail(guardrail::GuardrailCmd),
     /// Calls, tokens and cost per model (and key).
     Usage(admin::UsageArgs),
     /// Config version and connected data planes.
@@ -96,6 +100,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Route(c) => route::route(&mut admin, c, cli.json).await,
         Command::Health(c) => route::health(&mut admin, c, cli.json).await,
         Command::Key(c) => admin::key(&mut admin, c, cli.json).await,
+        Command::Guardrail(c) => guardrail::guardrail(&mut admin, c, cli.json).await,
         Command::Usage(a) => admin::usage(&mut admin, a, cli.json).await,
         Command::Status => admin::status(&mut admin, cli.json).await,
     }

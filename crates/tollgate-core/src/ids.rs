@@ -8,6 +8,7 @@ pub mod prefix {
     pub const MODEL: &str = "md";
     pub const CALLER_KEY: &str = "ck";
     pub const USAGE_RECORD: &str = "ur";
+    pub const GUARDRAIL: &str = "gr";
     pub const REQUEST: &str = "req";
 }
 

@@ -35,6 +35,8 @@ pub struct UsageRecord {
     /// Upstream attempts in order (retries and failovers); the last one
     /// answered the caller.
     pub attempts: Vec<crate::routing::Attempt>,
+    /// Guardrails that matched (guardrails).
+    pub guardrail_verdicts: Vec<crate::guardrails::Verdict>,
 }
 
 impl UsageRecord {
@@ -59,6 +61,11 @@ impl UsageRecord {
             reasoning_tokens: self.usage.reasoning_tokens,
             cost_micros: 0,
             attempts: self.attempts.iter().map(|a| a.to_proto()).collect(),
+            guardrail_verdicts: self
+                .guardrail_verdicts
+                .iter()
+                .map(|v| v.to_proto())
+                .collect(),
         }
     }
 }
@@ -162,6 +169,7 @@ pub(crate) mod tests {
                 ..Usage::default()
             },
             attempts: Vec::new(),
+            guardrail_verdicts: Vec::new(),
         }
     }
 

@@ -64,6 +64,15 @@ impl Gateway {
             .cloned()
             .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;
         ctx.route = Some(route.clone());
+        // Input guardrails (may redact the body sent upstream).
+        let target = super::guard::Target {
+            model_id: &route.model_id,
+            model: &model,
+            record_route: None,
+            body_len,
+            shape: crate::guardrails::RequestShape::Anthropic,
+        };
+        self.guard_input(ctx, &tenant, target, &mut body).await?;
         let options = CallOptions {
             stream,
             timeout: self.limits.upstream_timeout,
@@ -111,7 +120,9 @@ impl Gateway {
                 })?;
                 ctx.usage = usage;
                 let message = inbound::to_message(&completion, &usage.unwrap_or_default(), &model);
-                response::write_json(session, ctx, 200, Bytes::from(message.to_string())).await?;
+                let message =
+                    super::guard::guard_answer(ctx, Bytes::from(message.to_string())).await?;
+                response::write_json(session, ctx, 200, message).await?;
             }
             UpstreamResponse::Stream(s) => {
                 let s = translate(s, Box::new(OpenAiToAnthropic::new(&model)));

@@ -15,6 +15,7 @@ pub mod chat_request;
 pub mod drain;
 mod embeddings;
 mod failover;
+mod guard;
 mod messages;
 mod relay;
 mod responses;
@@ -63,6 +64,8 @@ pub struct CallContext {
     )>,
     /// The protocol the caller speaks on this route (shapes its errors).
     pub api: ApiFormat,
+    /// Guardrail verdicts and the output checks of this call (guardrails).
+    pub guard: crate::guardrails::CallGuard,
     in_flight: Option<drain::InFlight>,
 }
 
@@ -83,6 +86,7 @@ impl Default for CallContext {
             attempts: Vec::new(),
             serving: None,
             api: ApiFormat::OpenAi,
+            guard: Default::default(),
             in_flight: None,
         }
     }
@@ -298,13 +302,22 @@ impl Gateway {
         ctx.stream = chat.stream;
         ctx.include_usage = chat.include_usage;
 
-        // Later stages slot in here: input guardrails, rate limit, budget
-        // lease, cache lookup.
+        // Later stages slot in here: rate limit, budget lease, cache lookup.
 
         let model = chat.model.clone();
         let (route, suffix) = tenant
             .find_route(&model)
             .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;
+        // Input guardrails (may redact the body sent upstream).
+        let target = guard::Target {
+            model_id: &route.model_id,
+            model: &model,
+            record_route: route.primary().cloned(),
+            body_len: body.len(),
+            shape: crate::guardrails::RequestShape::Chat,
+        };
+        self.guard_input(ctx, &tenant, target, &mut chat.body)
+            .await?;
         if let Some(first) = route.targets.first() {
             // Checked against the primary target's model; later targets of a
             // route are expected to serve the same kind of model.
@@ -381,6 +394,7 @@ impl Gateway {
             stream: ctx.stream,
             usage: ctx.usage.unwrap_or_default(),
             attempts: ctx.attempts.clone(),
+            guardrail_verdicts: ctx.guard.verdicts.clone(),
         })
     }
 }

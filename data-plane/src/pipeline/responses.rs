@@ -32,6 +32,15 @@ impl Gateway {
             .cloned()
             .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;
         ctx.route = Some(route.clone());
+        // Input guardrails (may redact the body sent upstream).
+        let target = super::guard::Target {
+            model_id: &route.model_id,
+            model: &model,
+            record_route: None,
+            body_len,
+            shape: crate::guardrails::RequestShape::Responses,
+        };
+        self.guard_input(ctx, &tenant, target, &mut body).await?;
         let options = CallOptions {
             stream,
             timeout: self.limits.upstream_timeout,
@@ -89,7 +98,8 @@ impl Gateway {
                     &model,
                     created,
                 );
-                response::write_json(session, ctx, 200, Bytes::from(r.to_string())).await?;
+                let r = super::guard::guard_answer(ctx, Bytes::from(r.to_string())).await?;
+                response::write_json(session, ctx, 200, r).await?;
             }
             UpstreamResponse::Stream(s) => {
                 let s = translate(s, Box::new(ChatToResponses::new(&body, &model, created)));
