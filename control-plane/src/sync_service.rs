@@ -234,6 +234,16 @@ fn usage_from_proto(
                 error_code: a.error_code,
             })
             .collect(),
+        guardrail_verdicts: r
+            .guardrail_verdicts
+            .into_iter()
+            .map(|v| crate::store::GuardrailVerdictRow {
+                name: v.name,
+                action: v.action,
+                category: v.category,
+                direction: v.direction,
+            })
+            .collect(),
     })
 }
 

@@ -36,7 +36,7 @@ pub use providers::{NewProvider, Provider};
 pub use routes::{NewRouteTarget, ProviderHealthRow, RouteTarget, RouteView, StoredRoutePolicy};
 pub use snapshot_data::{ConfigData, ProviderWithSecret, TenantData};
 pub use tenants::Tenant;
-pub use usage::{UsageAttempt, UsageFilter, UsageRecord, UsageSummaryRow};
+pub use usage::{GuardrailVerdictRow, UsageAttempt, UsageFilter, UsageRecord, UsageSummaryRow};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -29,6 +29,18 @@ pub struct UsageRecord {
     pub received_at_ms: i64,
     /// Upstream attempts (retries, failovers), in order.
     pub attempts: Vec<UsageAttempt>,
+    /// Guardrail verdicts (guardrails; never the matched text).
+    pub guardrail_verdicts: Vec<GuardrailVerdictRow>,
+}
+
+/// One guardrail verdict of a call, stored as JSON with its record.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct GuardrailVerdictRow {
+    pub name: String,
+    pub action: String,
+    pub category: String,
+    pub direction: String,
 }
 
 /// One upstream attempt of a call, stored as JSON with its record.
@@ -65,7 +77,7 @@ pub struct UsageSummaryRow {
 const RECORD_COLUMNS: &str = "id, request_id, tenant_id, key_id, model, provider_id, \
      upstream_model, started_at_ms, latency_ms, status_code, error_code, stream, prompt_tokens, \
      completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_micros, \
-     node_id, received_at_ms, attempts";
+     node_id, received_at_ms, attempts, guardrail_verdicts";
 
 fn record_from_row(row: &AnyRow) -> StoreResult<UsageRecord> {
     let status: i64 = row.try_get("status_code")?;
@@ -100,6 +112,14 @@ fn record_from_row(row: &AnyRow) -> StoreResult<UsageRecord> {
                 serde_json::from_str(&text).unwrap_or_default()
             }
         },
+        guardrail_verdicts: {
+            let text: String = row.try_get("guardrail_verdicts")?;
+            if text.is_empty() {
+                Vec::new()
+            } else {
+                serde_json::from_str(&text).unwrap_or_default()
+            }
+        },
     })
 }
 
@@ -112,7 +132,7 @@ impl Store {
         for r in records {
             let done = sqlx::query(&format!(
                 "INSERT INTO usage_records ({RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
+                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) \
                  ON CONFLICT (id) DO NOTHING"
             ))
             .bind(&r.id)
@@ -139,6 +159,11 @@ impl Store {
                 String::new()
             } else {
                 serde_json::to_string(&r.attempts).unwrap_or_default()
+            })
+            .bind(if r.guardrail_verdicts.is_empty() {
+                String::new()
+            } else {
+                serde_json::to_string(&r.guardrail_verdicts).unwrap_or_default()
             })
             .execute(&mut *tx)
             .await?;
@@ -249,6 +274,7 @@ mod tests {
             node_id: "dp-1".into(),
             received_at_ms: 5000,
             attempts: Vec::new(),
+            guardrail_verdicts: Vec::new(),
         }
     }
 
