@@ -172,6 +172,9 @@ async fn input_block_redact_and_log() {
         ("no-zeus", "block", "keyword", "input")
     );
 
+    // The access log names the verdict (never the text).
+    gw.dp.proc.wait_for_log("no-zeus:block:keyword").await;
+
     // Redaction attached to the key: the upstream sees the placeholder.
     guardrail(
         &gw,
