@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tollgate_proto::admin::v1::auth_service_server::AuthServiceServer;
 use tollgate_proto::admin::v1::data_plane_service_server::DataPlaneServiceServer;
+use tollgate_proto::admin::v1::guardrail_service_server::GuardrailServiceServer;
 use tollgate_proto::admin::v1::key_service_server::KeyServiceServer;
 use tollgate_proto::admin::v1::model_service_server::ModelServiceServer;
 use tollgate_proto::admin::v1::provider_service_server::ProviderServiceServer;
@@ -174,6 +175,10 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         ))
         .add_service(KeyServiceServer::with_interceptor(
             KeyApi::new(state.clone()),
+            admin.clone(),
+        ))
+        .add_service(GuardrailServiceServer::with_interceptor(
+            crate::api::guardrails::GuardrailApi::new(state.clone()),
             admin.clone(),
         ))
         .add_service(UsageServiceServer::with_interceptor(

@@ -236,6 +236,16 @@ fn usage_from_proto(
             .collect(),
         ttft_ms: r.ttft_ms.map_or(-1, |t| t.max(0)),
         api: r.api,
+        guardrail_verdicts: r
+            .guardrail_verdicts
+            .into_iter()
+            .map(|v| crate::store::GuardrailVerdictRow {
+                name: v.name,
+                action: v.action,
+                category: v.category,
+                direction: v.direction,
+            })
+            .collect(),
     })
 }
 

@@ -39,6 +39,7 @@ pub fn log(session: &Session, ctx: &CallContext, latency_ms: i64) {
         cache_read_tokens = usage.cache_read_tokens,
         reasoning_tokens = usage.reasoning_tokens,
         error_code = ctx.error_code.unwrap_or(""),
+        guardrails = %ctx.guard.log_field(),
         bytes_sent = session.body_bytes_sent(),
         config_version = ctx.config.as_ref().map_or(0, |c| c.version),
         "request"

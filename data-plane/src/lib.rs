@@ -26,6 +26,7 @@ pub mod access_log;
 pub mod backoff;
 pub mod capabilities;
 pub mod config;
+pub mod guardrails;
 pub mod http;
 pub mod metering;
 pub mod pipeline;

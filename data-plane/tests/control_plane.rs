@@ -226,6 +226,7 @@ fn snapshot(version: u64, keys: &[&str]) -> pb::Snapshot {
                     expires_at_ms: 0,
                 })
                 .collect(),
+            guardrails: Vec::new(),
         }],
     }
 }

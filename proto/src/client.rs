@@ -8,6 +8,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
+use crate::admin::v1::guardrail_service_client::GuardrailServiceClient;
 use crate::admin::v1::{
     auth_service_client::AuthServiceClient, data_plane_service_client::DataPlaneServiceClient,
     key_service_client::KeyServiceClient, model_service_client::ModelServiceClient,
@@ -75,6 +76,7 @@ pub struct AdminClient {
     pub usage_query: UsageQueryServiceClient<Authed>,
     pub data_planes: DataPlaneServiceClient<Authed>,
     pub auth: AuthServiceClient<Authed>,
+    pub guardrails: GuardrailServiceClient<Authed>,
 }
 
 impl AdminClient {
@@ -95,6 +97,7 @@ impl AdminClient {
             keys: KeyServiceClient::with_interceptor(channel.clone(), auth.clone()),
             usage: UsageServiceClient::with_interceptor(channel.clone(), auth.clone()),
             usage_query: UsageQueryServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            guardrails: GuardrailServiceClient::with_interceptor(channel.clone(), auth.clone()),
             data_planes: DataPlaneServiceClient::with_interceptor(channel.clone(), auth.clone()),
             auth: AuthServiceClient::with_interceptor(channel, auth),
         })

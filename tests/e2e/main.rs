@@ -5,6 +5,7 @@
 mod auth;
 mod chaos;
 mod errors;
+mod guardrails;
 mod https_upstream;
 mod metadata_only;
 mod proxy;

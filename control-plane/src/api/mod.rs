@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod data_planes;
+pub mod guardrails;
 pub mod keys;
 pub mod models;
 pub mod providers;

@@ -52,6 +52,16 @@ fn record_to_proto(r: UsageRecord) -> pb::UsageRecordView {
                 error_code: a.error_code,
             })
             .collect(),
+        guardrail_verdicts: r
+            .guardrail_verdicts
+            .into_iter()
+            .map(|v| pb::GuardrailVerdictView {
+                name: v.name,
+                action: v.action,
+                category: v.category,
+                direction: v.direction,
+            })
+            .collect(),
     }
 }
 

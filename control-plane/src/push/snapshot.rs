@@ -61,6 +61,28 @@ fn model_config(m: &crate::store::Model, t: &crate::store::TenantData) -> pb::Mo
     }
 }
 
+/// A guardrail with its attachments split by scope.
+fn guardrail_config(g: &crate::store::Guardrail) -> pb::GuardrailConfig {
+    let ids = |scope: &str| {
+        g.attachments
+            .iter()
+            .filter(|a| a.scope == scope)
+            .map(|a| a.target_id.clone())
+            .collect()
+    };
+    pb::GuardrailConfig {
+        id: g.id.clone(),
+        name: g.name.clone(),
+        kind: g.kind.clone(),
+        action: g.action.clone(),
+        direction: g.direction.clone(),
+        settings: g.settings.clone(),
+        tenant_wide: g.attachments.iter().any(|a| a.scope == "tenant"),
+        key_ids: ids("key"),
+        model_ids: ids("model"),
+    }
+}
+
 /// Builds the snapshot of `data`.
 ///
 /// A provider whose key cannot be decrypted (a damaged ciphertext) ships
@@ -127,6 +149,7 @@ pub async fn build_snapshot(
                     expires_at_ms: k.expires_at_ms,
                 })
                 .collect(),
+            guardrails: t.guardrails.iter().map(guardrail_config).collect(),
         });
     }
     if let Some((provider_id, source)) = first_failure {

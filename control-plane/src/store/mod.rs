@@ -12,6 +12,7 @@
 //! together. After commit the new version is published on a watch channel
 //! that the snapshot broadcaster follows.
 
+mod guardrails;
 mod keys;
 mod models;
 mod providers;
@@ -36,13 +37,14 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::watch;
 
+pub use guardrails::{Guardrail, GuardrailAttachment, NewGuardrail};
 pub use keys::{CallerKey, NewCallerKey};
 pub use models::{Model, NewModel};
 pub use providers::{NewProvider, Provider};
 pub use routes::{NewRouteTarget, ProviderHealthRow, RouteTarget, RouteView, StoredRoutePolicy};
 pub use snapshot_data::{ConfigData, ProviderWithSecret, TenantData};
 pub use tenants::Tenant;
-pub use usage::{UsageAttempt, UsageFilter, UsageRecord, UsageSummaryRow};
+pub use usage::{GuardrailVerdictRow, UsageAttempt, UsageFilter, UsageRecord, UsageSummaryRow};
 pub use usage_query::{
     Dimensions, RequestCursor, RequestFilter, RollupCursor, RollupQuery, RollupRow, TimeBucket,
 };

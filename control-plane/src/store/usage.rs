@@ -33,6 +33,18 @@ pub struct UsageRecord {
     pub ttft_ms: i64,
     /// Endpoint called (chat.completions, messages, ...).
     pub api: String,
+    /// Guardrail verdicts (guardrails; never the matched text).
+    pub guardrail_verdicts: Vec<GuardrailVerdictRow>,
+}
+
+/// One guardrail verdict of a call, stored as JSON with its record.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct GuardrailVerdictRow {
+    pub name: String,
+    pub action: String,
+    pub category: String,
+    pub direction: String,
 }
 
 /// One upstream attempt of a call, stored as JSON with its record.
@@ -72,7 +84,7 @@ const SUMMARY_PAGE: i64 = 1000;
 pub(super) const RECORD_COLUMNS: &str = "id, request_id, tenant_id, key_id, model, provider_id, \
      upstream_model, started_at_ms, latency_ms, status_code, error_code, stream, prompt_tokens, \
      completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_micros, \
-     node_id, received_at_ms, attempts, ttft_ms, api";
+     node_id, received_at_ms, attempts, ttft_ms, api, guardrail_verdicts";
 
 pub(super) fn record_from_row(row: &AnyRow) -> StoreResult<UsageRecord> {
     let status: i64 = row.try_get("status_code")?;
@@ -109,6 +121,14 @@ pub(super) fn record_from_row(row: &AnyRow) -> StoreResult<UsageRecord> {
         },
         ttft_ms: row.try_get("ttft_ms")?,
         api: row.try_get("api")?,
+        guardrail_verdicts: {
+            let text: String = row.try_get("guardrail_verdicts")?;
+            if text.is_empty() {
+                Vec::new()
+            } else {
+                serde_json::from_str(&text).unwrap_or_default()
+            }
+        },
     })
 }
 
@@ -123,7 +143,7 @@ impl Store {
         for r in records {
             let done = sqlx::query(&format!(
                 "INSERT INTO usage_records ({RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
+                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24) \
                  ON CONFLICT (id) DO NOTHING"
             ))
             .bind(&r.id)
@@ -153,6 +173,11 @@ impl Store {
             })
             .bind(r.ttft_ms)
             .bind(&r.api)
+            .bind(if r.guardrail_verdicts.is_empty() {
+                String::new()
+            } else {
+                serde_json::to_string(&r.guardrail_verdicts).unwrap_or_default()
+            })
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
@@ -259,6 +284,7 @@ mod tests {
             attempts: Vec::new(),
             ttft_ms: -1,
             api: String::new(),
+            guardrail_verdicts: Vec::new(),
         }
     }
 

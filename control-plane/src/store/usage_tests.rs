@@ -52,6 +52,7 @@ fn random_record(rng: &mut StdRng, n: usize) -> UsageRecord {
             -1
         },
         api: "chat.completions".into(),
+        guardrail_verdicts: Vec::new(),
     }
 }
 
@@ -267,6 +268,7 @@ fn logged(id: &str, tenant: &str, started: i64, status: u32, error: &str) -> Usa
         }],
         ttft_ms: 12,
         api: "chat.completions".into(),
+        guardrail_verdicts: Vec::new(),
     }
 }
 

@@ -283,6 +283,33 @@ async fn session_of_tenant_a_cannot_see_or_change_tenant_b() {
                 tenant: t.clone(),
                 ..Default::default()
             })),
+            code!(a.guardrails.create_guardrail(pb::CreateGuardrailRequest {
+                tenant: t.clone(),
+                name: "evil".into(),
+                kind: "keyword".into(),
+                action: "block".into(),
+                direction: String::new(),
+                settings: r#"{"keywords":["x"]}"#.into(),
+            })),
+            code!(a
+                .guardrails
+                .list_guardrails(pb::ListGuardrailsRequest { tenant: t.clone() })),
+            code!(a.guardrails.delete_guardrail(pb::DeleteGuardrailRequest {
+                tenant: t.clone(),
+                guardrail: "any".into(),
+            })),
+            code!(a.guardrails.attach_guardrail(pb::AttachGuardrailRequest {
+                tenant: t.clone(),
+                guardrail: "any".into(),
+                scope: "tenant".into(),
+                target: String::new(),
+            })),
+            code!(a.guardrails.detach_guardrail(pb::DetachGuardrailRequest {
+                tenant: t.clone(),
+                guardrail: "any".into(),
+                scope: "tenant".into(),
+                target: String::new(),
+            })),
             code!(a
                 .auth
                 .list_users(pb::ListUsersRequest { tenant: t.clone() })),

@@ -4,6 +4,7 @@
 mod admin;
 mod client;
 mod dev;
+mod guardrail;
 mod output;
 mod route;
 mod usage;
@@ -69,6 +70,9 @@ enum Command {
     /// Caller API keys.
     #[command(subcommand)]
     Key(admin::KeyCmd),
+    /// Guardrail policies: keyword/regex deny lists, PII, limits, webhooks.
+    #[command(subcommand)]
+    Guardrail(guardrail::GuardrailCmd),
     /// Calls, tokens and cost per model (and key); `usage query|requests|export`.
     Usage(admin::UsageArgs),
     /// Config version and connected data planes.
@@ -101,6 +105,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Route(c) => route::route(&mut admin, c, cli.json).await,
         Command::Health(c) => route::health(&mut admin, c, cli.json).await,
         Command::Key(c) => admin::key(&mut admin, c, cli.json).await,
+        Command::Guardrail(c) => guardrail::guardrail(&mut admin, c, cli.json).await,
         Command::Usage(a) => admin::usage(&mut admin, a, cli.json).await,
         Command::Status => admin::status(&mut admin, cli.json).await,
         Command::User(c) => user::user(&mut admin, c, cli.json).await,

@@ -9,6 +9,7 @@ pub mod prefix {
     pub const CALLER_KEY: &str = "ck";
     pub const USER: &str = "us";
     pub const USAGE_RECORD: &str = "ur";
+    pub const GUARDRAIL: &str = "gr";
     pub const REQUEST: &str = "req";
 }
 

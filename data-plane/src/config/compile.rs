@@ -57,6 +57,8 @@ pub enum CompileError {
     BadKeyHash { tenant: String, key: String },
     #[error("tenant {tenant:?}: key {key:?} has the same hash as another key")]
     DuplicateKeyHash { tenant: String, key: String },
+    #[error("tenant {tenant:?}: {why}")]
+    BadGuardrail { tenant: String, why: String },
 }
 
 /// Compiles a snapshot into the tables the proxy serves from, with fresh
@@ -145,6 +147,13 @@ pub fn compile_with(
             }
         }
         let models_list_body = models_list_body(t);
+        let guardrails =
+            crate::guardrails::TenantGuardrails::compile(&t.guardrails).map_err(|why| {
+                CompileError::BadGuardrail {
+                    tenant: t.name.clone(),
+                    why,
+                }
+            })?;
         tenants.insert(
             t.id.clone(),
             Arc::new(TenantRuntime {
@@ -155,6 +164,7 @@ pub fn compile_with(
                 routes,
                 wildcards,
                 models_list_body,
+                guardrails: Arc::new(guardrails),
             }),
         );
     }
@@ -455,6 +465,7 @@ pub(crate) mod tests {
                         key_hash: hash_caller_key("tg-acme-key"),
                         expires_at_ms: 0,
                     }],
+                    guardrails: Vec::new(),
                 },
                 pb::TenantConfig {
                     id: "tn_other".into(),
@@ -468,6 +479,7 @@ pub(crate) mod tests {
                         key_hash: hash_caller_key("tg-other-key"),
                         expires_at_ms: 0,
                     }],
+                    guardrails: Vec::new(),
                 },
             ],
         }

@@ -269,6 +269,7 @@ pub fn parse_yaml(
             providers,
             models,
             keys,
+            guardrails: Vec::new(),
         });
     }
     Ok(pb::Snapshot {

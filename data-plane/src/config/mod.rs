@@ -170,6 +170,8 @@ pub struct TenantRuntime {
     pub wildcards: Vec<(String, Arc<ModelRoute>)>,
     /// Prebuilt `GET /v1/models` answer (OpenAI list shape, sorted by id).
     pub models_list_body: Bytes,
+    /// Guardrail policies, compiled for this version (guardrails).
+    pub guardrails: Arc<crate::guardrails::TenantGuardrails>,
 }
 
 impl TenantRuntime {

@@ -78,6 +78,9 @@ pub enum GatewayError {
         body: Bytes,
         format: ApiFormat,
     },
+    /// A guardrail refused the request or the answer (guardrails).
+    #[error("blocked by guardrail {guardrail:?}")]
+    ContentPolicy { guardrail: String },
     /// A bug or an impossible state inside the gateway.
     #[error("internal error")]
     Internal,
@@ -101,7 +104,7 @@ impl GatewayError {
             GatewayError::TenantInactive => 403,
             GatewayError::ModelNotFound(_) | GatewayError::UnknownRoute(_) => 404,
             GatewayError::MethodNotAllowed { .. } => 405,
-            GatewayError::InvalidRequest { .. } => 400,
+            GatewayError::InvalidRequest { .. } | GatewayError::ContentPolicy { .. } => 400,
             GatewayError::BodyTooLarge { .. } => 413,
             GatewayError::NotReady(_) | GatewayError::NoTargetAvailable(_) => 503,
             GatewayError::UpstreamConnect
@@ -123,6 +126,7 @@ impl GatewayError {
             | GatewayError::UnknownRoute(_)
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::InvalidRequest { .. }
+            | GatewayError::ContentPolicy { .. }
             | GatewayError::BodyTooLarge { .. } => "invalid_request_error",
             GatewayError::TenantInactive => "permission_error",
             GatewayError::NotReady(_) | GatewayError::NoTargetAvailable(_) => "service_unavailable",
@@ -147,6 +151,7 @@ impl GatewayError {
             GatewayError::UnknownRoute(_) => "unknown_route",
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
             GatewayError::InvalidRequest { .. } => "invalid_request",
+            GatewayError::ContentPolicy { .. } => "content_policy_violation",
             GatewayError::BodyTooLarge { .. } => "request_too_large",
             GatewayError::NotReady(_) => "not_ready",
             GatewayError::UpstreamConnect => "upstream_connect_error",
@@ -183,6 +188,9 @@ impl GatewayError {
                 format!("Method {method} is not allowed on {path}.")
             }
             GatewayError::InvalidRequest { message, .. } => message.clone(),
+            GatewayError::ContentPolicy { guardrail } => format!(
+                "The content was blocked by the guardrail '{guardrail}' (content policy violation)."
+            ),
             GatewayError::BodyTooLarge { limit } => {
                 format!("The request body is larger than the limit of {limit} bytes.")
             }

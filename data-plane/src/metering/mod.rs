@@ -39,6 +39,8 @@ pub struct UsageRecord {
     pub ttft_ms: Option<i64>,
     /// Endpoint called: chat.completions, messages, responses, embeddings.
     pub api: &'static str,
+    /// Guardrails that matched (guardrails).
+    pub guardrail_verdicts: Vec<crate::guardrails::Verdict>,
 }
 
 impl UsageRecord {
@@ -65,6 +67,11 @@ impl UsageRecord {
             attempts: self.attempts.iter().map(|a| a.to_proto()).collect(),
             ttft_ms: self.ttft_ms,
             api: self.api.to_owned(),
+            guardrail_verdicts: self
+                .guardrail_verdicts
+                .iter()
+                .map(|v| v.to_proto())
+                .collect(),
         }
     }
 }
@@ -170,6 +177,7 @@ pub(crate) mod tests {
             attempts: Vec::new(),
             ttft_ms: Some(1),
             api: "chat.completions",
+            guardrail_verdicts: Vec::new(),
         }
     }
 

@@ -19,7 +19,7 @@ impl Gateway {
         ctx: &mut CallContext,
     ) -> Result<(), Failure> {
         let tenant = self.authenticate(session, ctx)?;
-        let (mut body, _) = self.read_json(session).await?;
+        let (mut body, body_len) = self.read_json(session).await?;
         let model = match body.get("model") {
             Some(Value::String(m)) if !m.is_empty() => m.clone(),
             _ => {
@@ -41,6 +41,15 @@ impl Gateway {
         let (route, suffix) = tenant
             .find_route(&model)
             .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;
+        // Input guardrails (may redact the body sent upstream).
+        let target = super::guard::Target {
+            model_id: &route.model_id,
+            model: &model,
+            record_route: route.primary().cloned(),
+            body_len,
+            shape: crate::guardrails::RequestShape::Embeddings,
+        };
+        self.guard_input(ctx, &tenant, target, &mut body).await?;
         let call = Call {
             preference: caller_preference(session, &mut body),
             model: &model,

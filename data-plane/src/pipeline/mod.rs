@@ -16,6 +16,7 @@ pub mod drain;
 mod embeddings;
 mod exchanges;
 mod failover;
+mod guard;
 mod messages;
 mod relay;
 mod responses;
@@ -69,6 +70,8 @@ pub struct CallContext {
     /// streamed answer went to the caller (ms after the start).
     pub endpoint: &'static str,
     pub ttft_ms: Option<i64>,
+    /// Guardrail verdicts and the output checks of this call (guardrails).
+    pub guard: crate::guardrails::CallGuard,
     in_flight: Option<drain::InFlight>,
 }
 
@@ -91,6 +94,7 @@ impl Default for CallContext {
             api: ApiFormat::OpenAi,
             endpoint: "",
             ttft_ms: None,
+            guard: Default::default(),
             in_flight: None,
         }
     }
@@ -314,12 +318,21 @@ impl Gateway {
         ctx.stream = chat.stream;
         ctx.include_usage = chat.include_usage;
 
-        // Later stages slot in here: input guardrails, rate limit, budget
-        // lease, cache lookup.
+        // Later stages slot in here: rate limit, budget lease, cache lookup.
 
         let (route, suffix) = tenant
             .find_route(&chat.model)
             .ok_or_else(|| GatewayError::ModelNotFound(chat.model.clone()))?;
+        // Input guardrails (may redact the body sent upstream).
+        let target = guard::Target {
+            model_id: &route.model_id,
+            model: &chat.model,
+            record_route: route.primary().cloned(),
+            body_len: body.len(),
+            shape: crate::guardrails::RequestShape::Chat,
+        };
+        self.guard_input(ctx, &tenant, target, &mut chat.body)
+            .await?;
         if let Some(first) = route.targets.first() {
             // Checked against the primary target's model; later targets of a
             // route are expected to serve the same kind of model.
@@ -392,6 +405,7 @@ impl Gateway {
             attempts: ctx.attempts.clone(),
             ttft_ms: ctx.ttft_ms,
             api: ctx.endpoint,
+            guardrail_verdicts: ctx.guard.verdicts.clone(),
         })
     }
 }

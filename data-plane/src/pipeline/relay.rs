@@ -32,6 +32,7 @@ pub(super) async fn relay(
     match upstream {
         UpstreamResponse::Complete { body, usage } => {
             ctx.usage = usage;
+            let body = super::guard::guard_answer(ctx, body).await?;
             response::write_json(session, ctx, 200, body).await?;
         }
         UpstreamResponse::Stream(stream) => {
@@ -121,6 +122,8 @@ pub(super) async fn relay_stream(
     let mut out = BytesMut::new();
     let mut content_chunks: i64 = 0;
     let mut first = first_chunk;
+    // Set when an output guardrail stops the answer (guardrails).
+    let mut policy_stop: Option<crate::http::errors::GatewayError> = None;
     let failure = loop {
         // Wait (bounded) for the next chunk, unless the caller leaves: then
         // dropping the stream cancels the upstream request at once.
@@ -146,6 +149,13 @@ pub(super) async fn relay_stream(
                 Some(Ok(chunk)) => {
                     for event in splitter.push(&chunk) {
                         if meter.on_event(&event) == Verdict::Forward {
+                            let guard = &mut ctx.guard;
+                            if let Some(g) = guard.output.as_mut() {
+                                if let Err(e) = g.on_stream_event(&event, &mut guard.verdicts) {
+                                    policy_stop = Some(e);
+                                    break;
+                                }
+                            }
                             if carries_content(&event) {
                                 content_chunks += 1;
                             }
@@ -169,7 +179,7 @@ pub(super) async fn relay_stream(
                     break;
                 }
             }
-            if meter.finished() {
+            if meter.finished() || policy_stop.is_some() {
                 end = Some(None);
                 break;
             }
@@ -195,7 +205,7 @@ pub(super) async fn relay_stream(
             break result;
         }
     };
-    ctx.usage = if failure.is_some() {
+    ctx.usage = if failure.is_some() || policy_stop.is_some() {
         partial_usage(meter.usage(), content_chunks)
     } else {
         meter.usage()
@@ -229,8 +239,22 @@ pub(super) async fn relay_stream(
             .await
             .map_err(Failure::Downstream)?;
     }
+    if let Some(e) = &policy_stop {
+        // Stopped by an output guardrail: an error event in the caller's
+        // protocol ends the stream; the upstream is dropped, not drained.
+        tracing::info!(request_id = %ctx.request_id, "output guardrail stopped the stream");
+        ctx.status = e.status();
+        ctx.error_code = Some(e.code());
+        session
+            .write_response_body(
+                Some(crate::guardrails::stream_error_event(e, ctx.api)),
+                false,
+            )
+            .await
+            .map_err(Failure::Downstream)?;
+    }
     session.write_response_body(None, true).await?;
-    if completed {
+    if completed && policy_stop.is_none() {
         drain_upstream(stream).await;
     }
     Ok(())

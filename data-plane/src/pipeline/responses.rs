@@ -27,6 +27,15 @@ impl Gateway {
         let (route, suffix) = tenant
             .find_route(&model)
             .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;
+        // Input guardrails (may redact the body sent upstream).
+        let target = super::guard::Target {
+            model_id: &route.model_id,
+            model: &model,
+            record_route: route.primary().cloned(),
+            body_len,
+            shape: crate::guardrails::RequestShape::Responses,
+        };
+        self.guard_input(ctx, &tenant, target, &mut body).await?;
         let mut translated = None;
         if let Some(first) = route.targets.first() {
             // Checked against the primary target's model, in its protocol.

@@ -103,6 +103,8 @@ pub struct Providers {
     pub anthropic: anthropic::AnthropicAdapter,
     gemini: gemini::GeminiAdapter,
     mock: mock::MockAdapter,
+    /// The same pooled client, for guardrail webhooks.
+    pub guardrail_http: reqwest::Client,
 }
 
 impl Providers {
@@ -111,6 +113,7 @@ impl Providers {
             openai: openai::OpenAiAdapter::new(client.clone()),
             azure: azure::AzureAdapter::new(client.clone()),
             anthropic: anthropic::AnthropicAdapter::new(client.clone()),
+            guardrail_http: client.clone(),
             gemini: gemini::GeminiAdapter::new(client),
             mock: mock::MockAdapter,
         }
