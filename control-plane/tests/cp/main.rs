@@ -12,3 +12,4 @@ mod postgres;
 mod routes;
 mod sync;
 mod usage;
+mod usage_query;
