@@ -8,7 +8,7 @@ use tollgate_core::usage::Usage;
 use super::{from_bool, to_bool, Store, StoreResult};
 
 /// One call as metered by a data plane.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRecord {
     pub id: String,
     pub request_id: String,
@@ -33,6 +33,33 @@ pub struct UsageRecord {
     pub ttft_ms: i64,
     /// Endpoint called (chat.completions, messages, ...).
     pub api: String,
+}
+
+impl Default for UsageRecord {
+    /// Empty, with no time to first token (`ttft_ms` -1, not 0).
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            request_id: String::new(),
+            tenant_id: String::new(),
+            key_id: String::new(),
+            model: String::new(),
+            provider_id: String::new(),
+            upstream_model: String::new(),
+            started_at_ms: 0,
+            latency_ms: 0,
+            status_code: 0,
+            error_code: String::new(),
+            stream: false,
+            usage: Usage::default(),
+            cost_micros: 0,
+            node_id: String::new(),
+            received_at_ms: 0,
+            attempts: Vec::new(),
+            ttft_ms: -1,
+            api: String::new(),
+        }
+    }
 }
 
 /// One upstream attempt of a call, stored as JSON with its record.

@@ -126,6 +126,11 @@ async fn queries_are_authenticated_validated_and_tenant_scoped() {
         r.unwrap_err().code()
     };
     assert_eq!(code(q.query_usage(by_hour("nobody")).await), Code::NotFound);
+    let unknown_key = admin::QueryUsageRequest {
+        key_id: "no-such-key".into(),
+        ..by_hour("acme")
+    };
+    assert_eq!(code(q.query_usage(unknown_key).await), Code::NotFound);
     assert_eq!(
         code(q.query_usage(by_hour("")).await),
         Code::InvalidArgument
