@@ -176,6 +176,26 @@ async fn calls_show_up_in_queries_search_and_export() {
         }
     }
 
+    // Key and provider filters take names as well as ids.
+    let by_names = admin
+        .usage_query
+        .search_requests(pb::SearchRequestsRequest {
+            tenant: "acme".into(),
+            key_id: "backend".into(),
+            provider_id: "dead".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<_> = by_names
+        .requests
+        .iter()
+        .map(|r| r.request_id.as_str())
+        .collect();
+    assert_eq!(ids, [failed_id.as_str()]);
+    assert!(all.iter().all(|r| r.key_id == gw.key_id));
+
     // Aggregates per model per day equal the calls made.
     let day = all[0].started_at_ms.div_euclid(DAY_MS) * DAY_MS;
     assert!(all.iter().all(|r| r.started_at_ms >= day));

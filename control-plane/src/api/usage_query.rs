@@ -186,6 +186,54 @@ fn entry_to_proto(r: UsageRecord) -> pb::RequestLogEntry {
     }
 }
 
+impl UsageQueryApi {
+    /// A caller-key filter given by id or by name, as an id. Names are
+    /// looked up in the tenant only: another tenant's key is "not found".
+    async fn key_filter(
+        &self,
+        tenant_id: &str,
+        v: Option<String>,
+    ) -> Result<Option<String>, Status> {
+        let Some(v) = v else { return Ok(None) };
+        if tollgate_core::ids::has_prefix(&v, tollgate_core::ids::prefix::CALLER_KEY) {
+            return Ok(Some(v));
+        }
+        let keys = self
+            .state
+            .store
+            .list_keys(tenant_id)
+            .await
+            .map_err(store_status)?;
+        keys.into_iter()
+            .find(|k| k.name == v)
+            .map(|k| Some(k.id))
+            .ok_or_else(|| Status::not_found(format!("caller key {v} not found")))
+    }
+
+    /// A provider filter given by id or by name, as an id.
+    async fn provider_filter(
+        &self,
+        tenant_id: &str,
+        v: Option<String>,
+    ) -> Result<Option<String>, Status> {
+        let Some(v) = v else { return Ok(None) };
+        if tollgate_core::ids::has_prefix(&v, tollgate_core::ids::prefix::PROVIDER) {
+            return Ok(Some(v));
+        }
+        let providers = self
+            .state
+            .store
+            .list_providers(tenant_id)
+            .await
+            .map_err(store_status)?;
+        providers
+            .into_iter()
+            .find(|p| p.name == v)
+            .map(|p| Some(p.id))
+            .ok_or_else(|| Status::not_found(format!("provider {v} not found")))
+    }
+}
+
 #[tonic::async_trait]
 impl UsageQueryService for UsageQueryApi {
     async fn query_usage(
@@ -203,8 +251,10 @@ impl UsageQueryService for UsageQueryApi {
             until_ms,
             group: dimensions(&req.group_by, req.tz_offset_minutes)?,
             model: filter(req.model),
-            key_id: filter(req.key_id),
-            provider_id: filter(req.provider_id),
+            key_id: self.key_filter(&tenant.id, filter(req.key_id)).await?,
+            provider_id: self
+                .provider_filter(&tenant.id, filter(req.provider_id))
+                .await?,
         };
         let after: Option<RollupCursor> = decode_token(&req.page_token)?;
         let size = page_size(req.page_size);
@@ -249,8 +299,10 @@ impl UsageQueryService for UsageQueryApi {
             since_ms: req.since_ms,
             until_ms,
             model: filter(req.model),
-            key_id: filter(req.key_id),
-            provider_id: filter(req.provider_id),
+            key_id: self.key_filter(&tenant.id, filter(req.key_id)).await?,
+            provider_id: self
+                .provider_filter(&tenant.id, filter(req.provider_id))
+                .await?,
             status_code: (req.status_code != 0).then_some(req.status_code),
             errors_only: req.errors_only,
             error_code: filter(req.error_code),

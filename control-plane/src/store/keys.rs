@@ -122,38 +122,39 @@ impl Store {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use super::super::test_support::temp_store;
     use super::*;
     use tollgate_core::ids::{new_id, prefix};
 
     #[tokio::test]
     async fn revoke_is_idempotent_and_tenant_scoped() {
-        let (store, _dir) = temp_store().await;
-        let a = store.create_tenant("a").await.unwrap();
-        let b = store.create_tenant("b").await.unwrap();
-        let k = store
-            .create_key(NewCallerKey {
-                id: new_id(prefix::CALLER_KEY),
-                tenant_id: b.id.clone(),
-                name: "ci".into(),
-                prefix: "tg-AbCd".into(),
-                key_hash: "00".repeat(32),
-                expires_at_ms: 0,
-            })
-            .await
-            .unwrap();
-        assert!(matches!(
-            store.revoke_key(&a.id, &k.id).await,
-            Err(StoreError::NotFound(_))
-        ));
-        assert_eq!(store.list_keys(&b.id).await.unwrap()[0].revoked_at_ms, 0);
+        for t in crate::store::test_backends::test_stores().await {
+            let store = t.store.clone();
+            let a = store.create_tenant("a").await.unwrap();
+            let b = store.create_tenant("b").await.unwrap();
+            let k = store
+                .create_key(NewCallerKey {
+                    id: new_id(prefix::CALLER_KEY),
+                    tenant_id: b.id.clone(),
+                    name: "ci".into(),
+                    prefix: "tg-AbCd".into(),
+                    key_hash: "00".repeat(32),
+                    expires_at_ms: 0,
+                })
+                .await
+                .unwrap();
+            assert!(matches!(
+                store.revoke_key(&a.id, &k.id).await,
+                Err(StoreError::NotFound(_))
+            ));
+            assert_eq!(store.list_keys(&b.id).await.unwrap()[0].revoked_at_ms, 0);
 
-        let v = store.config_version().await.unwrap();
-        let r1 = store.revoke_key(&b.id, "ci").await.unwrap();
-        assert!(r1.revoked_at_ms > 0);
-        assert_eq!(store.config_version().await.unwrap(), v + 1);
-        let r2 = store.revoke_key(&b.id, &k.id).await.unwrap();
-        assert_eq!(r1, r2);
-        assert_eq!(store.config_version().await.unwrap(), v + 1);
+            let v = store.config_version().await.unwrap();
+            let r1 = store.revoke_key(&b.id, "ci").await.unwrap();
+            assert!(r1.revoked_at_ms > 0);
+            assert_eq!(store.config_version().await.unwrap(), v + 1);
+            let r2 = store.revoke_key(&b.id, &k.id).await.unwrap();
+            assert_eq!(r1, r2);
+            assert_eq!(store.config_version().await.unwrap(), v + 1);
+        }
     }
 }

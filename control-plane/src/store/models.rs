@@ -144,7 +144,6 @@ impl Store {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use super::super::test_support::temp_store;
     use super::super::NewProvider;
     use super::*;
     use tollgate_core::ids::{new_id, prefix};
@@ -179,50 +178,52 @@ mod tests {
 
     #[tokio::test]
     async fn models_resolve_providers_within_tenant_only() {
-        let (store, _dir) = temp_store().await;
-        let a = store.create_tenant("a").await.unwrap();
-        let b = store.create_tenant("b").await.unwrap();
-        let pa = provider(&store, &a.id, "openai").await;
-        let pb = provider(&store, &b.id, "only-b").await;
+        for t in crate::store::test_backends::test_stores().await {
+            let store = t.store.clone();
+            let a = store.create_tenant("a").await.unwrap();
+            let b = store.create_tenant("b").await.unwrap();
+            let pa = provider(&store, &a.id, "openai").await;
+            let pb = provider(&store, &b.id, "only-b").await;
 
-        let m = store
-            .add_model(model(&a.id, "gpt", "openai"))
-            .await
-            .unwrap();
-        assert_eq!(m.provider_id, pa);
-        assert_eq!(m.provider_name, "openai");
-        assert_eq!(m.upstream_model, "up-gpt");
+            let m = store
+                .add_model(model(&a.id, "gpt", "openai"))
+                .await
+                .unwrap();
+            assert_eq!(m.provider_id, pa);
+            assert_eq!(m.provider_name, "openai");
+            assert_eq!(m.upstream_model, "up-gpt");
 
-        // Neither B's provider name nor its id is usable from A.
-        for r in ["only-b", pb.as_str()] {
+            // Neither B's provider name nor its id is usable from A.
+            for r in ["only-b", pb.as_str()] {
+                assert!(matches!(
+                    store.add_model(model(&a.id, "x", r)).await,
+                    Err(StoreError::NotFound(_))
+                ));
+            }
             assert!(matches!(
-                store.add_model(model(&a.id, "x", r)).await,
+                store.add_model(model(&a.id, "gpt", &pa)).await,
+                Err(StoreError::AlreadyExists(_))
+            ));
+            assert_eq!(store.list_models(&b.id).await.unwrap(), vec![]);
+            assert_eq!(store.list_models(&a.id).await.unwrap(), vec![m.clone()]);
+
+            // A provider in use cannot be deleted; B cannot delete A's model.
+            assert!(matches!(
+                store.delete_provider(&a.id, "openai").await,
+                Err(StoreError::InUse(msg)) if msg.contains("gpt")
+            ));
+            assert!(matches!(
+                store.delete_model(&b.id, &m.id).await,
                 Err(StoreError::NotFound(_))
             ));
+            store.delete_model(&a.id, "gpt").await.unwrap();
+            assert!(matches!(
+                store.delete_provider(&b.id, &pa).await,
+                Err(StoreError::NotFound(_))
+            ));
+            store.delete_provider(&a.id, &pa).await.unwrap();
+            assert_eq!(store.list_providers(&a.id).await.unwrap(), vec![]);
+            assert_eq!(store.list_providers(&b.id).await.unwrap().len(), 1);
         }
-        assert!(matches!(
-            store.add_model(model(&a.id, "gpt", &pa)).await,
-            Err(StoreError::AlreadyExists(_))
-        ));
-        assert_eq!(store.list_models(&b.id).await.unwrap(), vec![]);
-        assert_eq!(store.list_models(&a.id).await.unwrap(), vec![m.clone()]);
-
-        // A provider in use cannot be deleted; B cannot delete A's model.
-        assert!(matches!(
-            store.delete_provider(&a.id, "openai").await,
-            Err(StoreError::InUse(msg)) if msg.contains("gpt")
-        ));
-        assert!(matches!(
-            store.delete_model(&b.id, &m.id).await,
-            Err(StoreError::NotFound(_))
-        ));
-        store.delete_model(&a.id, "gpt").await.unwrap();
-        assert!(matches!(
-            store.delete_provider(&b.id, &pa).await,
-            Err(StoreError::NotFound(_))
-        ));
-        store.delete_provider(&a.id, &pa).await.unwrap();
-        assert_eq!(store.list_providers(&a.id).await.unwrap(), vec![]);
-        assert_eq!(store.list_providers(&b.id).await.unwrap().len(), 1);
     }
 }

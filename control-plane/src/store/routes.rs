@@ -352,7 +352,6 @@ impl Store {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use super::super::test_support::temp_store;
     use super::super::{NewModel, NewProvider};
     use super::*;
     use tollgate_core::ids::{new_id, prefix};
@@ -377,84 +376,86 @@ mod tests {
 
     #[tokio::test]
     async fn targets_policy_and_rotation() {
-        let (store, _dir) = temp_store().await;
-        let t = store.create_tenant("a").await.unwrap();
-        let p1 = provider(&store, &t.id, "p1").await;
-        let p2 = provider(&store, &t.id, "p2").await;
-        store
-            .add_model(NewModel {
-                id: new_id(prefix::MODEL),
-                tenant_id: t.id.clone(),
-                name: "gpt".into(),
-                provider: "p1".into(),
-                upstream_model: "up-1".into(),
-            })
-            .await
-            .unwrap();
-        let r = store.get_route(&t.id, "gpt").await.unwrap();
-        assert_eq!(r.targets.len(), 1);
-        assert_eq!(
-            (
-                r.targets[0].provider_id.as_str(),
-                r.targets[0].upstream_model.as_str()
-            ),
-            (p1.as_str(), "up-1")
-        );
-        let r = store
-            .add_route_target(NewRouteTarget {
-                tenant_id: t.id.clone(),
-                model: "gpt".into(),
-                provider: "p2".into(),
-                upstream_model: "up-2".into(),
-                priority: 1,
-                weight: 3,
-            })
-            .await
-            .unwrap();
-        assert_eq!(r.targets.len(), 2);
-        assert_eq!(
-            (r.targets[1].provider_name.as_str(), r.targets[1].weight),
-            ("p2", 3)
-        );
-        // p2 is now in use by the route.
-        assert!(matches!(
-            store.delete_provider(&t.id, "p2").await,
-            Err(StoreError::InUse(_))
-        ));
-        let policy = StoredRoutePolicy {
-            strategy: "ordered".into(),
-            max_attempts: 4,
-            ..Default::default()
-        };
-        let r = store.set_route_policy(&t.id, "gpt", &policy).await.unwrap();
-        assert_eq!(r.policy, policy);
-        // Removing the primary makes p2 the model's provider.
-        let r = store
-            .remove_route_target(&t.id, "gpt", "p1", None)
-            .await
-            .unwrap();
-        assert_eq!(r.targets.len(), 1);
-        assert_eq!(r.model.provider_id, p2);
-        assert_eq!(r.model.upstream_model, "up-2");
-        assert!(matches!(
-            store.remove_route_target(&t.id, "gpt", "p2", None).await,
-            Err(StoreError::Invalid(_))
-        ));
-        // Rotation.
-        assert!(store
-            .disable_provider(&t.id, &p2, "401 from node dp-1")
-            .await
-            .unwrap());
-        let v = store.config_version().await.unwrap();
-        assert!(!store.disable_provider(&t.id, &p2, "again").await.unwrap());
-        assert_eq!(store.config_version().await.unwrap(), v);
-        let h = store.list_provider_health(&t.id).await.unwrap();
-        assert_eq!(h.iter().filter(|h| h.disabled_at_ms != 0).count(), 1);
-        assert_eq!(h[1].disabled_reason, "401 from node dp-1");
-        assert!(store.get_route(&t.id, "gpt").await.unwrap().targets[0].provider_disabled);
-        store.enable_provider(&t.id, "p2").await.unwrap();
-        assert!(!store.get_route(&t.id, "gpt").await.unwrap().targets[0].provider_disabled);
-        store.delete_model(&t.id, "gpt").await.unwrap();
-        store.delete_provider(&t.id, "p2").await.unwrap();
+        for t in crate::store::test_backends::test_stores().await {
+            let store = t.store.clone();
+            let t = store.create_tenant("a").await.unwrap();
+            let p1 = provider(&store, &t.id, "p1").await;
+            let p2 = provider(&store, &t.id, "p2").await;
+            store
+                .add_model(NewModel {
+                    id: new_id(prefix::MODEL),
+                    tenant_id: t.id.clone(),
+                    name: "gpt".into(),
+                    provider: "p1".into(),
+                    upstream_model: "up-1".into(),
+                })
+                .await
+                .unwrap();
+            let r = store.get_route(&t.id, "gpt").await.unwrap();
+            assert_eq!(r.targets.len(), 1);
+            assert_eq!(
+                (
+                    r.targets[0].provider_id.as_str(),
+                    r.targets[0].upstream_model.as_str()
+                ),
+                (p1.as_str(), "up-1")
+            );
+            let r = store
+                .add_route_target(NewRouteTarget {
+                    tenant_id: t.id.clone(),
+                    model: "gpt".into(),
+                    provider: "p2".into(),
+                    upstream_model: "up-2".into(),
+                    priority: 1,
+                    weight: 3,
+                })
+                .await
+                .unwrap();
+            assert_eq!(r.targets.len(), 2);
+            assert_eq!(
+                (r.targets[1].provider_name.as_str(), r.targets[1].weight),
+                ("p2", 3)
+            );
+            // p2 is now in use by the route.
+            assert!(matches!(
+                store.delete_provider(&t.id, "p2").await,
+                Err(StoreError::InUse(_))
+            ));
+            let policy = StoredRoutePolicy {
+                strategy: "ordered".into(),
+                max_attempts: 4,
+                ..Default::default()
+            };
+            let r = store.set_route_policy(&t.id, "gpt", &policy).await.unwrap();
+            assert_eq!(r.policy, policy);
+            // Removing the primary makes p2 the model's provider.
+            let r = store
+                .remove_route_target(&t.id, "gpt", "p1", None)
+                .await
+                .unwrap();
+            assert_eq!(r.targets.len(), 1);
+            assert_eq!(r.model.provider_id, p2);
+            assert_eq!(r.model.upstream_model, "up-2");
+            assert!(matches!(
+                store.remove_route_target(&t.id, "gpt", "p2", None).await,
+                Err(StoreError::Invalid(_))
+            ));
+            // Rotation.
+            assert!(store
+                .disable_provider(&t.id, &p2, "401 from node dp-1")
+                .await
+                .unwrap());
+            let v = store.config_version().await.unwrap();
+            assert!(!store.disable_provider(&t.id, &p2, "again").await.unwrap());
+            assert_eq!(store.config_version().await.unwrap(), v);
+            let h = store.list_provider_health(&t.id).await.unwrap();
+            assert_eq!(h.iter().filter(|h| h.disabled_at_ms != 0).count(), 1);
+            assert_eq!(h[1].disabled_reason, "401 from node dp-1");
+            assert!(store.get_route(&t.id, "gpt").await.unwrap().targets[0].provider_disabled);
+            store.enable_provider(&t.id, "p2").await.unwrap();
+            assert!(!store.get_route(&t.id, "gpt").await.unwrap().targets[0].provider_disabled);
+            store.delete_model(&t.id, "gpt").await.unwrap();
+            store.delete_provider(&t.id, "p2").await.unwrap();
+        }
     }
 }

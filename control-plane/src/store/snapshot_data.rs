@@ -44,8 +44,26 @@ pub struct ConfigData {
 }
 
 impl Store {
-    pub async fn load_config(&self) -> StoreResult<ConfigData> {
+    /// A read-only transaction that sees one consistent state of the
+    /// database. Postgres' default READ COMMITTED gives each statement its
+    /// own snapshot, so a change committed between two SELECTs would mix two
+    /// configurations: ask for REPEATABLE READ (one snapshot for the whole
+    /// transaction). SQLite in WAL mode already reads from one snapshot from
+    /// the first read to the end of the transaction.
+    pub(crate) async fn begin_snapshot_read(
+        &self,
+    ) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
         let mut tx = self.pool.begin().await?;
+        if tx.backend_name().eq_ignore_ascii_case("postgresql") {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
+    pub async fn load_config(&self) -> StoreResult<ConfigData> {
+        let mut tx = self.begin_snapshot_read().await?;
         let version = read_version(&mut *tx).await?;
         let tenants = sqlx::query(
             "SELECT id, name, active, created_at_ms FROM tenants WHERE active = $1 ORDER BY name",
@@ -125,4 +143,37 @@ fn group_by_tenant<T>(items: Vec<T>, tenant_of: impl Fn(&T) -> &String) -> HashM
         map.entry(tenant_of(&item).clone()).or_default().push(item);
     }
     map
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod snapshot_isolation_tests {
+    use sqlx::Row;
+
+    use crate::store::test_backends::test_stores;
+
+    #[tokio::test]
+    async fn snapshot_reads_use_one_consistent_snapshot() {
+        for t in test_stores().await {
+            let mut tx = t.store.begin_snapshot_read().await.unwrap();
+            if t.backend == "postgres" {
+                let level: String = sqlx::query("SHOW transaction_isolation")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap()
+                    .try_get(0)
+                    .unwrap();
+                assert_eq!(level, "repeatable read");
+            }
+            let before = super::read_version(&mut *tx).await.unwrap();
+            // A configuration change commits while the snapshot is open…
+            let change = t.store.begin_config_change().await.unwrap();
+            t.store.commit_config_change(change).await.unwrap();
+            // …and the snapshot still sees the state it started with.
+            let after = super::read_version(&mut *tx).await.unwrap();
+            assert_eq!(after, before, "{}", t.backend);
+            tx.commit().await.unwrap();
+            assert_eq!(t.store.config_version().await.unwrap(), before + 1);
+        }
+    }
 }

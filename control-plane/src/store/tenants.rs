@@ -76,35 +76,36 @@ impl Store {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use super::super::test_support::temp_store;
     use super::*;
 
     #[tokio::test]
     async fn create_get_list_and_duplicate() {
-        let (store, _dir) = temp_store().await;
-        let t = store.create_tenant("acme").await.unwrap();
-        assert!(t.id.starts_with("tn_"));
-        assert!(t.active);
-        assert_eq!(store.get_tenant("acme").await.unwrap(), t);
-        assert_eq!(store.get_tenant(&t.id).await.unwrap(), t);
-        assert!(matches!(
-            store.create_tenant("acme").await,
-            Err(StoreError::AlreadyExists(w)) if w == "tenant 'acme'"
-        ));
-        // The failed create rolled back its version bump.
-        assert_eq!(store.config_version().await.unwrap(), 2);
-        store.create_tenant("beta").await.unwrap();
-        let names: Vec<_> = store
-            .list_tenants()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|t| t.name)
-            .collect();
-        assert_eq!(names, ["acme", "beta"]);
-        assert!(matches!(
-            store.get_tenant("nope").await,
-            Err(StoreError::NotFound(_))
-        ));
+        for t in crate::store::test_backends::test_stores().await {
+            let store = t.store.clone();
+            let t = store.create_tenant("acme").await.unwrap();
+            assert!(t.id.starts_with("tn_"));
+            assert!(t.active);
+            assert_eq!(store.get_tenant("acme").await.unwrap(), t);
+            assert_eq!(store.get_tenant(&t.id).await.unwrap(), t);
+            assert!(matches!(
+                store.create_tenant("acme").await,
+                Err(StoreError::AlreadyExists(w)) if w == "tenant 'acme'"
+            ));
+            // The failed create rolled back its version bump.
+            assert_eq!(store.config_version().await.unwrap(), 2);
+            store.create_tenant("beta").await.unwrap();
+            let names: Vec<_> = store
+                .list_tenants()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| t.name)
+                .collect();
+            assert_eq!(names, ["acme", "beta"]);
+            assert!(matches!(
+                store.get_tenant("nope").await,
+                Err(StoreError::NotFound(_))
+            ));
+        }
     }
 }

@@ -8,7 +8,7 @@ use tollgate_core::usage::Usage;
 use super::{from_bool, to_bool, Store, StoreResult};
 
 /// One call as metered by a data plane.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRecord {
     pub id: String,
     pub request_id: String,
@@ -45,6 +45,33 @@ pub struct GuardrailVerdictRow {
     pub action: String,
     pub category: String,
     pub direction: String,
+}
+
+impl Default for UsageRecord {
+    /// Empty, with no time to first token (`ttft_ms` -1, not 0).
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            request_id: String::new(),
+            tenant_id: String::new(),
+            key_id: String::new(),
+            model: String::new(),
+            provider_id: String::new(),
+            upstream_model: String::new(),
+            started_at_ms: 0,
+            latency_ms: 0,
+            status_code: 0,
+            error_code: String::new(),
+            stream: false,
+            usage: Usage::default(),
+            cost_micros: 0,
+            node_id: String::new(),
+            received_at_ms: 0,
+            attempts: Vec::new(),
+            ttft_ms: -1,
+            api: String::new(),
+        }
+    }
 }
 
 /// One upstream attempt of a call, stored as JSON with its record.
@@ -254,7 +281,6 @@ impl Store {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use super::super::test_support::temp_store;
     use super::*;
 
     fn rec(id: &str, model: &str, key: &str, started: i64, status: u32) -> UsageRecord {
@@ -290,47 +316,49 @@ mod tests {
 
     #[tokio::test]
     async fn ingest_is_idempotent_and_aggregates() {
-        let (store, _dir) = temp_store().await;
-        let batch = vec![
-            rec("u1", "gpt", "ck_1", 1000, 200),
-            rec("u2", "gpt", "ck_2", 2000, 429),
-            rec("u3", "claude", "ck_1", 3_600_000, 200),
-        ];
-        assert_eq!(store.insert_usage_records(&batch).await.unwrap(), 0);
-        assert_eq!(store.insert_usage_records(&batch).await.unwrap(), 3);
+        for t in crate::store::test_backends::test_stores().await {
+            let store = t.store.clone();
+            let batch = vec![
+                rec("u1", "gpt", "ck_1", 1000, 200),
+                rec("u2", "gpt", "ck_2", 2000, 429),
+                rec("u3", "claude", "ck_1", 3_600_000, 200),
+            ];
+            assert_eq!(store.insert_usage_records(&batch).await.unwrap(), 0);
+            assert_eq!(store.insert_usage_records(&batch).await.unwrap(), 3);
 
-        let all = UsageFilter {
-            since_ms: 0,
-            until_ms: i64::MAX,
-            by_key: false,
-        };
-        let rows = store.usage_summary("tn_a", all).await.unwrap();
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[1].model, "gpt");
-        assert_eq!(rows[1].calls, 2);
-        assert_eq!(rows[1].errors, 1);
-        assert_eq!(rows[1].prompt_tokens, 20);
-        assert_eq!(rows[1].completion_tokens, 10);
-        assert_eq!(rows[1].cost_micros, 200);
+            let all = UsageFilter {
+                since_ms: 0,
+                until_ms: i64::MAX,
+                by_key: false,
+            };
+            let rows = store.usage_summary("tn_a", all).await.unwrap();
+            assert_eq!(rows.len(), 2);
+            assert_eq!(rows[1].model, "gpt");
+            assert_eq!(rows[1].calls, 2);
+            assert_eq!(rows[1].errors, 1);
+            assert_eq!(rows[1].prompt_tokens, 20);
+            assert_eq!(rows[1].completion_tokens, 10);
+            assert_eq!(rows[1].cost_micros, 200);
 
-        // Hour resolution: [1000, 3000) widens to the first hour, which
-        // holds u1 and u2; u3 in the next hour is outside.
-        let window = UsageFilter {
-            since_ms: 1000,
-            until_ms: 3000,
-            by_key: true,
-        };
-        let rows = store.usage_summary("tn_a", window).await.unwrap();
-        let keys: Vec<_> = rows
-            .iter()
-            .map(|r| (r.model.as_str(), r.key_id.as_str(), r.calls))
-            .collect();
-        assert_eq!(keys, [("gpt", "ck_1", 1), ("gpt", "ck_2", 1)]);
-        assert!(store.usage_summary("tn_b", all).await.unwrap().is_empty());
+            // Hour resolution: [1000, 3000) widens to the first hour, which
+            // holds u1 and u2; u3 in the next hour is outside.
+            let window = UsageFilter {
+                since_ms: 1000,
+                until_ms: 3000,
+                by_key: true,
+            };
+            let rows = store.usage_summary("tn_a", window).await.unwrap();
+            let keys: Vec<_> = rows
+                .iter()
+                .map(|r| (r.model.as_str(), r.key_id.as_str(), r.calls))
+                .collect();
+            assert_eq!(keys, [("gpt", "ck_1", 1), ("gpt", "ck_2", 1)]);
+            assert!(store.usage_summary("tn_b", all).await.unwrap().is_empty());
 
-        let listed = store.list_usage_records("tn_a", 2).await.unwrap();
-        assert_eq!(listed.len(), 2);
-        assert_eq!(listed[0], batch[2]);
-        assert_eq!(listed[1].id, "u2");
+            let listed = store.list_usage_records("tn_a", 2).await.unwrap();
+            assert_eq!(listed.len(), 2);
+            assert_eq!(listed[0], batch[2]);
+            assert_eq!(listed[1].id, "u2");
+        }
     }
 }

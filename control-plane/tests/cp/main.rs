@@ -14,3 +14,4 @@ mod routes;
 mod sync;
 mod tenant_users;
 mod usage;
+mod usage_query;

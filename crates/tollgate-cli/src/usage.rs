@@ -59,10 +59,10 @@ pub struct Filters {
     /// Only this public model name.
     #[arg(long)]
     pub model: Option<String>,
-    /// Only this caller key id (ck_...).
+    /// Only this caller key (id or name).
     #[arg(long)]
     pub key: Option<String>,
-    /// Only this provider id (pv_...).
+    /// Only this provider (id or name).
     #[arg(long)]
     pub provider: Option<String>,
 }
