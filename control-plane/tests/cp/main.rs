@@ -5,6 +5,7 @@
 
 mod admin;
 mod binary;
+mod guardrails;
 mod harness;
 mod isolation;
 mod lifecycle;
