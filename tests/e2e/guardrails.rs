@@ -150,6 +150,22 @@ async fn input_block_redact_and_log() {
         .as_str()
         .unwrap()
         .contains("no-zeus"));
+    // Responses and embeddings inputs are checked too.
+    for (path, body) in [
+        (
+            "/v1/responses",
+            json!({"model": "gpt-test", "input": format!("{SECRET}?")}),
+        ),
+        (
+            "/v1/embeddings",
+            json!({"model": "gpt-test", "input": ["ok", SECRET]}),
+        ),
+    ] {
+        let resp = gw.post(path, &body).await;
+        assert_eq!(resp.status(), 400, "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "content_policy_violation", "{path}");
+    }
     assert!(
         gw.mock.requests().is_empty(),
         "a blocked call went upstream"

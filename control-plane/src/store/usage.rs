@@ -70,6 +70,7 @@ impl Default for UsageRecord {
             attempts: Vec::new(),
             ttft_ms: -1,
             api: String::new(),
+            guardrail_verdicts: Vec::new(),
         }
     }
 }

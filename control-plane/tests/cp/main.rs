@@ -6,6 +6,7 @@
 mod admin;
 mod binary;
 mod dashboard;
+mod guardrails;
 mod harness;
 mod isolation;
 mod lifecycle;
