@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_protos(
             &[
                 "tollgate/admin/v1/admin.proto",
+                "tollgate/admin/v1/billing.proto",
                 "tollgate/sync/v1/sync.proto",
             ],
             &["."],

@@ -50,6 +50,8 @@ pub struct ControlPlaneConfig {
     /// Data-plane registration token override; `None` reads or generates
     /// `<data_dir>/dp.token`.
     pub dp_token: Option<String>,
+    /// Billing lease timing.
+    pub billing: crate::billing::BillingConfig,
 }
 
 impl ControlPlaneConfig {
@@ -62,6 +64,7 @@ impl ControlPlaneConfig {
             master_key: MasterKeySource::DataDir,
             admin_token: None,
             dp_token: None,
+            billing: crate::billing::BillingConfig::default(),
         }
     }
 

@@ -52,6 +52,9 @@ struct Args {
     /// on a private network you trust.
     #[arg(long, env = "TOLLGATE_CP_ALLOW_PLAINTEXT")]
     allow_plaintext: bool,
+    /// Billing: how long a data plane's balance lease lives without renewal.
+    #[arg(long, env = "TOLLGATE_LEASE_TTL_MS", default_value_t = 30_000)]
+    lease_ttl_ms: u64,
 }
 
 impl std::fmt::Debug for Args {
@@ -134,6 +137,10 @@ async fn main() -> anyhow::Result<()> {
         master_key,
         admin_token: args.admin_token,
         dp_token: args.dp_token,
+        billing: tollgate_cp::billing::BillingConfig {
+            lease_ttl: std::time::Duration::from_millis(args.lease_ttl_ms),
+            ..Default::default()
+        },
     };
     let cp = tollgate_cp::start(config).await?;
 

@@ -24,6 +24,7 @@
 
 pub mod access_log;
 pub mod backoff;
+pub mod billing;
 pub mod capabilities;
 pub mod config;
 pub mod http;
@@ -120,6 +121,8 @@ pub struct DataPlaneConfig {
     /// Where usage records go in file and memory mode (default: nowhere;
     /// tests collect them). Control-plane mode always reports to the CP.
     pub usage_sink: Option<UsageSinkHandle>,
+    /// Billing lease sizing and timing (control-plane mode).
+    pub lease_settings: billing::LeaseSettings,
 }
 
 /// A usage sink given to [`DataPlaneConfig::usage_sink`].
@@ -148,6 +151,7 @@ impl DataPlaneConfig {
             usage_spool_max_bytes: metering::spool::DEFAULT_MAX_BYTES,
             clock: None,
             usage_sink: None,
+            lease_settings: billing::LeaseSettings::default(),
         }
     }
 
@@ -204,6 +208,7 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
     let mut tasks: Vec<BackgroundTask> = Vec::new();
     let mut usage: Option<UsageShutdown> = None;
     let mut spool: Option<Arc<Spool>> = None;
+    let mut leases: Option<Arc<billing::LeaseBook>> = None;
     let mut health: Arc<dyn routing::health::HealthSink> =
         Arc::new(routing::health::NullHealthSink);
     let (source, sink, applier): (Box<dyn ConfigSource>, Arc<dyn UsageSink>, SnapshotApplier) =
@@ -270,6 +275,22 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
                     }
                     .boxed()
                 }));
+                // Billing: balance leases, refilled off the request path.
+                let (book, refills) = billing::LeaseBook::new(config.lease_settings);
+                leases = Some(book.clone());
+                let lease_transport =
+                    billing::transport::GrpcLeaseTransport::new(&endpoint, auth.clone());
+                let lease_node = node_id.clone();
+                tasks.push(Box::new(move |shutdown| {
+                    billing::transport::run(
+                        book,
+                        Box::new(lease_transport),
+                        lease_node,
+                        refills,
+                        shutdown,
+                    )
+                    .boxed()
+                }));
                 let source = Box::new(GrpcSource::new(endpoint, auth, node_id.clone()));
                 (source, sink, applier)
             }
@@ -330,6 +351,7 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
             .clone()
             .unwrap_or_else(|| Arc::new(routing::MonotonicClock::new())),
         health,
+        billing: leases,
     });
 
     // Draining happens before Pingora is told to stop (see WatchShutdown),

@@ -29,6 +29,8 @@ pub struct UsageRecord {
     pub received_at_ms: i64,
     /// Upstream attempts (retries, failovers), in order.
     pub attempts: Vec<UsageAttempt>,
+    /// Billing lease the call was reserved from; empty when none.
+    pub lease_id: String,
 }
 
 /// One upstream attempt of a call, stored as JSON with its record.
@@ -100,6 +102,7 @@ fn record_from_row(row: &AnyRow) -> StoreResult<UsageRecord> {
                 serde_json::from_str(&text).unwrap_or_default()
             }
         },
+        lease_id: String::new(),
     })
 }
 
@@ -144,6 +147,9 @@ impl Store {
             .await?;
             if done.rows_affected() == 0 {
                 duplicates += 1;
+            } else {
+                // Billing: charged once, with the record (store/billing.rs).
+                super::billing::charge_usage(&mut tx, r).await?;
             }
         }
         tx.commit().await?;
@@ -249,6 +255,7 @@ mod tests {
             node_id: "dp-1".into(),
             received_at_ms: 5000,
             attempts: Vec::new(),
+            lease_id: String::new(),
         }
     }
 

@@ -4,5 +4,6 @@
 pub mod ids;
 pub mod keys;
 pub mod money;
+pub mod pricing;
 pub mod time;
 pub mod usage;

@@ -241,6 +241,9 @@ pub fn parse_yaml(
                     .collect(),
                 policy: m.routing.as_ref().map(FilePolicy::to_proto),
                 aliases: m.aliases.clone(),
+                // Billing needs a control plane (balances, leases).
+                price: None,
+                target_prices: Vec::new(),
             });
         }
         let mut keys = Vec::with_capacity(t.keys.len());
@@ -269,6 +272,7 @@ pub fn parse_yaml(
             providers,
             models,
             keys,
+            billing: None,
         });
     }
     Ok(pb::Snapshot {

@@ -35,6 +35,9 @@ pub struct UsageRecord {
     /// Upstream attempts in order (retries and failovers); the last one
     /// answered the caller.
     pub attempts: Vec<crate::routing::Attempt>,
+    /// Billing: what the call cost, and the lease it was reserved from.
+    pub cost_micros: i64,
+    pub lease_id: String,
 }
 
 impl UsageRecord {
@@ -57,8 +60,9 @@ impl UsageRecord {
             cache_read_tokens: self.usage.cache_read_tokens,
             cache_write_tokens: self.usage.cache_write_tokens,
             reasoning_tokens: self.usage.reasoning_tokens,
-            cost_micros: 0,
+            cost_micros: self.cost_micros,
             attempts: self.attempts.iter().map(|a| a.to_proto()).collect(),
+            lease_id: self.lease_id.clone(),
         }
     }
 }
@@ -162,6 +166,8 @@ pub(crate) mod tests {
                 ..Usage::default()
             },
             attempts: Vec::new(),
+            cost_micros: 0,
+            lease_id: String::new(),
         }
     }
 

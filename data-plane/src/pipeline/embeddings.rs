@@ -17,7 +17,7 @@ impl Gateway {
         ctx: &mut CallContext,
     ) -> Result<(), Failure> {
         let tenant = self.authenticate(session, ctx)?;
-        let (mut body, _) = self.read_json(session).await?;
+        let (mut body, body_len) = self.read_json(session).await?;
         let model = match body.get("model") {
             Some(Value::String(m)) if !m.is_empty() => m.clone(),
             _ => {
@@ -42,6 +42,15 @@ impl Gateway {
             .cloned()
             .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;
         ctx.route = Some(route.clone());
+        // Embeddings produce no output tokens.
+        self.admit(
+            ctx,
+            &tenant,
+            std::iter::once(route.billing),
+            body_len,
+            Some(0),
+        )
+        .await?;
         if !matches!(
             route.provider.kind,
             crate::config::ProviderKind::OpenAi | crate::config::ProviderKind::Azure

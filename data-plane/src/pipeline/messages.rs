@@ -64,6 +64,14 @@ impl Gateway {
             .cloned()
             .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;
         ctx.route = Some(route.clone());
+        self.admit(
+            ctx,
+            &tenant,
+            std::iter::once(route.billing),
+            body_len,
+            crate::billing::max_output_tokens(&body),
+        )
+        .await?;
         let options = CallOptions {
             stream,
             timeout: self.limits.upstream_timeout,

@@ -1,0 +1,97 @@
+//! Billing glue of the control plane: prices and account settings into the
+//! snapshot, and the background job that reclaims leases of data planes
+//! that vanished (docs/billing.md).
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tollgate_proto::sync::v1 as pb;
+
+use crate::store::{Model, Store, StoredPrice, TenantData};
+
+/// Lease timing, set at start.
+#[derive(Debug, Clone, Copy)]
+pub struct BillingConfig {
+    /// How long a grant lives without renewal.
+    pub lease_ttl: Duration,
+    /// Extra time after expiry before a lease is reclaimed (clock skew,
+    /// a renewal in flight).
+    pub reclaim_grace: Duration,
+    /// How often the reclaim job runs.
+    pub reclaim_every: Duration,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        BillingConfig {
+            lease_ttl: Duration::from_secs(30),
+            reclaim_grace: Duration::from_secs(5),
+            reclaim_every: Duration::from_secs(5),
+        }
+    }
+}
+
+fn price_to_proto(p: &StoredPrice) -> pb::Price {
+    pb::Price {
+        input_per_mtok: p.input_per_mtok,
+        cache_read_per_mtok: p.cache_read_per_mtok,
+        cache_write_per_mtok: p.cache_write_per_mtok,
+        output_per_mtok: p.output_per_mtok,
+        reasoning_per_mtok: p.reasoning_per_mtok,
+        per_request_micros: p.per_request_micros,
+        max_output_tokens: p.max_output_tokens,
+    }
+}
+
+/// The model-wide price and the per-target prices of one model.
+pub fn model_prices(m: &Model, t: &TenantData) -> (Option<pb::Price>, Vec<pb::TargetPrice>) {
+    let mut model_wide = None;
+    let mut targets = Vec::new();
+    for p in t.prices.iter().filter(|p| p.model_id == m.id) {
+        if p.provider_id.is_empty() {
+            model_wide = Some(price_to_proto(p));
+        } else {
+            targets.push(pb::TargetPrice {
+                provider_id: p.provider_id.clone(),
+                price: Some(price_to_proto(p)),
+            });
+        }
+    }
+    (model_wide, targets)
+}
+
+/// Billing settings of a tenant: present once it has an account (a top-up,
+/// a multiplier, a freeze) or any price, so unbilled tenants stay unbilled.
+pub fn tenant_billing(t: &TenantData) -> Option<pb::TenantBilling> {
+    match t.account {
+        Some((bps, frozen)) => Some(pb::TenantBilling {
+            price_multiplier_bps: bps,
+            frozen,
+        }),
+        None if !t.prices.is_empty() => Some(pb::TenantBilling {
+            price_multiplier_bps: tollgate_core::pricing::FULL_MULTIPLIER_BPS,
+            frozen: false,
+        }),
+        None => None,
+    }
+}
+
+/// Releases expired leases until shutdown.
+pub async fn reclaim_leases(
+    store: Store,
+    config: BillingConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let grace = i64::try_from(config.reclaim_grace.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(config.reclaim_every) => {}
+        }
+        match store.reclaim_expired_leases(grace).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(leases = n, "reclaimed expired billing leases"),
+            Err(e) => tracing::warn!(error = %e, "reclaiming billing leases failed"),
+        }
+    }
+}
