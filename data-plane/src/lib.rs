@@ -278,17 +278,24 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
                 // Billing: balance leases, refilled off the request path.
                 let (book, refills) = billing::LeaseBook::new(config.lease_settings);
                 leases = Some(book.clone());
-                let lease_transport =
-                    billing::transport::GrpcLeaseTransport::new(&endpoint, auth.clone());
+                let (lease_endpoint, lease_auth) = (endpoint.clone(), auth.clone());
                 let lease_node = node_id.clone();
                 tasks.push(Box::new(move |shutdown| {
-                    billing::transport::run(
-                        book,
-                        Box::new(lease_transport),
-                        lease_node,
-                        refills,
-                        shutdown,
-                    )
+                    async move {
+                        // The lazily connecting channel needs this runtime.
+                        let transport = billing::transport::GrpcLeaseTransport::new(
+                            &lease_endpoint,
+                            lease_auth,
+                        );
+                        billing::transport::run(
+                            book,
+                            Box::new(transport),
+                            lease_node,
+                            refills,
+                            shutdown,
+                        )
+                        .await;
+                    }
                     .boxed()
                 }));
                 let source = Box::new(GrpcSource::new(endpoint, auth, node_id.clone()));

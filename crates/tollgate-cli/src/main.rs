@@ -2,6 +2,7 @@
 //! (control plane + data plane + built-in mock provider in one process).
 
 mod admin;
+mod billing;
 mod client;
 mod dev;
 mod output;
@@ -71,6 +72,9 @@ enum Command {
     Usage(admin::UsageArgs),
     /// Config version and connected data planes.
     Status,
+    /// Billing: prices, balances, top-ups, statements, codes (billing.rs).
+    #[command(flatten)]
+    Billing(billing::BillingCmd),
 }
 
 #[tokio::main]
@@ -98,5 +102,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(c) => admin::key(&mut admin, c, cli.json).await,
         Command::Usage(a) => admin::usage(&mut admin, a, cli.json).await,
         Command::Status => admin::status(&mut admin, cli.json).await,
+        Command::Billing(c) => billing::run(&mut admin, c, cli.json).await,
     }
 }

@@ -41,7 +41,7 @@ impl Gateway {
             .get(&model)
             .cloned()
             .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;
-        ctx.route = Some(route.clone());
+        // Billing first: a refused call never reaches routing (no usage record).
         // Embeddings produce no output tokens.
         self.admit(
             ctx,
@@ -51,6 +51,7 @@ impl Gateway {
             Some(0),
         )
         .await?;
+        ctx.route = Some(route.clone());
         if !matches!(
             route.provider.kind,
             crate::config::ProviderKind::OpenAi | crate::config::ProviderKind::Azure

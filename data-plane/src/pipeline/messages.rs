@@ -63,7 +63,7 @@ impl Gateway {
             .get(&model)
             .cloned()
             .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;
-        ctx.route = Some(route.clone());
+        // Billing first: a refused call never reaches routing (no usage record).
         self.admit(
             ctx,
             &tenant,
@@ -72,6 +72,7 @@ impl Gateway {
             crate::billing::max_output_tokens(&body),
         )
         .await?;
+        ctx.route = Some(route.clone());
         let options = CallOptions {
             stream,
             timeout: self.limits.upstream_timeout,
