@@ -19,6 +19,8 @@ pub struct BillingConfig {
     pub reclaim_grace: Duration,
     /// How often the reclaim job runs.
     pub reclaim_every: Duration,
+    /// Freeze tenants with no charge or credit for this long; `None`: never.
+    pub freeze_inactive_after: Option<Duration>,
 }
 
 impl Default for BillingConfig {
@@ -27,6 +29,7 @@ impl Default for BillingConfig {
             lease_ttl: Duration::from_secs(30),
             reclaim_grace: Duration::from_secs(5),
             reclaim_every: Duration::from_secs(5),
+            freeze_inactive_after: None,
         }
     }
 }
@@ -76,7 +79,8 @@ pub fn tenant_billing(t: &TenantData) -> Option<pb::TenantBilling> {
     }
 }
 
-/// Releases expired leases until shutdown.
+/// Releases expired leases, and freezes inactive tenants when configured,
+/// until shutdown.
 pub async fn reclaim_leases(
     store: Store,
     config: BillingConfig,
@@ -92,6 +96,15 @@ pub async fn reclaim_leases(
             Ok(0) => {}
             Ok(n) => tracing::info!(leases = n, "reclaimed expired billing leases"),
             Err(e) => tracing::warn!(error = %e, "reclaiming billing leases failed"),
+        }
+        if let Some(after) = config.freeze_inactive_after {
+            let after = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+            let cutoff = tollgate_core::time::now_ms().saturating_sub(after);
+            match store.freeze_inactive(cutoff).await {
+                Ok(ids) if ids.is_empty() => {}
+                Ok(ids) => tracing::info!(tenants = ?ids, "froze inactive tenants"),
+                Err(e) => tracing::warn!(error = %e, "freezing inactive tenants failed"),
+            }
         }
     }
 }

@@ -503,6 +503,25 @@ impl Store {
         Ok(account)
     }
 
+    /// Freezes every unfrozen account whose last activity (charge, credit,
+    /// freeze change) is older than `cutoff_ms`. Returns the tenant ids.
+    pub async fn freeze_inactive(&self, cutoff_ms: i64) -> StoreResult<Vec<String>> {
+        let ids: Vec<String> = sqlx::query(
+            "SELECT tenant_id FROM tenant_accounts WHERE frozen_at_ms = 0 AND last_activity_ms < $1",
+        )
+        .bind(cutoff_ms)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?;
+        for id in &ids {
+            self.set_frozen(id, Some("inactive: frozen by the inactivity job"))
+                .await?;
+        }
+        Ok(ids)
+    }
+
     /// Appends a journal entry (top-up, credit, adjustment, refund);
     /// idempotent on its key.
     pub async fn add_ledger_entry(&self, e: &NewLedgerEntry<'_>) -> StoreResult<LedgerEntry> {
@@ -606,6 +625,33 @@ mod tests {
         let entries = store.list_ledger(&a.id, &q).await.unwrap();
         assert_eq!(entries.len(), 2);
         assert!(store.list_ledger(&b.id, &q).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn inactive_accounts_are_frozen_and_active_ones_are_not() {
+        let (store, _dir) = temp_store().await;
+        let a = store.create_tenant("acme").await.unwrap();
+        let b = store.create_tenant("beta").await.unwrap();
+        store
+            .add_ledger_entry(&topup(&a.id, 1, "a1"))
+            .await
+            .unwrap();
+        let cutoff = now_ms() + 1;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        store
+            .add_ledger_entry(&topup(&b.id, 1, "b1"))
+            .await
+            .unwrap();
+        let v = store.config_version().await.unwrap();
+        assert_eq!(
+            store.freeze_inactive(cutoff).await.unwrap(),
+            vec![a.id.clone()]
+        );
+        assert!(store.config_version().await.unwrap() > v);
+        assert_ne!(store.get_account(&a.id).await.unwrap().frozen_at_ms, 0);
+        assert_eq!(store.get_account(&b.id).await.unwrap().frozen_at_ms, 0);
+        // Already frozen: not frozen again.
+        assert!(store.freeze_inactive(cutoff).await.unwrap().is_empty());
     }
 
     #[tokio::test]
