@@ -84,3 +84,31 @@ CREATE TABLE redemption_codes (
     redeemed_by        TEXT   NOT NULL,
     redeemed_at_ms     BIGINT NOT NULL
 );
+
+-- Spending budgets of a tenant per period ('day' | 'week' | 'month'),
+-- periods starting at midnight of a fixed UTC offset. The hard limit caps
+-- lease grants; crossing soft_micros (0: none) records one alert per period.
+CREATE TABLE budgets (
+    id                TEXT   NOT NULL PRIMARY KEY,
+    tenant_id         TEXT   NOT NULL,
+    period            TEXT   NOT NULL,
+    amount_micros     BIGINT NOT NULL,
+    soft_micros       BIGINT NOT NULL,
+    utc_offset_min    BIGINT NOT NULL,
+    webhook_url       TEXT   NOT NULL,
+    created_at_ms     BIGINT NOT NULL,
+    UNIQUE (tenant_id, period)
+);
+
+CREATE TABLE budget_alerts (
+    id                TEXT   NOT NULL PRIMARY KEY,
+    budget_id         TEXT   NOT NULL,
+    tenant_id         TEXT   NOT NULL,
+    period_start_ms   BIGINT NOT NULL,
+    threshold_micros  BIGINT NOT NULL,
+    spent_micros      BIGINT NOT NULL,
+    created_at_ms     BIGINT NOT NULL,
+    -- 0 until the webhook (if any) accepted it.
+    delivered_at_ms   BIGINT NOT NULL,
+    UNIQUE (budget_id, period_start_ms)
+);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tollgate_proto::sync::v1 as pb;
 
-use crate::store::{Model, Store, StoredPrice, TenantData};
+use crate::store::{BudgetAlert, Model, Store, StoredPrice, TenantData};
 
 /// Lease timing, set at start.
 #[derive(Debug, Clone, Copy)]
@@ -79,6 +79,76 @@ pub fn tenant_billing(t: &TenantData) -> Option<pb::TenantBilling> {
     }
 }
 
+/// Where budget alerts go besides the admin API (pluggable).
+#[async_trait::async_trait]
+pub trait AlertSink: Send + Sync {
+    async fn deliver(&self, alert: &BudgetAlert) -> Result<(), String>;
+}
+
+/// Posts each alert as JSON to its budget's webhook URL; 2xx = delivered.
+pub struct WebhookAlertSink {
+    client: reqwest::Client,
+}
+
+impl WebhookAlertSink {
+    pub fn new() -> Result<Self, String> {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map(|client| WebhookAlertSink { client })
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[async_trait::async_trait]
+impl AlertSink for WebhookAlertSink {
+    async fn deliver(&self, a: &BudgetAlert) -> Result<(), String> {
+        let body = serde_json::json!({
+            "type": "budget.soft_threshold_reached",
+            "alert_id": a.id, "tenant_id": a.tenant_id, "period": a.period,
+            "period_start_ms": a.period_start_ms, "threshold_micros": a.threshold_micros,
+            "spent_micros": a.spent_micros, "created_at_ms": a.created_at_ms,
+        });
+        let resp = self
+            .client
+            .post(&a.webhook_url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("webhook answered {}", resp.status()))
+        }
+    }
+}
+
+/// Delivers undelivered alerts once each (retried on the next round).
+async fn deliver_alerts(store: &Store, sink: &dyn AlertSink) {
+    let alerts = match store.undelivered_alerts().await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading budget alerts failed");
+            return;
+        }
+    };
+    for a in alerts {
+        match sink.deliver(&a).await {
+            Ok(()) => {
+                if let Err(e) = store.mark_alert_delivered(&a.id).await {
+                    tracing::warn!(error = %e, "marking a budget alert delivered failed");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(alert_id = %a.id, tenant_id = %a.tenant_id, error = %e, "budget alert webhook failed; retrying later")
+            }
+        }
+    }
+}
+
 /// Releases expired leases, and freezes inactive tenants when configured,
 /// until shutdown.
 pub async fn reclaim_leases(
@@ -87,6 +157,13 @@ pub async fn reclaim_leases(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let grace = i64::try_from(config.reclaim_grace.as_millis()).unwrap_or(i64::MAX);
+    let sink = match WebhookAlertSink::new() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "budget alert webhooks disabled");
+            None
+        }
+    };
     loop {
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => return,
@@ -105,6 +182,9 @@ pub async fn reclaim_leases(
                 Ok(ids) => tracing::info!(tenants = ?ids, "froze inactive tenants"),
                 Err(e) => tracing::warn!(error = %e, "freezing inactive tenants failed"),
             }
+        }
+        if let Some(sink) = &sink {
+            deliver_alerts(&store, sink).await;
         }
     }
 }

@@ -372,3 +372,108 @@ async fn three_data_planes_never_overdraw_a_small_balance() {
     let a = account(&gw).await;
     assert!(a.leased_micros <= a.balance_micros, "{a:?}");
 }
+
+/// Accepts one webhook POST and hands its JSON body over.
+async fn webhook_once() -> (String, tokio::sync::oneshot::Receiver<serde_json::Value>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0_u8; 4096];
+        loop {
+            let n = sock.read(&mut chunk).await.unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await
+                        .unwrap();
+                    let _ = tx.send(serde_json::from_str(body).unwrap());
+                    return;
+                }
+            }
+            assert!(n > 0, "webhook connection closed early");
+        }
+    });
+    (url, rx)
+}
+
+/// A monthly budget's hard limit stops calls (402) although the balance
+/// could pay; crossing its soft threshold raises one alert, listed in the
+/// admin API and posted to the webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_hard_limit_refuses_and_soft_threshold_alerts() {
+    let gw = Gateway::start().await;
+    bill(&gw, 1_000_000).await;
+    let (hook, delivered) = webhook_once().await;
+    let mut admin = gw.admin().await;
+    let b = admin
+        .billing
+        .set_budget(pb::SetBudgetRequest {
+            tenant: "acme".into(),
+            period: "month".into(),
+            amount_micros: 1_500,
+            soft_micros: 400,
+            utc_offset_minutes: 60,
+            webhook_url: hook,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(b.spent_micros, 0);
+    let mut ok = 0_i64;
+    loop {
+        let resp = gw.post("/v1/chat/completions", &chat()).await;
+        match resp.status().as_u16() {
+            200 => ok += 1,
+            402 => break,
+            s => panic!("status {s}"),
+        }
+        let _ = resp.bytes().await;
+        assert!(ok < 20, "the budget never stopped calls");
+    }
+    assert!(ok >= 3, "{ok} calls before the budget stopped them");
+    let spent = wait_for_records(&gw, ok as usize).await;
+    assert!(spent <= 1_500, "spent {spent} of a 1500 budget");
+    assert!(account(&gw).await.balance_micros > 900_000);
+    let alerts = admin
+        .billing
+        .list_budget_alerts(pb::ListBudgetAlertsRequest {
+            tenant: "acme".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .alerts;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].spent_micros >= 400);
+    let posted = tokio::time::timeout(Duration::from_secs(20), delivered)
+        .await
+        .expect("webhook called")
+        .unwrap();
+    assert_eq!(posted["type"], "budget.soft_threshold_reached");
+    assert_eq!(posted["tenant_id"], gw.tenant_id.as_str());
+    assert_eq!(posted["threshold_micros"], 400);
+    let listed = admin
+        .billing
+        .list_budgets(pb::ListBudgetsRequest {
+            tenant: "acme".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .budgets;
+    assert_eq!(listed[0].spent_micros, spent);
+}

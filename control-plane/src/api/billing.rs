@@ -384,4 +384,131 @@ impl BillingService for BillingApi {
             .map_err(store_status)?;
         Ok(Response::new(account_to_proto(account)))
     }
+
+    async fn set_budget(
+        &self,
+        request: Request<pb::SetBudgetRequest>,
+    ) -> Result<Response<pb::Budget>, Status> {
+        let req = request.into_inner();
+        let tenant = self.state.tenant(&req.tenant).await?;
+        if req.amount_micros <= 0 || req.amount_micros > MAX_AMOUNT {
+            return Err(Status::invalid_argument(format!(
+                "amount_micros must be positive and at most {MAX_AMOUNT}"
+            )));
+        }
+        if req.soft_micros < 0 || req.soft_micros > req.amount_micros {
+            return Err(Status::invalid_argument(
+                "soft_micros must be between 0 and amount_micros",
+            ));
+        }
+        if !(-14 * 60..=14 * 60).contains(&req.utc_offset_minutes) {
+            return Err(Status::invalid_argument(
+                "utc_offset_minutes must be between -840 and 840",
+            ));
+        }
+        let url = req.webhook_url.trim();
+        if !(url.is_empty() || url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(Status::invalid_argument(
+                "webhook_url must be an http(s) URL",
+            ));
+        }
+        let b = self
+            .state
+            .store
+            .set_budget(&crate::store::Budget {
+                id: String::new(),
+                tenant_id: tenant.id.clone(),
+                period: req.period.trim().to_owned(),
+                amount_micros: req.amount_micros,
+                soft_micros: req.soft_micros,
+                utc_offset_min: req.utc_offset_minutes,
+                webhook_url: url.to_owned(),
+            })
+            .await
+            .map_err(store_status)?;
+        let spent = self
+            .state
+            .store
+            .list_budgets(&tenant.id)
+            .await
+            .map_err(store_status)?
+            .into_iter()
+            .find(|(x, _)| x.id == b.id)
+            .map_or(0, |(_, s)| s);
+        Ok(Response::new(budget_to_proto(b, spent)))
+    }
+
+    async fn list_budgets(
+        &self,
+        request: Request<pb::ListBudgetsRequest>,
+    ) -> Result<Response<pb::ListBudgetsResponse>, Status> {
+        let tenant = self.state.tenant(&request.into_inner().tenant).await?;
+        let budgets = self
+            .state
+            .store
+            .list_budgets(&tenant.id)
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(pb::ListBudgetsResponse {
+            budgets: budgets
+                .into_iter()
+                .map(|(b, s)| budget_to_proto(b, s))
+                .collect(),
+        }))
+    }
+
+    async fn delete_budget(
+        &self,
+        request: Request<pb::DeleteBudgetRequest>,
+    ) -> Result<Response<pb::DeleteBudgetResponse>, Status> {
+        let req = request.into_inner();
+        let tenant = self.state.tenant(&req.tenant).await?;
+        self.state
+            .store
+            .delete_budget(&tenant.id, req.period.trim())
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(pb::DeleteBudgetResponse {}))
+    }
+
+    async fn list_budget_alerts(
+        &self,
+        request: Request<pb::ListBudgetAlertsRequest>,
+    ) -> Result<Response<pb::ListBudgetAlertsResponse>, Status> {
+        let tenant = self.state.tenant(&request.into_inner().tenant).await?;
+        let alerts = self
+            .state
+            .store
+            .list_budget_alerts(&tenant.id)
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(pb::ListBudgetAlertsResponse {
+            alerts: alerts
+                .into_iter()
+                .map(|a| pb::BudgetAlert {
+                    id: a.id,
+                    tenant_id: a.tenant_id,
+                    period: a.period,
+                    period_start_ms: a.period_start_ms,
+                    threshold_micros: a.threshold_micros,
+                    spent_micros: a.spent_micros,
+                    created_at_ms: a.created_at_ms,
+                    delivered_at_ms: a.delivered_at_ms,
+                })
+                .collect(),
+        }))
+    }
+}
+
+fn budget_to_proto(b: crate::store::Budget, spent: i64) -> pb::Budget {
+    pb::Budget {
+        id: b.id,
+        tenant_id: b.tenant_id,
+        period: b.period,
+        amount_micros: b.amount_micros,
+        soft_micros: b.soft_micros,
+        utc_offset_minutes: b.utc_offset_min,
+        webhook_url: b.webhook_url,
+        spent_micros: spent,
+    }
 }

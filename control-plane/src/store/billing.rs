@@ -290,6 +290,7 @@ pub(super) async fn charge_usage(
         .execute(&mut **tx)
         .await?;
     }
+    super::budgets::check_soft_thresholds(tx, &r.tenant_id).await?;
     Ok(())
 }
 

@@ -39,7 +39,14 @@ impl Store {
         // two grants for the same tenant are serialised.
         ensure_account(&mut tx, tenant_id).await?;
         let account = account_in(&mut tx, tenant_id).await?;
-        let granted = amount.max(0).min(account.spendable_micros().max(0));
+        let mut spendable = account.spendable_micros();
+        // Budgets: the hard limit caps grants like the balance does.
+        if let Some(headroom) =
+            super::budgets::budget_headroom(&mut tx, tenant_id, account.leased_micros).await?
+        {
+            spendable = spendable.min(headroom);
+        }
+        let granted = amount.max(0).min(spendable.max(0));
         let now = now_ms();
         let expires = now.saturating_add(ttl_ms);
         let existing = if lease_id.is_empty() {

@@ -13,6 +13,7 @@
 //! that the snapshot broadcaster follows.
 
 pub mod billing;
+mod budgets;
 mod codes;
 mod keys;
 mod leases;
@@ -32,6 +33,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::watch;
 
 pub use billing::{Account, LedgerEntry, LedgerQuery, NewLedgerEntry, StoredPrice};
+pub use budgets::{Budget, BudgetAlert};
 pub use keys::{CallerKey, NewCallerKey};
 pub use leases::LeaseGrant;
 pub use models::{Model, NewModel};

@@ -30,6 +30,44 @@ pub enum BillingCmd {
     /// Redemption codes.
     #[command(subcommand)]
     Codes(CodesCmd),
+    /// Spending budgets per day/week/month (hard limit, soft alert).
+    #[command(subcommand)]
+    Budget(BudgetCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BudgetCmd {
+    /// Set the tenant's budget for a period (replaces an existing one).
+    Set {
+        #[arg(long)]
+        tenant: String,
+        /// day, week (from Monday) or month.
+        #[arg(long, default_value = "month")]
+        period: String,
+        /// Hard limit in USD: calls beyond it get 402.
+        #[arg(long)]
+        amount: String,
+        /// Alert threshold in USD.
+        #[arg(long)]
+        soft: Option<String>,
+        /// Tenant time zone as minutes east of UTC (e.g. 60, -300).
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        utc_offset_minutes: i32,
+        /// POST alerts to this URL.
+        #[arg(long, default_value = "")]
+        webhook_url: String,
+    },
+    /// List the tenant's budgets and what each period spent.
+    List(TenantOnly),
+    /// Remove a budget.
+    Delete {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        period: String,
+    },
+    /// Soft-threshold alerts.
+    Alerts(TenantOnly),
 }
 
 #[derive(Subcommand, Debug)]
@@ -429,6 +467,7 @@ pub async fn run(admin: &mut Admin, cmd: BillingCmd, as_json: bool) -> anyhow::R
                 }
             }
         }
+        BillingCmd::Budget(cmd) => budget(admin, cmd, as_json).await?,
         BillingCmd::Codes(CodesCmd::Redeem { tenant, code }) => {
             let e = admin
                 .billing
@@ -528,5 +567,132 @@ pub async fn seed_demo_balance(admin: &mut Admin, tenant: &str) -> anyhow::Resul
         })
         .await
         .map_err(status_error)?;
+    Ok(())
+}
+
+async fn budget(admin: &mut Admin, cmd: BudgetCmd, as_json: bool) -> anyhow::Result<()> {
+    let budgets = match cmd {
+        BudgetCmd::Set {
+            tenant,
+            period,
+            amount,
+            soft,
+            utc_offset_minutes,
+            webhook_url,
+        } => {
+            let b = admin
+                .billing
+                .set_budget(pb::SetBudgetRequest {
+                    tenant,
+                    period,
+                    amount_micros: usd("amount", &amount)?,
+                    soft_micros: soft
+                        .as_deref()
+                        .map(|s| usd("soft", s))
+                        .transpose()?
+                        .unwrap_or(0),
+                    utc_offset_minutes,
+                    webhook_url,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            vec![b]
+        }
+        BudgetCmd::List(t) => {
+            admin
+                .billing
+                .list_budgets(pb::ListBudgetsRequest { tenant: t.tenant })
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .budgets
+        }
+        BudgetCmd::Delete { tenant, period } => {
+            admin
+                .billing
+                .delete_budget(pb::DeleteBudgetRequest {
+                    tenant,
+                    period: period.clone(),
+                })
+                .await
+                .map_err(status_error)?;
+            println!("Removed the {period} budget");
+            return Ok(());
+        }
+        BudgetCmd::Alerts(t) => {
+            let alerts = admin
+                .billing
+                .list_budget_alerts(pb::ListBudgetAlertsRequest { tenant: t.tenant })
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .alerts;
+            if as_json {
+                let v: Vec<_> = alerts
+                    .iter()
+                    .map(|a| json!({"id": a.id, "period": a.period,
+                        "period_start_ms": a.period_start_ms, "threshold_micros": a.threshold_micros,
+                        "spent_micros": a.spent_micros, "created_at_ms": a.created_at_ms,
+                        "delivered_at_ms": a.delivered_at_ms}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                let rows: Vec<Vec<String>> = alerts
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            datetime(a.created_at_ms),
+                            a.period.clone(),
+                            format_usd(a.threshold_micros),
+                            format_usd(a.spent_micros),
+                            datetime(a.delivered_at_ms),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &["TIME (UTC)", "PERIOD", "THRESHOLD", "SPENT", "DELIVERED"],
+                    &rows,
+                );
+            }
+            return Ok(());
+        }
+    };
+    if as_json {
+        let v: Vec<_> = budgets
+            .iter()
+            .map(|b| {
+                json!({"period": b.period, "amount_micros": b.amount_micros,
+                "soft_micros": b.soft_micros, "utc_offset_minutes": b.utc_offset_minutes,
+                "webhook_url": b.webhook_url, "spent_micros": b.spent_micros})
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+    } else {
+        let rows: Vec<Vec<String>> = budgets
+            .iter()
+            .map(|b| {
+                vec![
+                    b.period.clone(),
+                    format_usd(b.amount_micros),
+                    format_usd(b.soft_micros),
+                    format_usd(b.spent_micros),
+                    format!("{:+}", b.utc_offset_minutes),
+                    b.webhook_url.clone(),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "PERIOD",
+                "LIMIT",
+                "SOFT",
+                "SPENT",
+                "UTC OFFSET (MIN)",
+                "WEBHOOK",
+            ],
+            &rows,
+        );
+    }
     Ok(())
 }
