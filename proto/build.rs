@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "tollgate/admin/v1/usage_query.proto",
                 "tollgate/admin/v1/auth.proto",
                 "tollgate/admin/v1/guardrails.proto",
+                "tollgate/admin/v1/billing.proto",
                 "tollgate/sync/v1/sync.proto",
             ],
             &["."],

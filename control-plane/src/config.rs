@@ -55,6 +55,8 @@ pub struct ControlPlaneConfig {
     /// Built dashboard to serve on the admin port; `None`: `dashboard/dist`
     /// when it holds a build.
     pub dashboard_dir: Option<PathBuf>,
+    /// Billing lease timing.
+    pub billing: crate::billing::BillingConfig,
 }
 
 impl ControlPlaneConfig {
@@ -69,6 +71,7 @@ impl ControlPlaneConfig {
             dp_token: None,
             usage_retention: Default::default(),
             dashboard_dir: None,
+            billing: crate::billing::BillingConfig::default(),
         }
     }
 

@@ -60,6 +60,13 @@ struct Args {
     /// it holds a build).
     #[arg(long, env = "TOLLGATE_DASHBOARD_DIR")]
     dashboard_dir: Option<PathBuf>,
+    /// Billing: how long a data plane's balance lease lives without renewal.
+    #[arg(long, env = "TOLLGATE_LEASE_TTL_MS", default_value_t = 30_000)]
+    lease_ttl_ms: u64,
+    /// Billing: freeze tenants without any charge or credit for this many
+    /// seconds (checked every 5 s); unset: never.
+    #[arg(long, env = "TOLLGATE_FREEZE_INACTIVE_AFTER_SECS")]
+    freeze_inactive_after_secs: Option<u64>,
 }
 
 impl std::fmt::Debug for Args {
@@ -147,6 +154,13 @@ async fn main() -> anyhow::Result<()> {
             ..Default::default()
         },
         dashboard_dir: args.dashboard_dir,
+        billing: tollgate_cp::billing::BillingConfig {
+            lease_ttl: std::time::Duration::from_millis(args.lease_ttl_ms),
+            freeze_inactive_after: args
+                .freeze_inactive_after_secs
+                .map(std::time::Duration::from_secs),
+            ..Default::default()
+        },
     };
     let cp = tollgate_cp::start(config).await?;
 

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tollgate_proto::admin::v1::auth_service_server::AuthServiceServer;
+use tollgate_proto::admin::v1::billing_service_server::BillingServiceServer;
 use tollgate_proto::admin::v1::data_plane_service_server::DataPlaneServiceServer;
 use tollgate_proto::admin::v1::guardrail_service_server::GuardrailServiceServer;
 use tollgate_proto::admin::v1::key_service_server::KeyServiceServer;
@@ -146,12 +147,10 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
     };
     let admin = AdminAuth::new(BearerAuth::operator(&admin_token, &data_dir));
     let dp = BearerAuth::data_plane(&dp_token, &data_dir);
-    let sync = SyncServiceServer::new(SyncApi::new(
-        store.clone(),
-        snapshots,
-        registry,
-        shutdown_rx.clone(),
-    ))
+    let sync = SyncServiceServer::new(
+        SyncApi::new(store.clone(), snapshots, registry, shutdown_rx.clone())
+            .with_billing(config.billing),
+    )
     .max_decoding_message_size(MAX_SYNC_MESSAGE)
     .max_encoding_message_size(MAX_SYNC_MESSAGE);
 
@@ -187,6 +186,10 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         ))
         .add_service(UsageQueryServiceServer::with_interceptor(
             UsageQueryApi::new(state.clone()),
+            admin.clone(),
+        ))
+        .add_service(BillingServiceServer::with_interceptor(
+            crate::api::billing::BillingApi::new(state.clone()),
             admin.clone(),
         ))
         .add_service(DataPlaneServiceServer::with_interceptor(
@@ -226,12 +229,20 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         Arc::new(tollgate_core::time::now_ms),
         shutdown_rx.clone(),
     );
+    let shutdown_rx_billing = shutdown_rx.clone();
     let mut stop = shutdown_rx;
     let server = tokio::spawn(router.serve_with_incoming_shutdown(
         TcpListenerStream::new(listener),
         async move {
             let _ = stop.wait_for(|s| *s).await;
         },
+    ));
+
+    // Billing: release leases of data planes that vanished.
+    tokio::spawn(crate::billing::reclaim_leases(
+        store.clone(),
+        config.billing,
+        shutdown_rx_billing,
     ));
 
     let url_file = data_dir.join(URL_FILE);

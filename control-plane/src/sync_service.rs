@@ -36,9 +36,16 @@ pub struct SyncApi {
     snapshots: SnapshotBroadcaster,
     registry: Arc<DataPlaneRegistry>,
     shutdown: watch::Receiver<bool>,
+    billing: crate::billing::BillingConfig,
 }
 
 impl SyncApi {
+    /// Lease timing (default: [`crate::billing::BillingConfig::default`]).
+    pub fn with_billing(mut self, billing: crate::billing::BillingConfig) -> Self {
+        self.billing = billing;
+        self
+    }
+
     pub fn new(
         store: Store,
         snapshots: SnapshotBroadcaster,
@@ -50,6 +57,7 @@ impl SyncApi {
             snapshots,
             registry,
             shutdown,
+            billing: crate::billing::BillingConfig::default(),
         }
     }
 }
@@ -141,6 +149,42 @@ impl SyncService for SyncApi {
         }))
     }
 
+    async fn acquire_lease(
+        &self,
+        request: Request<pb::LeaseRequest>,
+    ) -> Result<Response<pb::LeaseGrant>, Status> {
+        let r = request.into_inner();
+        if r.tenant_id.is_empty() || r.node_id.is_empty() {
+            return Err(Status::invalid_argument(
+                "tenant_id and node_id are required",
+            ));
+        }
+        let ttl = i64::try_from(self.billing.lease_ttl.as_millis()).unwrap_or(i64::MAX);
+        let g = self
+            .store
+            .acquire_lease(&r.tenant_id, &r.node_id, &r.lease_id, r.amount_micros, ttl)
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(pb::LeaseGrant {
+            lease_id: g.lease_id,
+            granted_micros: g.granted_micros,
+            outstanding_micros: g.outstanding_micros,
+            expires_at_ms: g.expires_at_ms,
+        }))
+    }
+
+    async fn return_lease(
+        &self,
+        request: Request<pb::LeaseReturn>,
+    ) -> Result<Response<pb::LeaseReturnAck>, Status> {
+        let r = request.into_inner();
+        self.store
+            .return_lease(&r.tenant_id, &r.node_id, &r.lease_id, r.amount_micros)
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(pb::LeaseReturnAck {}))
+    }
+
     async fn report_target_health(
         &self,
         request: Request<pb::TargetHealthReport>,
@@ -220,7 +264,8 @@ fn usage_from_proto(
             cache_write_tokens: r.cache_write_tokens,
             reasoning_tokens: r.reasoning_tokens,
         },
-        cost_micros: r.cost_micros,
+        cost_micros: r.cost_micros.max(0),
+        lease_id: r.lease_id,
         node_id: node_id.to_owned(),
         received_at_ms,
         attempts: r

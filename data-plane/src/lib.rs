@@ -24,6 +24,7 @@
 
 pub mod access_log;
 pub mod backoff;
+pub mod billing;
 pub mod capabilities;
 pub mod config;
 pub mod guardrails;
@@ -121,6 +122,8 @@ pub struct DataPlaneConfig {
     /// Where usage records go in file and memory mode (default: nowhere;
     /// tests collect them). Control-plane mode always reports to the CP.
     pub usage_sink: Option<UsageSinkHandle>,
+    /// Billing lease sizing and timing (control-plane mode).
+    pub lease_settings: billing::LeaseSettings,
 }
 
 /// A usage sink given to [`DataPlaneConfig::usage_sink`].
@@ -149,6 +152,7 @@ impl DataPlaneConfig {
             usage_spool_max_bytes: metering::spool::DEFAULT_MAX_BYTES,
             clock: None,
             usage_sink: None,
+            lease_settings: billing::LeaseSettings::default(),
         }
     }
 
@@ -220,6 +224,7 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
     let mut tasks: Vec<BackgroundTask> = Vec::new();
     let mut usage: Option<UsageShutdown> = None;
     let mut spool: Option<Arc<Spool>> = None;
+    let mut leases: Option<Arc<billing::LeaseBook>> = None;
     let mut health: Arc<dyn routing::health::HealthSink> =
         Arc::new(routing::health::NullHealthSink);
     let (source, sink, applier): (Box<dyn ConfigSource>, Arc<dyn UsageSink>, SnapshotApplier) =
@@ -286,6 +291,29 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
                     }
                     .boxed()
                 }));
+                // Billing: balance leases, refilled off the request path.
+                let (book, refills) = billing::LeaseBook::new(config.lease_settings);
+                leases = Some(book.clone());
+                let (lease_endpoint, lease_auth) = (endpoint.clone(), auth.clone());
+                let lease_node = node_id.clone();
+                tasks.push(Box::new(move |shutdown| {
+                    async move {
+                        // The lazily connecting channel needs this runtime.
+                        let transport = billing::transport::GrpcLeaseTransport::new(
+                            &lease_endpoint,
+                            lease_auth,
+                        );
+                        billing::transport::run(
+                            book,
+                            Box::new(transport),
+                            lease_node,
+                            refills,
+                            shutdown,
+                        )
+                        .await;
+                    }
+                    .boxed()
+                }));
                 let source = Box::new(GrpcSource::new(endpoint, auth, node_id.clone()));
                 (source, sink, applier)
             }
@@ -335,6 +363,7 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
             .clone()
             .unwrap_or_else(|| Arc::new(routing::MonotonicClock::new())),
         health,
+        billing: leases,
     });
 
     // Draining happens before Pingora is told to stop (see WatchShutdown),

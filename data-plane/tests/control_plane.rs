@@ -131,6 +131,22 @@ impl SyncService for FakeCp {
         authorized(&request)?;
         Ok(Response::new(pb::TargetHealthAck {}))
     }
+
+    async fn acquire_lease(
+        &self,
+        request: Request<pb::LeaseRequest>,
+    ) -> Result<Response<pb::LeaseGrant>, Status> {
+        authorized(&request)?;
+        Err(Status::unimplemented("no billing in this fake"))
+    }
+
+    async fn return_lease(
+        &self,
+        request: Request<pb::LeaseReturn>,
+    ) -> Result<Response<pb::LeaseReturnAck>, Status> {
+        authorized(&request)?;
+        Ok(Response::new(pb::LeaseReturnAck {}))
+    }
 }
 
 struct Cp {
@@ -188,6 +204,7 @@ fn snapshot(version: u64, keys: &[&str]) -> pb::Snapshot {
         created_at_ms: 1,
         tenants: vec![pb::TenantConfig {
             id: "tn_acme".into(),
+            billing: None,
             name: "acme".into(),
             active: true,
             providers: vec![

@@ -8,6 +8,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
+use crate::admin::v1::billing_service_client::BillingServiceClient;
 use crate::admin::v1::guardrail_service_client::GuardrailServiceClient;
 use crate::admin::v1::{
     auth_service_client::AuthServiceClient, data_plane_service_client::DataPlaneServiceClient,
@@ -77,6 +78,7 @@ pub struct AdminClient {
     pub data_planes: DataPlaneServiceClient<Authed>,
     pub auth: AuthServiceClient<Authed>,
     pub guardrails: GuardrailServiceClient<Authed>,
+    pub billing: BillingServiceClient<Authed>,
 }
 
 impl AdminClient {
@@ -98,6 +100,7 @@ impl AdminClient {
             usage: UsageServiceClient::with_interceptor(channel.clone(), auth.clone()),
             usage_query: UsageQueryServiceClient::with_interceptor(channel.clone(), auth.clone()),
             guardrails: GuardrailServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            billing: BillingServiceClient::with_interceptor(channel.clone(), auth.clone()),
             data_planes: DataPlaneServiceClient::with_interceptor(channel.clone(), auth.clone()),
             auth: AuthServiceClient::with_interceptor(channel, auth),
         })

@@ -361,3 +361,115 @@ async fn dp_killed_in_the_middle_of_calls_loses_at_most_the_calls_in_flight() {
         records.len()
     );
 }
+
+/// Billing under chaos: with a priced model and a prepaid balance, the data
+/// plane is killed with SIGKILL mid-load and restarted, then the control
+/// plane is stopped for a while (calls go on from the data plane's lease)
+/// and restarted. Afterwards the ledger's usage charges equal, to the
+/// micro-dollar, the cost of the usage records, one per call the upstream
+/// served, each priced exactly from its tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ledger_matches_served_calls_after_dp_kill_and_cp_outage() {
+    const TOPUP: i64 = 100_000_000;
+    let mut gw = Gateway::start().await;
+    let cp_addr = gw.cp.url().trim_start_matches("http://").to_string();
+    let mut admin = gw.admin().await;
+    admin
+        .billing
+        .set_price(pb::SetPriceRequest {
+            tenant: "acme".into(),
+            model: "gpt-test".into(),
+            provider: String::new(),
+            price: Some(pb::PriceValues {
+                input_per_mtok: 3_000_000,
+                output_per_mtok: 15_000_000,
+                per_request_micros: 7,
+                max_output_tokens: 50,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    admin
+        .billing
+        .add_ledger_entry(pb::AddLedgerEntryRequest {
+            tenant: "acme".into(),
+            kind: "topup".into(),
+            amount_micros: TOPUP,
+            idempotency_key: "chaos-topup".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    gw.cp.wait_for_ack("dp-1", gw.cp.version().await).await;
+    let load = Load::start(gw.dp.url(), &gw.key);
+
+    // 1. kill -9 the data plane mid-load (once finished calls are spooled)
+    //    and restart it on the same data directory.
+    until_served(&gw.mock, 40).await;
+    {
+        let _no_calls = load.gate.write().await;
+        until_spooled(&spool_dir(&gw.dp), served(&gw.mock)).await;
+        gw.dp.proc.kill().await;
+        let dp_dir = gw.dp.data_dir.clone();
+        gw.dp = DataPlane::start(gw.cp.url(), &gw.cp.dp_token, &dp_dir, "dp-1", &[]).await;
+        *load.url.lock().unwrap() = gw.dp.url().to_string();
+        gw.dp.proc.wait_for_log("usage spool opened").await;
+    }
+    let at_dp_restart = served(&gw.mock);
+    until_served(&gw.mock, at_dp_restart + 40).await;
+
+    // 2. Stop the control plane for a while: the data plane spends from
+    //    its lease; then bring it back on the same address.
+    gw.cp.proc.kill().await;
+    let at_cp_kill = served(&gw.mock);
+    until_served(&gw.mock, at_cp_kill + 40).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    gw.cp = ControlPlane::start_on(&gw.cp.data_dir, &cp_addr).await;
+    let at_cp_restart = served(&gw.mock);
+    until_served(&gw.mock, at_cp_restart + 40).await;
+    let (ok, failures) = load.stop().await;
+    assert!(failures.is_empty(), "{failures:?}");
+    let total = served(&gw.mock);
+    assert_eq!(ok.len(), total);
+
+    // Records drain; then compare the ledger with them.
+    let start = Instant::now();
+    while usage_records(&gw.cp).await.len() < total {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "usage records never reached {total}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let records = usage_records(&gw.cp).await;
+    assert_eq!(records.len(), total, "one record per served call");
+    let mut expected_total = 0;
+    for r in &records {
+        // (in × 3 + out × 15) per million + 7 µ$, rounded half up once.
+        let n = r.prompt_tokens * 3_000_000 + r.completion_tokens * 15_000_000 + 7_000_000;
+        let expected = (n + 500_000) / 1_000_000;
+        assert_eq!(r.cost_micros, expected, "{r:?}");
+        expected_total += expected;
+    }
+    let ledger = gw
+        .admin()
+        .await
+        .billing
+        .list_ledger(pb::ListLedgerRequest {
+            tenant: "acme".into(),
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ledger.totals_by_kind["usage"], -expected_total);
+    assert_eq!(
+        ledger.entries.iter().filter(|e| e.kind == "usage").count(),
+        total,
+        "one charge per served call"
+    );
+    assert_eq!(ledger.balance_micros, TOPUP - expected_total);
+}

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod auth;
+mod billing;
 mod chaos;
 mod errors;
 mod guardrails;

@@ -3,6 +3,7 @@
 //! caller only through [`status`].
 
 pub mod access;
+pub mod billing;
 pub mod data_planes;
 pub mod guardrails;
 pub mod keys;

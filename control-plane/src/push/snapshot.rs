@@ -49,7 +49,10 @@ fn model_config(m: &crate::store::Model, t: &crate::store::TenantData) -> pb::Mo
             fallback_model: p.fallback_model,
         }
     });
+    let (price, target_prices) = crate::billing::model_prices(m, t);
     pb::ModelConfig {
+        price,
+        target_prices,
         id: m.id.clone(),
         name: m.name.clone(),
         provider_id: m.provider_id.clone(),
@@ -134,6 +137,7 @@ pub async fn build_snapshot(
             });
         }
         tenants.push(pb::TenantConfig {
+            billing: crate::billing::tenant_billing(t),
             id: t.tenant.id.clone(),
             name: t.tenant.name.clone(),
             active: t.tenant.active,

@@ -12,8 +12,12 @@
 //! together. After commit the new version is published on a watch channel
 //! that the snapshot broadcaster follows.
 
+pub mod billing;
+mod budgets;
+mod codes;
 mod guardrails;
 mod keys;
+mod leases;
 mod models;
 mod providers;
 mod routes;
@@ -37,8 +41,11 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::watch;
 
+pub use billing::{Account, LedgerEntry, LedgerQuery, NewLedgerEntry, StoredPrice};
+pub use budgets::{Budget, BudgetAlert};
 pub use guardrails::{Guardrail, GuardrailAttachment, NewGuardrail};
 pub use keys::{CallerKey, NewCallerKey};
+pub use leases::LeaseGrant;
 pub use models::{Model, NewModel};
 pub use providers::{NewProvider, Provider};
 pub use routes::{NewRouteTarget, ProviderHealthRow, RouteTarget, RouteView, StoredRoutePolicy};

@@ -32,6 +32,10 @@ pub struct TenantData {
     pub keys: Vec<CallerKey>,
     /// Guardrail policies with their attachments.
     pub guardrails: Vec<super::Guardrail>,
+    /// Billing: prices of the tenant's models, and (multiplier, frozen) of
+    /// its account when it has one.
+    pub prices: Vec<super::StoredPrice>,
+    pub account: Option<(u32, bool)>,
 }
 
 /// The configuration at `version` (or newer: the version is read first, so
@@ -113,6 +117,8 @@ impl Store {
         .map(key_from_row)
         .collect::<StoreResult<Vec<_>>>()?;
         let guardrails = super::guardrails::all_guardrails(&mut tx).await?;
+        let prices = super::billing::load_prices(&mut tx).await?;
+        let accounts = super::billing::load_accounts(&mut tx).await?;
         tx.commit().await?;
 
         // Group once by tenant instead of filtering per tenant.
@@ -121,6 +127,11 @@ impl Store {
         let mut keys = group_by_tenant(keys, |k| &k.tenant_id);
         let mut route_targets = group_by_tenant(route_targets, |t| &t.tenant_id);
         let mut guardrails = group_by_tenant(guardrails, |g| &g.tenant_id);
+        let mut prices = group_by_tenant(prices, |p| &p.tenant_id);
+        let mut accounts: HashMap<String, (u32, bool)> = accounts
+            .into_iter()
+            .map(|(tenant, bps, frozen)| (tenant, (bps, frozen)))
+            .collect();
         let tenants = tenants
             .into_iter()
             .map(|tenant| TenantData {
@@ -129,6 +140,8 @@ impl Store {
                 route_targets: route_targets.remove(&tenant.id).unwrap_or_default(),
                 keys: keys.remove(&tenant.id).unwrap_or_default(),
                 guardrails: guardrails.remove(&tenant.id).unwrap_or_default(),
+                prices: prices.remove(&tenant.id).unwrap_or_default(),
+                account: accounts.remove(&tenant.id),
                 tenant,
             })
             .collect();

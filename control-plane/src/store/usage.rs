@@ -29,6 +29,8 @@ pub struct UsageRecord {
     pub received_at_ms: i64,
     /// Upstream attempts (retries, failovers), in order.
     pub attempts: Vec<UsageAttempt>,
+    /// Billing lease the call was reserved from; empty when none.
+    pub lease_id: String,
     /// Time to the first chunk sent to the caller; -1: none.
     pub ttft_ms: i64,
     /// Endpoint called (chat.completions, messages, ...).
@@ -71,6 +73,7 @@ impl Default for UsageRecord {
             ttft_ms: -1,
             api: String::new(),
             guardrail_verdicts: Vec::new(),
+            lease_id: String::new(),
         }
     }
 }
@@ -157,6 +160,7 @@ pub(super) fn record_from_row(row: &AnyRow) -> StoreResult<UsageRecord> {
                 serde_json::from_str(&text).unwrap_or_default()
             }
         },
+        lease_id: String::new(),
     })
 }
 
@@ -212,6 +216,8 @@ impl Store {
                 duplicates += 1;
             } else {
                 rollups.add(r);
+                // Billing: charged once, with the record (store/billing.rs).
+                super::billing::charge_usage(&mut tx, r).await?;
             }
         }
         rollups.upsert(&mut tx).await?;
@@ -312,6 +318,7 @@ mod tests {
             ttft_ms: -1,
             api: String::new(),
             guardrail_verdicts: Vec::new(),
+            lease_id: String::new(),
         }
     }
 

@@ -53,6 +53,7 @@ fn random_record(rng: &mut StdRng, n: usize) -> UsageRecord {
         },
         api: "chat.completions".into(),
         guardrail_verdicts: Vec::new(),
+        lease_id: String::new(),
     }
 }
 
@@ -269,6 +270,7 @@ fn logged(id: &str, tenant: &str, started: i64, status: u32, error: &str) -> Usa
         ttft_ms: 12,
         api: "chat.completions".into(),
         guardrail_verdicts: Vec::new(),
+        lease_id: String::new(),
     }
 }
 

@@ -283,6 +283,26 @@ async fn session_of_tenant_a_cannot_see_or_change_tenant_b() {
                 tenant: t.clone(),
                 ..Default::default()
             })),
+            code!(a
+                .billing
+                .get_account(pb::GetAccountRequest { tenant: t.clone() })),
+            code!(a
+                .billing
+                .list_prices(pb::ListPricesRequest { tenant: t.clone() })),
+            code!(a.billing.list_ledger(pb::ListLedgerRequest {
+                tenant: t.clone(),
+                ..Default::default()
+            })),
+            code!(a.billing.redeem_code(pb::RedeemCodeRequest {
+                tenant: t.clone(),
+                code: "TG-NOPE".into(),
+            })),
+            code!(a
+                .billing
+                .list_budgets(pb::ListBudgetsRequest { tenant: t.clone() })),
+            code!(a
+                .billing
+                .list_budget_alerts(pb::ListBudgetAlertsRequest { tenant: t.clone() })),
             code!(a.guardrails.create_guardrail(pb::CreateGuardrailRequest {
                 tenant: t.clone(),
                 name: "evil".into(),
@@ -331,6 +351,35 @@ async fn session_of_tenant_a_cannot_see_or_change_tenant_b() {
 
     // Naming its own tenant with B's object ids finds nothing either.
     let own = "tenant-a".to_string();
+
+    // Money and account state are the operator's: even the owner of its own
+    // tenant cannot top it up, change its price multiplier or credit limit,
+    // unfreeze it or mint codes.
+    let owner_may_not = [
+        code!(a.billing.add_ledger_entry(pb::AddLedgerEntryRequest {
+            tenant: own.clone(),
+            kind: "topup".into(),
+            amount_micros: 1_000_000,
+            idempotency_key: "self-topup".into(),
+            ..Default::default()
+        })),
+        code!(a.billing.set_account(pb::SetAccountRequest {
+            tenant: own.clone(),
+            price_multiplier_bps: Some(1),
+            credit_limit_micros: Some(1_000_000_000),
+        })),
+        code!(a.billing.unfreeze_tenant(pb::UnfreezeTenantRequest {
+            tenant: own.clone(),
+        })),
+        code!(a.billing.generate_codes(pb::GenerateCodesRequest {
+            count: 1,
+            value_micros: 1_000_000,
+            ..Default::default()
+        })),
+    ];
+    for (i, c) in owner_may_not.iter().enumerate() {
+        assert_eq!(*c, Code::PermissionDenied, "billing call #{i}");
+    }
     assert_eq!(
         code!(a.providers.delete_provider(pb::DeleteProviderRequest {
             tenant: own.clone(),

@@ -37,6 +37,7 @@ fn record(
         cache_write_tokens: 0,
         reasoning_tokens: 10,
         cost_micros: 1_500,
+        lease_id: String::new(),
         attempts: vec![pb::UpstreamAttempt {
             provider_id: "pv_x".into(),
             upstream_model: model.into(),

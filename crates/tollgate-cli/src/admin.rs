@@ -18,6 +18,9 @@ pub enum TenantCmd {
     Create { name: String },
     /// List tenants.
     List,
+    /// Billing: freeze / unfreeze (crate::billing).
+    #[command(flatten)]
+    Billing(crate::billing::TenantBillingCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -155,6 +158,7 @@ fn read_api_key(add: &ProviderAdd) -> anyhow::Result<String> {
 
 pub async fn tenant(admin: &mut Admin, cmd: TenantCmd, as_json: bool) -> anyhow::Result<()> {
     match cmd {
+        TenantCmd::Billing(c) => crate::billing::tenant(admin, c, as_json).await?,
         TenantCmd::Create { name } => {
             let t = admin
                 .tenants

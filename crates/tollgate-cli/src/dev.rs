@@ -231,8 +231,11 @@ async fn seed(admin: &mut Admin, data_dir: &Path) -> anyhow::Result<String> {
                 })
                 .await
                 .map_err(status_error)?;
+            // Billing: a new demo model gets a demo price.
+            crate::billing::seed_demo_price(admin, DEMO_TENANT, name).await?;
         }
     }
+    crate::billing::seed_demo_balance(admin, DEMO_TENANT).await?;
     demo_key(admin, data_dir).await
 }
 

@@ -2,6 +2,7 @@
 //! (control plane + data plane + built-in mock provider in one process).
 
 mod admin;
+mod billing;
 mod client;
 mod dev;
 mod guardrail;
@@ -80,6 +81,9 @@ enum Command {
     /// Users who sign in to the dashboard and admin API.
     #[command(subcommand)]
     User(user::UserCmd),
+    /// Billing: prices, balances, top-ups, statements, codes (billing.rs).
+    #[command(flatten)]
+    Billing(billing::BillingCmd),
 }
 
 #[tokio::main]
@@ -109,5 +113,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Usage(a) => admin::usage(&mut admin, a, cli.json).await,
         Command::Status => admin::status(&mut admin, cli.json).await,
         Command::User(c) => user::user(&mut admin, c, cli.json).await,
+        Command::Billing(c) => billing::run(&mut admin, c, cli.json).await,
     }
 }

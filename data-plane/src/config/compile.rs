@@ -160,6 +160,7 @@ pub fn compile_with(
                 id: t.id.clone(),
                 name: t.name.clone(),
                 active: t.active,
+                billing: crate::billing::TenantBilling::from_proto(t.billing.as_ref()),
                 models,
                 routes,
                 wildcards,
@@ -258,6 +259,11 @@ fn compile_route(
                 public_name: m.name.clone(),
                 provider: provider.clone(),
                 upstream_model,
+                billing: crate::billing::RouteBilling::compile(
+                    crate::billing::TenantBilling::from_proto(t.billing.as_ref()).as_ref(),
+                    m,
+                    &provider.id,
+                ),
             }),
             from_suffix,
             priority: c.priority,
@@ -419,6 +425,7 @@ pub(crate) mod tests {
             tenants: vec![
                 pb::TenantConfig {
                     id: "tn_acme".into(),
+                    billing: None,
                     name: "acme".into(),
                     active: true,
                     providers: vec![
@@ -469,6 +476,7 @@ pub(crate) mod tests {
                 },
                 pb::TenantConfig {
                     id: "tn_other".into(),
+                    billing: None,
                     name: "other".into(),
                     active: false,
                     providers: vec![],

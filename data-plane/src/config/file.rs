@@ -241,6 +241,9 @@ pub fn parse_yaml(
                     .collect(),
                 policy: m.routing.as_ref().map(FilePolicy::to_proto),
                 aliases: m.aliases.clone(),
+                // Billing needs a control plane (balances, leases).
+                price: None,
+                target_prices: Vec::new(),
             });
         }
         let mut keys = Vec::with_capacity(t.keys.len());
@@ -270,6 +273,7 @@ pub fn parse_yaml(
             models,
             keys,
             guardrails: Vec::new(),
+            billing: None,
         });
     }
     Ok(pb::Snapshot {

@@ -153,6 +153,8 @@ pub struct Route {
     pub public_name: String,
     pub provider: Arc<ProviderTarget>,
     pub upstream_model: String,
+    /// Price of this target for this tenant; `None`: calls cost 0.
+    pub billing: Option<crate::billing::RouteBilling>,
 }
 
 /// Everything about one tenant the proxy needs per request.
@@ -161,6 +163,8 @@ pub struct TenantRuntime {
     pub id: String,
     pub name: String,
     pub active: bool,
+    /// Billing settings; `None`: the tenant is not billed.
+    pub billing: Option<crate::billing::TenantBilling>,
     /// Public name → the route's first target (kept for code that needs one
     /// provider per model; routing uses `routes`).
     pub models: HashMap<String, Arc<Route>>,

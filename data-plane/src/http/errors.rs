@@ -81,6 +81,13 @@ pub enum GatewayError {
     /// A guardrail refused the request or the answer (guardrails).
     #[error("blocked by guardrail {guardrail:?}")]
     ContentPolicy { guardrail: String },
+    /// Billing: neither the tenant's lease nor its balance covers the
+    /// call's worst-case cost.
+    #[error("insufficient balance ({needed_micros} micro-dollars needed)")]
+    InsufficientBalance { needed_micros: i64 },
+    /// Billing: the tenant is frozen by an operator or for inactivity.
+    #[error("tenant is frozen")]
+    TenantFrozen,
     /// A bug or an impossible state inside the gateway.
     #[error("internal error")]
     Internal,
@@ -101,7 +108,8 @@ impl GatewayError {
     pub fn status(&self) -> u16 {
         match self {
             GatewayError::InvalidApiKey => 401,
-            GatewayError::TenantInactive => 403,
+            GatewayError::TenantInactive | GatewayError::TenantFrozen => 403,
+            GatewayError::InsufficientBalance { .. } => 402,
             GatewayError::ModelNotFound(_) | GatewayError::UnknownRoute(_) => 404,
             GatewayError::MethodNotAllowed { .. } => 405,
             GatewayError::InvalidRequest { .. } | GatewayError::ContentPolicy { .. } => 400,
@@ -128,7 +136,8 @@ impl GatewayError {
             | GatewayError::InvalidRequest { .. }
             | GatewayError::ContentPolicy { .. }
             | GatewayError::BodyTooLarge { .. } => "invalid_request_error",
-            GatewayError::TenantInactive => "permission_error",
+            GatewayError::TenantInactive | GatewayError::TenantFrozen => "permission_error",
+            GatewayError::InsufficientBalance { .. } => "insufficient_quota",
             GatewayError::NotReady(_) | GatewayError::NoTargetAvailable(_) => "service_unavailable",
             GatewayError::UpstreamConnect
             | GatewayError::UpstreamTimeout
@@ -147,6 +156,8 @@ impl GatewayError {
         match self {
             GatewayError::InvalidApiKey => "invalid_api_key",
             GatewayError::TenantInactive => "tenant_inactive",
+            GatewayError::TenantFrozen => "tenant_frozen",
+            GatewayError::InsufficientBalance { .. } => "insufficient_balance",
             GatewayError::ModelNotFound(_) => "model_not_found",
             GatewayError::UnknownRoute(_) => "unknown_route",
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -180,6 +191,13 @@ impl GatewayError {
                 "Invalid or missing API key. Send it as 'Authorization: Bearer <key>' or 'api-key: <key>'.".into()
             }
             GatewayError::TenantInactive => "The key's tenant is inactive.".into(),
+            GatewayError::TenantFrozen => {
+                "This account is frozen: calls are refused until an operator unfreezes it.".into()
+            }
+            GatewayError::InsufficientBalance { needed_micros } => format!(
+                "Insufficient balance: this call may cost up to {} and the account cannot cover it. Top up or redeem a code to continue.",
+                tollgate_core::money::format_usd(*needed_micros)
+            ),
             GatewayError::ModelNotFound(m) => {
                 format!("The model '{m}' does not exist or you do not have access to it.")
             }
@@ -358,6 +376,7 @@ pub fn anthropic_error_type(status: u16) -> &'static str {
     match status {
         400 | 405 => "invalid_request_error",
         401 => "authentication_error",
+        402 => "billing_error",
         403 => "permission_error",
         404 => "not_found_error",
         413 => "request_too_large",

@@ -33,6 +33,13 @@ pub fn head(
         if !ctx.attempts.is_empty() {
             h.insert_header("x-tollgate-attempts", ctx.attempts.len())?;
         }
+        // Billing: a complete answer's cost, as charged in its usage record.
+        if content_length.is_some() && status < 400 {
+            let cost = route
+                .billing
+                .map_or(0, |b| b.cost(&ctx.usage.unwrap_or_default()));
+            h.insert_header("x-tollgate-cost-micros", cost)?;
+        }
     }
     match content_length {
         Some(n) => h.insert_header(http::header::CONTENT_LENGTH, n)?,

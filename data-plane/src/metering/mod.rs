@@ -41,6 +41,9 @@ pub struct UsageRecord {
     pub api: &'static str,
     /// Guardrails that matched (guardrails).
     pub guardrail_verdicts: Vec<crate::guardrails::Verdict>,
+    /// Billing: what the call cost, and the lease it was reserved from.
+    pub cost_micros: i64,
+    pub lease_id: String,
 }
 
 impl UsageRecord {
@@ -63,7 +66,7 @@ impl UsageRecord {
             cache_read_tokens: self.usage.cache_read_tokens,
             cache_write_tokens: self.usage.cache_write_tokens,
             reasoning_tokens: self.usage.reasoning_tokens,
-            cost_micros: 0,
+            cost_micros: self.cost_micros,
             attempts: self.attempts.iter().map(|a| a.to_proto()).collect(),
             ttft_ms: self.ttft_ms,
             api: self.api.to_owned(),
@@ -72,6 +75,7 @@ impl UsageRecord {
                 .iter()
                 .map(|v| v.to_proto())
                 .collect(),
+            lease_id: self.lease_id.clone(),
         }
     }
 }
@@ -178,6 +182,8 @@ pub(crate) mod tests {
             ttft_ms: Some(1),
             api: "chat.completions",
             guardrail_verdicts: Vec::new(),
+            cost_micros: 0,
+            lease_id: String::new(),
         }
     }
 

@@ -50,6 +50,16 @@ impl Gateway {
             shape: crate::guardrails::RequestShape::Embeddings,
         };
         self.guard_input(ctx, &tenant, target, &mut body).await?;
+        // Billing: the worst-case cost over the route's targets must be
+        // covered by the tenant's lease (402 otherwise).
+        self.admit(
+            ctx,
+            &tenant,
+            route.targets.iter().map(|t| t.route.billing),
+            body_len,
+            Some(0),
+        )
+        .await?;
         let call = Call {
             preference: caller_preference(session, &mut body),
             model: &model,

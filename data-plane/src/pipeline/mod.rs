@@ -11,6 +11,7 @@
 //! `request_filter` and [`Gateway::finish`] from `logging`; new stages slot
 //! in [`Gateway::chat`] between parse and route.
 
+mod admit;
 pub mod chat_request;
 pub mod drain;
 mod embeddings;
@@ -73,6 +74,8 @@ pub struct CallContext {
     /// Guardrail verdicts and the output checks of this call (guardrails).
     pub guard: crate::guardrails::CallGuard,
     in_flight: Option<drain::InFlight>,
+    /// Worst-case cost reserved from the tenant's lease; settled in `finish`.
+    pub reservation: Option<crate::billing::Reservation>,
 }
 
 impl Default for CallContext {
@@ -96,7 +99,25 @@ impl Default for CallContext {
             ttft_ms: None,
             guard: Default::default(),
             in_flight: None,
+            reservation: None,
         }
+    }
+}
+
+impl CallContext {
+    /// What the call costs: its usage at the price of the target that
+    /// served it. A call that failed without usage costs nothing (not even
+    /// a per-request price); `None` before a target was chosen.
+    pub fn cost_micros(&self) -> Option<i64> {
+        let route = self.route.as_ref()?;
+        let Some(billing) = route.billing.as_ref() else {
+            return Some(0);
+        };
+        Some(match self.usage {
+            Some(u) => billing.cost(&u),
+            None if (200..400).contains(&self.status) => billing.cost(&Usage::default()),
+            None => 0,
+        })
     }
 }
 
@@ -196,6 +217,8 @@ pub struct Gateway {
     pub clock: Arc<dyn Clock>,
     /// Where rejected provider credentials are reported.
     pub health: Arc<dyn HealthSink>,
+    /// Balance leases; `None` without a control plane (nothing is enforced).
+    pub billing: Option<Arc<crate::billing::LeaseBook>>,
 }
 
 impl Gateway {
@@ -301,6 +324,9 @@ impl Gateway {
         if !tenant.active {
             return Err(GatewayError::TenantInactive);
         }
+        if tenant.billing.is_some_and(|b| b.frozen) {
+            return Err(GatewayError::TenantFrozen);
+        }
         ctx.key = Some(key);
         ctx.config = Some(config);
         Ok(tenant)
@@ -333,6 +359,16 @@ impl Gateway {
         };
         self.guard_input(ctx, &tenant, target, &mut chat.body)
             .await?;
+        // Billing: the worst-case cost over the route's targets must be
+        // covered by the tenant's lease (402 otherwise).
+        self.admit(
+            ctx,
+            &tenant,
+            route.targets.iter().map(|t| t.route.billing),
+            body.len(),
+            crate::billing::max_output_tokens(&chat.body),
+        )
+        .await?;
         if let Some(first) = route.targets.first() {
             // Checked against the primary target's model; later targets of a
             // route are expected to serve the same kind of model.
@@ -378,6 +414,9 @@ impl Gateway {
         }
         let latency_ms = i64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let record = self.usage_record(ctx, latency_ms);
+        if let (Some(r), Some(book)) = (ctx.reservation.take(), &self.billing) {
+            book.settle(r, ctx.cost_micros().unwrap_or(0));
+        }
         crate::access_log::log(session, ctx, latency_ms);
         if let Some(record) = record {
             self.sink.submit(record);
@@ -406,6 +445,12 @@ impl Gateway {
             ttft_ms: ctx.ttft_ms,
             api: ctx.endpoint,
             guardrail_verdicts: ctx.guard.verdicts.clone(),
+            cost_micros: ctx.cost_micros().unwrap_or(0),
+            lease_id: ctx
+                .reservation
+                .as_ref()
+                .map(|r| r.lease_id.as_str().to_owned())
+                .unwrap_or_default(),
         })
     }
 }

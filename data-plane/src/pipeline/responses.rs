@@ -36,6 +36,16 @@ impl Gateway {
             shape: crate::guardrails::RequestShape::Responses,
         };
         self.guard_input(ctx, &tenant, target, &mut body).await?;
+        // Billing: the worst-case cost over the route's targets must be
+        // covered by the tenant's lease (402 otherwise).
+        self.admit(
+            ctx,
+            &tenant,
+            route.targets.iter().map(|t| t.route.billing),
+            body_len,
+            crate::billing::max_output_tokens(&body),
+        )
+        .await?;
         let mut translated = None;
         if let Some(first) = route.targets.first() {
             // Checked against the primary target's model, in its protocol.

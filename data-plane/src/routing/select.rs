@@ -115,6 +115,7 @@ pub(crate) mod tests {
                 public_name: "m".into(),
                 provider: Arc::new(p),
                 upstream_model: format!("up-{provider}"),
+                billing: None,
             }),
             from_suffix: false,
             priority,

@@ -231,7 +231,17 @@ impl Spool {
             ..SpoolDepth::default()
         };
         for (base, path) in segment::list(dir)? {
-            let scan = segment::scan(&path)?;
+            let scan = match segment::scan(&path) {
+                Ok(scan) => scan,
+                // Deleted (fully acknowledged) by a running spool since it
+                // was listed: nothing left in it.
+                Err(SpoolError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e),
+            };
             let end = base + scan.count;
             depth.records += end.saturating_sub(acked.max(base));
             depth.bytes += scan.file_len;

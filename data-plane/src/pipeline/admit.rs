@@ -1,0 +1,42 @@
+//! Billing admission stage: a call of a billed tenant to a priced model
+//! goes upstream only once its worst-case cost is reserved from the
+//! tenant's lease (docs/billing.md).
+
+use super::{CallContext, Gateway};
+use crate::billing::RouteBilling;
+use crate::config::TenantRuntime;
+use crate::http::errors::GatewayError;
+
+impl Gateway {
+    /// Reserves the highest worst-case cost among `targets` (a failover may
+    /// land on any of them). Free calls (unpriced, or no billing) pass.
+    pub(super) async fn admit(
+        &self,
+        ctx: &mut CallContext,
+        tenant: &TenantRuntime,
+        targets: impl Iterator<Item = Option<RouteBilling>>,
+        body_bytes: usize,
+        max_output: Option<i64>,
+    ) -> Result<(), GatewayError> {
+        let (Some(book), Some(_)) = (&self.billing, tenant.billing) else {
+            return Ok(());
+        };
+        let worst = targets
+            .flatten()
+            .map(|b| b.worst_case(body_bytes, max_output))
+            .max()
+            .unwrap_or(0);
+        if worst <= 0 {
+            return Ok(());
+        }
+        match book.reserve(&tenant.id, worst).await {
+            Ok(r) => {
+                ctx.reservation = Some(r);
+                Ok(())
+            }
+            Err(_) => Err(GatewayError::InsufficientBalance {
+                needed_micros: worst,
+            }),
+        }
+    }
+}
