@@ -182,6 +182,13 @@ async function main() {
     await page.getByText("No requests yet.").waitFor();
     check(true, "the request log filters by outcome");
 
+    // The overview counts it too.
+    await page.getByRole("link", { name: "Overview" }).click();
+    const today = page.getByRole("region", { name: "Today (UTC)" });
+    await today.waitFor();
+    const facts = await today.locator("dd").allInnerTexts();
+    check(facts[1] === "1" && facts[2] === "0.0%" && facts[3] === String(tokens), `the overview shows today's call, error rate and tokens (${facts.join(" | ")})`);
+
     // Change the route's policy in the UI and see the data plane enforce it:
     // a 200 ms total timeout cuts the mock's 600 ms answers.
     await page.getByRole("link", { name: "Models & routes" }).click();

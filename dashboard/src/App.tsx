@@ -35,6 +35,8 @@ function usePath(): [string, (to: string) => void] {
   const navigate = useCallback((to: string) => {
     window.history.pushState(null, "", to);
     setPath(to);
+    // Keyboard and screen-reader users land on the new page's content.
+    requestAnimationFrame(() => document.getElementById("main")?.focus());
   }, []);
   return [path, navigate];
 }
