@@ -104,6 +104,9 @@ async function main() {
     const ctx = await browser.newContext();
     const page = await ctx.newPage();
     page.setDefaultTimeout(T);
+    const consoleErrors = [];
+    page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
+    page.on("pageerror", (e) => consoleErrors.push(String(e)));
 
     // Static serving: the SPA fallback serves the app on a deep link.
     await page.goto(dev.dash + "providers");
@@ -209,6 +212,11 @@ async function main() {
     });
     check(cut.status === 504 && cut.elapsed < 590 && typeof cut.err.error?.message === "string",
       `the saved policy is enforced: ${cut.status} after ${cut.elapsed} ms (${cut.err.error?.message})`);
+
+    // Expected failures (the wrong password) log nothing else; the app runs
+    // under the CP's Content-Security-Policy without violations.
+    const unexpected = consoleErrors.filter((t) => /Content Security Policy|Uncaught|TypeError/.test(t));
+    check(unexpected.length === 0, `no script errors or CSP violations (${unexpected.join("; ")})`);
 
     // Another tenant's owner sees none of it.
     const pwFile = path.join(tmp, "b.password");
