@@ -242,6 +242,32 @@ async function main() {
     check(viaApi.code !== 0 && viaApi.stderr.includes("tenant 'demo' not found"), "tenant other's session gets NotFound for demo through the API");
     const own = await cli(["--token", tokenB, "provider", "list", "--tenant", "other"]);
     check(own.code === 0, "tenant other's session lists its own providers");
+
+    // The operator signs in with the operator token: every tenant, the data
+    // planes, and creating a tenant.
+    const opToken = readFileSync(path.join(dataDir, "admin.token"), "utf8").trim();
+    const pageOp = await (await browser.newContext()).newPage();
+    pageOp.setDefaultTimeout(T);
+    await pageOp.goto(dev.dash);
+    await pageOp.getByText("Operator token", { exact: true }).click();
+    await pageOp.getByLabel(/Operator token \(/).fill(opToken);
+    await pageOp.getByRole("button", { name: "Use token" }).click();
+    await pageOp.getByText("Signed in as operator token").waitFor();
+    await pageOp.getByRole("link", { name: "Data planes" }).click();
+    const node = pageOp.getByRole("row").filter({ hasText: "dev-dp" });
+    await node.waitFor();
+    check((await node.getByRole("cell").nth(1).innerText()) === "yes", "the operator sees the connected data plane");
+    await pageOp.getByRole("link", { name: "Tenants" }).click();
+    await pageOp.getByRole("row").filter({ hasText: "other" }).waitFor();
+    const tform = pageOp.getByRole("form", { name: "Create a tenant" });
+    await tform.getByLabel(/Name/).fill("Bad Name");
+    await tform.getByRole("button", { name: "Create tenant" }).click();
+    await pageOp.getByRole("alert").filter({ hasText: "invalid tenant name" }).waitFor();
+    check(true, "an invalid tenant name is explained with the API's message");
+    await tform.getByLabel(/Name/).fill("third");
+    await tform.getByRole("button", { name: "Create tenant" }).click();
+    await pageOp.getByRole("status").filter({ hasText: "Tenant third created" }).waitFor();
+    check((await pageOp.getByLabel("Tenant", { exact: true }).inputValue()) === "third", "the new tenant is selected");
     console.log("dashboard e2e: all checks passed");
   } catch (e) {
     mkdirSync(artifacts, { recursive: true });

@@ -16,6 +16,7 @@ function withSession(api: Partial<Record<keyof Api, unknown>>, role: string, nod
     tenant: "acme",
     role,
     isOperator: false,
+    reloadTenants: async () => {},
   } satisfies Session;
   return render(
     <SessionContext.Provider value={session}>
