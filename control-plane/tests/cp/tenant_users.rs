@@ -492,23 +492,42 @@ async fn roles_limit_what_a_session_may_do() {
         code!(m.providers.add_provider(provider("m"))),
         Code::PermissionDenied
     );
+    // A member revokes the keys it created, and no others.
+    op.keys.create_key(key("by-operator")).await.unwrap();
     let e = m
+        .keys
+        .revoke_key(pb::RevokeKeyRequest {
+            tenant: "acme".into(),
+            key: "by-operator".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(e.message().contains("member"), "{}", e.message());
+    let own = m
         .keys
         .revoke_key(pb::RevokeKeyRequest {
             tenant: "acme".into(),
             key: "m".into(),
         })
         .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::PermissionDenied);
-    assert!(e.message().contains("member"), "{}", e.message());
+        .unwrap()
+        .into_inner();
+    assert_ne!(own.revoked_at_ms, 0);
+    assert_eq!(
+        code!(v.keys.revoke_key(pb::RevokeKeyRequest {
+            tenant: "acme".into(),
+            key: "by-operator".into(),
+        })),
+        Code::PermissionDenied
+    );
 
     let mut a = session(&cp, "a@acme.test").await;
     assert_eq!(code!(a.providers.add_provider(provider("a"))), Code::Ok);
     assert_eq!(
         code!(a.keys.revoke_key(pb::RevokeKeyRequest {
             tenant: "acme".into(),
-            key: "m".into(),
+            key: "by-operator".into(),
         })),
         Code::Ok
     );
