@@ -51,10 +51,9 @@ export default function Tenants() {
           e.preventDefault();
           try {
             const t = await api.tenants.createTenant({ name: name.trim() });
-            setNotice({ kind: "ok", text: `Tenant ${t.name} created; it is now selected.` });
             setName("");
-            await reload();
-            await reloadTenants(t.name);
+            await Promise.all([reload(), reloadTenants(t.name)]);
+            setNotice({ kind: "ok", text: `Tenant ${t.name} created; it is now selected.` });
           } catch (err) {
             setNotice({ kind: "error", text: errorText(err) });
           }
