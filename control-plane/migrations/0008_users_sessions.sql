@@ -28,3 +28,10 @@ CREATE TABLE sessions (
 );
 
 CREATE INDEX sessions_user_idx ON sessions (user_id);
+
+-- Who created a caller key from a session, so members may revoke the keys
+-- they created (and no others).
+CREATE TABLE caller_key_creators (
+    key_id  TEXT NOT NULL PRIMARY KEY REFERENCES caller_keys (id),
+    user_id TEXT NOT NULL REFERENCES users (id)
+);

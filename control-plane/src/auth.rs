@@ -161,16 +161,16 @@ impl Interceptor for AdminAuth {
                 .or_else(|| value.strip_prefix(b"bearer "))
                 .unwrap_or(b"")
         });
+        // The operator token is checked first, so an operator token that
+        // happens to start like a session token still works.
         let credential = match token {
             None if !self.required => return Ok(req),
+            _ if self.operator.check(header).is_ok() => Credential::Operator,
             Some(t) if t.starts_with(SESSION_TOKEN_PREFIX.as_bytes()) => Credential::Session {
                 token_hash: hex::encode(Sha256::digest(t)),
             },
-            _ => match self.operator.check(header) {
-                Ok(()) => Credential::Operator,
-                Err(_) if !self.required => return Ok(req),
-                Err(e) => return Err(e),
-            },
+            _ if !self.required => return Ok(req),
+            _ => return self.operator.check(header).map(|()| req),
         };
         req.extensions_mut().insert(credential);
         Ok(req)
@@ -244,6 +244,15 @@ mod tests {
                 tonic::Code::Unauthenticated
             );
         }
+        let mut odd = AdminAuth::new(BearerAuth::operator(
+            &SecretString::new("tgs-operator-override"),
+            Path::new("/d"),
+        ));
+        let r = odd.call(req(Some("Bearer tgs-operator-override"))).unwrap();
+        assert_eq!(
+            r.extensions().get::<Credential>(),
+            Some(&Credential::Operator)
+        );
         let mut o = a.optional();
         let r = o.call(req(None)).unwrap();
         assert!(r.extensions().get::<Credential>().is_none());

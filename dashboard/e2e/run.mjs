@@ -104,6 +104,9 @@ async function main() {
     const ctx = await browser.newContext();
     const page = await ctx.newPage();
     page.setDefaultTimeout(T);
+    const consoleErrors = [];
+    page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
+    page.on("pageerror", (e) => consoleErrors.push(String(e)));
 
     // Static serving: the SPA fallback serves the app on a deep link.
     await page.goto(dev.dash + "providers");
@@ -182,6 +185,13 @@ async function main() {
     await page.getByText("No requests yet.").waitFor();
     check(true, "the request log filters by outcome");
 
+    // The overview counts it too.
+    await page.getByRole("link", { name: "Overview" }).click();
+    const today = page.getByRole("region", { name: "Today (UTC)" });
+    await today.waitFor();
+    const facts = await today.locator("dd").allInnerTexts();
+    check(facts[1] === "1" && facts[2] === "0.0%" && facts[3] === String(tokens), `the overview shows today's call, error rate and tokens (${facts.join(" | ")})`);
+
     // Change the route's policy in the UI and see the data plane enforce it:
     // a 200 ms total timeout cuts the mock's 600 ms answers.
     await page.getByRole("link", { name: "Models & routes" }).click();
@@ -202,6 +212,11 @@ async function main() {
     });
     check(cut.status === 504 && cut.elapsed < 590 && typeof cut.err.error?.message === "string",
       `the saved policy is enforced: ${cut.status} after ${cut.elapsed} ms (${cut.err.error?.message})`);
+
+    // Expected failures (the wrong password) log nothing else; the app runs
+    // under the CP's Content-Security-Policy without violations.
+    const unexpected = consoleErrors.filter((t) => /Content Security Policy|Uncaught|TypeError/.test(t));
+    check(unexpected.length === 0, `no script errors or CSP violations (${unexpected.join("; ")})`);
 
     // Another tenant's owner sees none of it.
     const pwFile = path.join(tmp, "b.password");
@@ -227,6 +242,33 @@ async function main() {
     check(viaApi.code !== 0 && viaApi.stderr.includes("tenant 'demo' not found"), "tenant other's session gets NotFound for demo through the API");
     const own = await cli(["--token", tokenB, "provider", "list", "--tenant", "other"]);
     check(own.code === 0, "tenant other's session lists its own providers");
+
+    // The operator signs in with the operator token: every tenant, the data
+    // planes, and creating a tenant.
+    const opToken = readFileSync(path.join(dataDir, "admin.token"), "utf8").trim();
+    const pageOp = await (await browser.newContext()).newPage();
+    pageOp.setDefaultTimeout(T);
+    await pageOp.goto(dev.dash);
+    await pageOp.getByText("Operator token", { exact: true }).click();
+    await pageOp.getByLabel(/Operator token \(/).fill(opToken);
+    await pageOp.getByRole("button", { name: "Use token" }).click();
+    await pageOp.getByText("Signed in as operator token").waitFor();
+    await pageOp.getByRole("link", { name: "Data planes" }).click();
+    const node = pageOp.getByRole("row").filter({ hasText: "dev-dp" });
+    await node.waitFor();
+    check((await node.getByRole("cell").nth(1).innerText()) === "yes", "the operator sees the connected data plane");
+    await pageOp.getByRole("link", { name: "Tenants" }).click();
+    await pageOp.getByRole("row").filter({ hasText: "other" }).waitFor();
+    const tform = pageOp.getByRole("form", { name: "Create a tenant" });
+    await tform.getByLabel(/Name/).fill("Bad Name");
+    await tform.getByRole("button", { name: "Create tenant" }).click();
+    await pageOp.getByRole("alert").filter({ hasText: "invalid tenant name" }).waitFor();
+    check(true, "an invalid tenant name is explained with the API's message");
+    await tform.getByLabel(/Name/).fill("third");
+    await tform.getByRole("button", { name: "Create tenant" }).click();
+    await pageOp.getByRole("status").filter({ hasText: "Tenant third created" }).waitFor();
+    await eventually("the new tenant is selected", async () => (await pageOp.getByLabel("Tenant", { exact: true }).inputValue()) === "third");
+    check(true, "the new tenant is selected");
     console.log("dashboard e2e: all checks passed");
   } catch (e) {
     mkdirSync(artifacts, { recursive: true });

@@ -12,6 +12,7 @@ const Keys = lazy(() => import("./pages/Keys"));
 const Usage = lazy(() => import("./pages/Usage"));
 const DataPlanes = lazy(() => import("./pages/DataPlanes"));
 const Users = lazy(() => import("./pages/Users"));
+const Tenants = lazy(() => import("./pages/Tenants"));
 
 type Page = { path: string; title: string; element: ReactNode; show: (s: Session) => boolean };
 
@@ -23,6 +24,7 @@ const PAGES: Page[] = [
   { path: "/usage", title: "Usage", element: <Usage />, show: () => true },
   { path: "/data-planes", title: "Data planes", element: <DataPlanes />, show: (s) => s.isOperator },
   { path: "/users", title: "Users", element: <Users />, show: (s) => can(s.role, "users") },
+  { path: "/tenants", title: "Tenants", element: <Tenants />, show: (s) => s.isOperator },
 ];
 
 function usePath(): [string, (to: string) => void] {
@@ -35,6 +37,8 @@ function usePath(): [string, (to: string) => void] {
   const navigate = useCallback((to: string) => {
     window.history.pushState(null, "", to);
     setPath(to);
+    // Keyboard and screen-reader users land on the new page's content.
+    requestAnimationFrame(() => document.getElementById("main")?.focus());
   }, []);
   return [path, navigate];
 }
@@ -106,6 +110,11 @@ export function App() {
     tenant,
     role: principal.role,
     isOperator: principal.tenantId === "",
+    reloadTenants: async (select) => {
+      const list = (await api.tenants.listTenants({})).tenants.map((t) => t.name);
+      setTenants(list);
+      if (select) setTenant(select);
+    },
   };
   const pages = PAGES.filter((p) => p.show(session));
   const page = pages.find((p) => p.path === path) ?? null;
@@ -156,8 +165,8 @@ export function App() {
         </ul>
       </nav>
       <main id="main" tabIndex={-1}>
-        {!tenant && !page?.path.startsWith("/data-planes") ? (
-          <p>No tenant yet. Create one with `tollgate tenant create NAME`.</p>
+        {!tenant && page && !["/data-planes", "/tenants"].includes(page.path) ? (
+          <p>No tenant yet. Create one on the Tenants page or with `tollgate tenant create NAME`.</p>
         ) : page ? (
           <Suspense fallback={<p role="status">Loading…</p>}>
             <h1>{page.title}</h1>

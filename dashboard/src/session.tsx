@@ -10,6 +10,8 @@ export type Session = {
   /** owner | admin | member | viewer */
   role: string;
   isOperator: boolean;
+  /** Re-reads the tenant list (after an operator creates one) and selects `select`. */
+  reloadTenants: (select?: string) => Promise<void>;
 };
 
 export const SessionContext = createContext<Session | null>(null);

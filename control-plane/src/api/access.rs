@@ -9,7 +9,7 @@
 //! | action                                   | viewer | member | admin | owner |
 //! |------------------------------------------|--------|--------|-------|-------|
 //! | read tenant, providers, models, routes, keys, usage | ✓ | ✓ | ✓ | ✓ |
-//! | create caller keys                       |        | ✓      | ✓     | ✓     |
+//! | create caller keys; revoke the ones it created |  | ✓      | ✓     | ✓     |
 //! | providers, models, routes, revoke keys   |        |        | ✓     | ✓     |
 //! | list users; add/disable members, viewers |        |        | ✓     | ✓     |
 //! | add/disable admins and owners            |        |        |       | ✓     |
@@ -110,7 +110,7 @@ impl Principal {
         }
     }
 
-    fn check(&self, need: Need) -> Result<(), Status> {
+    pub fn check(&self, need: Need) -> Result<(), Status> {
         let role = self.role();
         if role.allows(need) {
             Ok(())
@@ -158,8 +158,19 @@ impl ApiState {
         reference: &str,
         need: Need,
     ) -> Result<Tenant, Status> {
+        Ok(self.scoped(request, reference, need).await?.1)
+    }
+
+    /// [`ApiState::tenant_for`], also returning the caller.
+    pub async fn scoped<T>(
+        &self,
+        request: &Request<T>,
+        reference: &str,
+        need: Need,
+    ) -> Result<(Principal, Tenant), Status> {
         let principal = self.principal(request).await?;
-        self.tenant_of(&principal, reference, need).await
+        let tenant = self.tenant_of(&principal, reference, need).await?;
+        Ok((principal, tenant))
     }
 
     /// [`ApiState::tenant_for`] for an already resolved principal.

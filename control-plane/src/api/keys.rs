@@ -8,7 +8,7 @@ use tollgate_proto::admin::v1 as pb;
 use tollgate_proto::admin::v1::key_service_server::KeyService;
 use tonic::{Request, Response, Status};
 
-use super::access::Need;
+use super::access::{Need, Principal};
 use super::status::store_status;
 use super::{reject_id_lookalike, require_token, ApiState};
 use crate::store::{CallerKey, NewCallerKey};
@@ -21,6 +21,33 @@ pub struct KeyApi {
 impl KeyApi {
     pub fn new(state: ApiState) -> Self {
         Self { state }
+    }
+
+    /// Below admin, a member may revoke only the keys it created.
+    async fn may_revoke_own(
+        &self,
+        principal: &Principal,
+        tenant_id: &str,
+        reference: &str,
+    ) -> Result<(), Status> {
+        principal.check(Need::CreateKey)?;
+        let Principal::User { user, .. } = principal else {
+            return Ok(());
+        };
+        let store = &self.state.store;
+        let key = store
+            .list_keys(tenant_id)
+            .await
+            .map_err(store_status)?
+            .into_iter()
+            .find(|k| k.id == reference || k.name == reference)
+            .ok_or_else(|| Status::not_found(format!("key '{reference}' not found")))?;
+        match store.key_creator(&key.id).await.map_err(store_status)? {
+            Some(creator) if creator == user.id => Ok(()),
+            _ => Err(Status::permission_denied(
+                "role member may revoke only the keys it created",
+            )),
+        }
     }
 }
 
@@ -42,9 +69,9 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::CreateKeyRequest>,
     ) -> Result<Response<pb::CreateKeyResponse>, Status> {
-        let tenant = self
+        let (principal, tenant) = self
             .state
-            .tenant_for(&request, &request.get_ref().tenant, Need::CreateKey)
+            .scoped(&request, &request.get_ref().tenant, Need::CreateKey)
             .await?;
         let req = request.into_inner();
         let name = req.name.trim().to_owned();
@@ -72,6 +99,14 @@ impl KeyService for KeyApi {
             })
             .await
             .map_err(store_status)?;
+        if let Principal::User { user, .. } = &principal {
+            // Lets a member revoke the keys it created.
+            self.state
+                .store
+                .set_key_creator(&key.id, &user.id)
+                .await
+                .map_err(store_status)?;
+        }
         tracing::info!(tenant_id = %key.tenant_id, key_id = %key.id, name = %key.name, "caller key created");
         Ok(Response::new(pb::CreateKeyResponse {
             key: Some(key_to_proto(key)),
@@ -102,14 +137,18 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::RevokeKeyRequest>,
     ) -> Result<Response<pb::CallerKey>, Status> {
-        let tenant = self
+        let (principal, tenant) = self
             .state
-            .tenant_for(&request, &request.get_ref().tenant, Need::Write)
+            .scoped(&request, &request.get_ref().tenant, Need::Read)
             .await?;
         let req = request.into_inner();
         let reference = req.key.trim();
         if reference.is_empty() {
             return Err(Status::invalid_argument("key is required (id or name)"));
+        }
+        if principal.check(Need::Write).is_err() {
+            self.may_revoke_own(&principal, &tenant.id, reference)
+                .await?;
         }
         let key = self
             .state

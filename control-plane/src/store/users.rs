@@ -183,6 +183,25 @@ impl Store {
         row.as_ref().map(user_from_row).transpose()
     }
 
+    /// Records the user who created a caller key.
+    pub async fn set_key_creator(&self, key_id: &str, user_id: &str) -> StoreResult<()> {
+        sqlx::query("INSERT INTO caller_key_creators (key_id, user_id) VALUES ($1, $2)")
+            .bind(key_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The user who created a caller key, if a user did.
+    pub async fn key_creator(&self, key_id: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT user_id FROM caller_key_creators WHERE key_id = $1")
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("user_id")).transpose()?)
+    }
+
     pub async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)

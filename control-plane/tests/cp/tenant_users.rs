@@ -576,23 +576,42 @@ async fn roles_limit_what_a_session_may_do() {
         code!(m.providers.add_provider(provider("m"))),
         Code::PermissionDenied
     );
+    // A member revokes the keys it created, and no others.
+    op.keys.create_key(key("by-operator")).await.unwrap();
     let e = m
+        .keys
+        .revoke_key(pb::RevokeKeyRequest {
+            tenant: "acme".into(),
+            key: "by-operator".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(e.message().contains("member"), "{}", e.message());
+    let own = m
         .keys
         .revoke_key(pb::RevokeKeyRequest {
             tenant: "acme".into(),
             key: "m".into(),
         })
         .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::PermissionDenied);
-    assert!(e.message().contains("member"), "{}", e.message());
+        .unwrap()
+        .into_inner();
+    assert_ne!(own.revoked_at_ms, 0);
+    assert_eq!(
+        code!(v.keys.revoke_key(pb::RevokeKeyRequest {
+            tenant: "acme".into(),
+            key: "by-operator".into(),
+        })),
+        Code::PermissionDenied
+    );
 
     let mut a = session(&cp, "a@acme.test").await;
     assert_eq!(code!(a.providers.add_provider(provider("a"))), Code::Ok);
     assert_eq!(
         code!(a.keys.revoke_key(pb::RevokeKeyRequest {
             tenant: "acme".into(),
-            key: "m".into(),
+            key: "by-operator".into(),
         })),
         Code::Ok
     );
@@ -752,6 +771,108 @@ async fn sign_in_failures_do_not_say_which_part_was_wrong_and_sessions_end() {
     );
     assert_eq!(
         code!(none.tenants.list_tenants(pb::ListTenantsRequest {})),
+        Code::Unauthenticated
+    );
+}
+
+/// Users, sessions and tenant scoping on Postgres, when
+/// `TOLLGATE_TEST_POSTGRES_URL` points at a database (names are unique per
+/// run, so a shared database can be reused).
+#[tokio::test]
+async fn users_sessions_and_scoping_on_postgres() {
+    let Ok(url) = std::env::var("TOLLGATE_TEST_POSTGRES_URL") else {
+        eprintln!("TOLLGATE_TEST_POSTGRES_URL not set; skipping the Postgres users scenario");
+        return;
+    };
+    let cp = Cp::start_with_database(&url).await;
+    let mut op = operator(&cp).await;
+    let run = tollgate_core::time::now_ms();
+    let (ta, tb) = (format!("pgu-a-{run}"), format!("pgu-b-{run}"));
+    for t in [&ta, &tb] {
+        op.tenants
+            .create_tenant(pb::CreateTenantRequest { name: t.clone() })
+            .await
+            .unwrap();
+    }
+    let email = format!("owner-{run}@a.test");
+    add_user(&mut op, &ta, &email, "owner").await;
+    let op_email = format!("ops-{run}@x.test");
+    add_user(&mut op, "", &op_email, "viewer").await;
+    let operators = op
+        .auth
+        .list_users(pb::ListUsersRequest {
+            tenant: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .users;
+    assert!(operators
+        .iter()
+        .any(|u| u.email == op_email && u.tenant_id.is_empty()));
+
+    let mut a = session(&cp, &email).await;
+    let who = a
+        .auth
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(who.tenant_name, ta);
+    assert_eq!(
+        code!(a
+            .providers
+            .list_providers(pb::ListProvidersRequest { tenant: tb.clone() })),
+        Code::NotFound
+    );
+    assert_eq!(
+        code!(a.providers.add_provider(pb::AddProviderRequest {
+            tenant: ta.clone(),
+            name: "pa".into(),
+            kind: "mock".into(),
+            ..Default::default()
+        })),
+        Code::Ok
+    );
+    let users = a
+        .auth
+        .list_users(pb::ListUsersRequest { tenant: ta.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .users;
+    assert_eq!(users.len(), 1);
+    // The operator viewer reads every tenant and changes none.
+    let mut ops = session(&cp, &op_email).await;
+    assert_eq!(
+        code!(ops
+            .providers
+            .list_providers(pb::ListProvidersRequest { tenant: ta.clone() })),
+        Code::Ok
+    );
+    assert_eq!(
+        code!(ops.keys.create_key(pb::CreateKeyRequest {
+            tenant: tb.clone(),
+            name: "k".into(),
+            expires_at_ms: 0,
+        })),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        code!(ops
+            .data_planes
+            .get_config_status(pb::GetConfigStatusRequest {})),
+        Code::Ok
+    );
+    op.auth
+        .disable_user(pb::DisableUserRequest {
+            tenant: ta.clone(),
+            user: email.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        code!(a.auth.who_am_i(pb::WhoAmIRequest {})),
         Code::Unauthenticated
     );
 }

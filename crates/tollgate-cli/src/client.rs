@@ -80,7 +80,8 @@ pub type Admin = AdminClient;
 pub fn status_error(s: Status) -> anyhow::Error {
     let hint = match s.code() {
         tonic::Code::Unauthenticated => {
-            " (check the operator token: --token, TOLLGATE_ADMIN_TOKEN or <data-dir>/admin.token)"
+            " (check the token: the operator token from --token, TOLLGATE_ADMIN_TOKEN or \
+             <data-dir>/admin.token, or a session token that has not expired)"
         }
         tonic::Code::Unavailable => " (is the control plane running? check --cp / TOLLGATE_CP_URL)",
         _ => "",

@@ -42,7 +42,7 @@ export default function Keys() {
               <th scope="col">Created</th>
               <th scope="col">Expires</th>
               <th scope="col">State</th>
-              {can(role, "write") && <th scope="col">Actions</th>}
+              {can(role, "createKey") && <th scope="col">Actions</th>}
             </tr>
           </thead>
           <tbody>
@@ -60,7 +60,8 @@ export default function Keys() {
                 <td>{when(k.createdAtMs)}</td>
                 <td>{k.expiresAtMs ? when(k.expiresAtMs) : "never"}</td>
                 <td>{k.revokedAtMs ? `revoked ${when(k.revokedAtMs)}` : "active"}</td>
-                {can(role, "write") && (
+                {/* Members may revoke the keys they created; the API says so otherwise. */}
+                {can(role, "createKey") && (
                   <td>
                     {!k.revokedAtMs && (
                       <ConfirmButton
