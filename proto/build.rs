@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &[
                 "tollgate/admin/v1/admin.proto",
                 "tollgate/sync/v1/sync.proto",
+                "tollgate/admin/v1/cache.proto",
             ],
             &["."],
         )?;

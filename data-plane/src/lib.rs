@@ -24,6 +24,7 @@
 
 pub mod access_log;
 pub mod backoff;
+pub mod cache;
 pub mod capabilities;
 pub mod config;
 pub mod http;
@@ -120,6 +121,8 @@ pub struct DataPlaneConfig {
     /// Where usage records go in file and memory mode (default: nowhere;
     /// tests collect them). Control-plane mode always reports to the CP.
     pub usage_sink: Option<UsageSinkHandle>,
+    /// Memory bound of the response cache; 0 disables it.
+    pub cache_max_bytes: u64,
 }
 
 /// A usage sink given to [`DataPlaneConfig::usage_sink`].
@@ -148,6 +151,7 @@ impl DataPlaneConfig {
             usage_spool_max_bytes: metering::spool::DEFAULT_MAX_BYTES,
             clock: None,
             usage_sink: None,
+            cache_max_bytes: cache::DEFAULT_MAX_BYTES,
         }
     }
 
@@ -316,6 +320,16 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
     let client = providers::http_client(config.connect_timeout, &extra_roots)
         .context("cannot build the upstream HTTP client")?;
     let drain = Drain::new();
+    let clock = config
+        .clock
+        .clone()
+        .unwrap_or_else(|| Arc::new(routing::MonotonicClock::new()));
+    let response_cache = (config.cache_max_bytes > 0).then(|| {
+        Arc::new(cache::ResponseCache::new(
+            config.cache_max_bytes,
+            clock.clone(),
+        ))
+    });
     let gateway = Arc::new(Gateway {
         store: store.clone(),
         providers: providers::Providers::new(client),
@@ -325,11 +339,9 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
             upstream_timeout: config.upstream_timeout,
         },
         drain: drain.clone(),
-        clock: config
-            .clock
-            .clone()
-            .unwrap_or_else(|| Arc::new(routing::MonotonicClock::new())),
+        clock,
         health,
+        cache: response_cache,
     });
 
     // Draining happens before Pingora is told to stop (see WatchShutdown),

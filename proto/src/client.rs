@@ -9,6 +9,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
 use crate::admin::v1::{
+    cache_policy_service_client::CachePolicyServiceClient,
     data_plane_service_client::DataPlaneServiceClient, key_service_client::KeyServiceClient,
     model_service_client::ModelServiceClient, provider_service_client::ProviderServiceClient,
     route_service_client::RouteServiceClient, tenant_service_client::TenantServiceClient,
@@ -72,6 +73,7 @@ pub struct AdminClient {
     pub keys: KeyServiceClient<Authed>,
     pub usage: UsageServiceClient<Authed>,
     pub data_planes: DataPlaneServiceClient<Authed>,
+    pub cache: CachePolicyServiceClient<Authed>,
 }
 
 impl AdminClient {
@@ -91,6 +93,7 @@ impl AdminClient {
             routes: RouteServiceClient::with_interceptor(channel.clone(), auth.clone()),
             keys: KeyServiceClient::with_interceptor(channel.clone(), auth.clone()),
             usage: UsageServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            cache: CachePolicyServiceClient::with_interceptor(channel.clone(), auth.clone()),
             data_planes: DataPlaneServiceClient::with_interceptor(channel, auth),
         })
     }

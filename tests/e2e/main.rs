@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod auth;
+mod cache;
 mod chaos;
 mod errors;
 mod https_upstream;

@@ -2,6 +2,7 @@
 //! domain at the edge, validates input and calls the store; errors reach the
 //! caller only through [`status`].
 
+pub mod cache;
 pub mod data_planes;
 pub mod keys;
 pub mod models;

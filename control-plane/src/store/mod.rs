@@ -12,6 +12,7 @@
 //! together. After commit the new version is published on a watch channel
 //! that the snapshot broadcaster follows.
 
+mod cache_policies;
 mod keys;
 mod models;
 mod providers;
@@ -28,6 +29,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::watch;
 
+pub use cache_policies::{CachePolicyRow, CacheScope, CacheSettings};
 pub use keys::{CallerKey, NewCallerKey};
 pub use models::{Model, NewModel};
 pub use providers::{NewProvider, Provider};

@@ -30,6 +30,8 @@ pub struct TenantData {
     pub route_targets: Vec<RouteTarget>,
     /// Keys not revoked (expired ones included: the data plane checks expiry).
     pub keys: Vec<CallerKey>,
+    /// Response cache policies (tenant, model and key scopes).
+    pub cache_policies: Vec<super::CachePolicyRow>,
 }
 
 /// The configuration at `version` (or newer: the version is read first, so
@@ -92,6 +94,7 @@ impl Store {
         .iter()
         .map(key_from_row)
         .collect::<StoreResult<Vec<_>>>()?;
+        let cache_policies = Store::all_cache_policies(&mut tx).await?;
         tx.commit().await?;
 
         // Group once by tenant instead of filtering per tenant.
@@ -99,6 +102,7 @@ impl Store {
         let mut models = group_by_tenant(models, |m| &m.tenant_id);
         let mut keys = group_by_tenant(keys, |k| &k.tenant_id);
         let mut route_targets = group_by_tenant(route_targets, |t| &t.tenant_id);
+        let mut cache_policies = group_by_tenant(cache_policies, |p| &p.tenant_id);
         let tenants = tenants
             .into_iter()
             .map(|tenant| TenantData {
@@ -106,6 +110,7 @@ impl Store {
                 models: models.remove(&tenant.id).unwrap_or_default(),
                 route_targets: route_targets.remove(&tenant.id).unwrap_or_default(),
                 keys: keys.remove(&tenant.id).unwrap_or_default(),
+                cache_policies: cache_policies.remove(&tenant.id).unwrap_or_default(),
                 tenant,
             })
             .collect();

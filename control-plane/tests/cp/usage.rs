@@ -44,6 +44,7 @@ fn record(
             latency_ms: 250,
             error_code: String::new(),
         }],
+        ..Default::default()
     }
 }
 

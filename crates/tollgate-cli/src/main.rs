@@ -2,6 +2,7 @@
 //! (control plane + data plane + built-in mock provider in one process).
 
 mod admin;
+mod cache;
 mod client;
 mod dev;
 mod output;
@@ -69,6 +70,9 @@ enum Command {
     Key(admin::KeyCmd),
     /// Calls, tokens and cost per model (and key).
     Usage(admin::UsageArgs),
+    /// Response cache policies of a tenant, its models and its keys.
+    #[command(subcommand)]
+    Cache(cache::CacheCmd),
     /// Config version and connected data planes.
     Status,
 }
@@ -97,6 +101,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Health(c) => route::health(&mut admin, c, cli.json).await,
         Command::Key(c) => admin::key(&mut admin, c, cli.json).await,
         Command::Usage(a) => admin::usage(&mut admin, a, cli.json).await,
+        Command::Cache(c) => cache::cache(&mut admin, c, cli.json).await,
         Command::Status => admin::status(&mut admin, cli.json).await,
     }
 }

@@ -162,6 +162,7 @@ pub fn compile_with(
         version: snapshot.version,
         keys,
         tenants,
+        cache: crate::cache::CachePolicies::compile(snapshot),
     })
 }
 
@@ -443,7 +444,9 @@ pub(crate) mod tests {
                         name: "backend".into(),
                         key_hash: hash_caller_key("tg-acme-key"),
                         expires_at_ms: 0,
+                        ..Default::default()
                     }],
+                    ..Default::default()
                 },
                 pb::TenantConfig {
                     id: "tn_other".into(),
@@ -456,7 +459,9 @@ pub(crate) mod tests {
                         name: "k".into(),
                         key_hash: hash_caller_key("tg-other-key"),
                         expires_at_ms: 0,
+                        ..Default::default()
                     }],
+                    ..Default::default()
                 },
             ],
         }

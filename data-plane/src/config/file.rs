@@ -29,10 +29,40 @@ struct FileTenant {
     models: Vec<FileModel>,
     #[serde(default)]
     keys: Vec<FileKey>,
+    /// Response cache policy of the tenant.
+    cache: Option<FileCachePolicy>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// A response cache policy (`docs/cache.md`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCachePolicy {
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    ttl_ms: u64,
+    #[serde(default)]
+    max_entry_bytes: u64,
+    #[serde(default)]
+    only_deterministic: bool,
+    #[serde(default)]
+    hit_cost_bps: u32,
+}
+
+impl FileCachePolicy {
+    fn to_proto(&self) -> pb::CachePolicy {
+        pb::CachePolicy {
+            enabled: self.enabled,
+            ttl_ms: self.ttl_ms,
+            max_entry_bytes: self.max_entry_bytes,
+            only_deterministic: self.only_deterministic,
+            hit_cost_bps: self.hit_cost_bps,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -72,6 +102,7 @@ struct FileModel {
     #[serde(default)]
     targets: Vec<FileTarget>,
     routing: Option<FilePolicy>,
+    cache: Option<FileCachePolicy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,6 +161,7 @@ struct FileKey {
     key: Option<String>,
     #[serde(default)]
     expires_at_ms: i64,
+    cache: Option<FileCachePolicy>,
 }
 
 impl std::fmt::Debug for FileKey {
@@ -241,6 +273,7 @@ pub fn parse_yaml(
                     .collect(),
                 policy: m.routing.as_ref().map(FilePolicy::to_proto),
                 aliases: m.aliases.clone(),
+                cache_policy: m.cache.as_ref().map(FileCachePolicy::to_proto),
             });
         }
         let mut keys = Vec::with_capacity(t.keys.len());
@@ -260,6 +293,7 @@ pub fn parse_yaml(
                 name: k.name.clone(),
                 key_hash,
                 expires_at_ms: k.expires_at_ms,
+                cache_policy: k.cache.as_ref().map(FileCachePolicy::to_proto),
             });
         }
         tenants.push(pb::TenantConfig {
@@ -269,6 +303,7 @@ pub fn parse_yaml(
             providers,
             models,
             keys,
+            cache_policy: t.cache.as_ref().map(FileCachePolicy::to_proto),
         });
     }
     Ok(pb::Snapshot {

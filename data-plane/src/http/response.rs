@@ -34,6 +34,9 @@ pub fn head(
             h.insert_header("x-tollgate-attempts", ctx.attempts.len())?;
         }
     }
+    if let Some(cache) = ctx.cache {
+        h.insert_header(crate::cache::control::CACHE_HEADER, cache.as_str())?;
+    }
     match content_length {
         Some(n) => h.insert_header(http::header::CONTENT_LENGTH, n)?,
         None => {

@@ -35,6 +35,9 @@ pub struct UsageRecord {
     /// Upstream attempts in order (retries and failovers); the last one
     /// answered the caller.
     pub attempts: Vec<crate::routing::Attempt>,
+    /// Answered from the response cache: the share of the full price billed
+    /// for the hit, in basis points (`usage` holds the tokens saved).
+    pub cache_hit: Option<u32>,
 }
 
 impl UsageRecord {
@@ -59,6 +62,8 @@ impl UsageRecord {
             reasoning_tokens: self.usage.reasoning_tokens,
             cost_micros: 0,
             attempts: self.attempts.iter().map(|a| a.to_proto()).collect(),
+            cache_hit: self.cache_hit.is_some(),
+            cache_hit_cost_bps: self.cache_hit.unwrap_or(0),
         }
     }
 }
@@ -162,6 +167,7 @@ pub(crate) mod tests {
                 ..Usage::default()
             },
             attempts: Vec::new(),
+            cache_hit: None,
         }
     }
 

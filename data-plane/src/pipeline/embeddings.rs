@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::cached::{CacheRequest, Lookup};
 use super::{CallContext, Failure, Gateway};
 use crate::http::errors::GatewayError;
 use crate::http::response;
@@ -42,6 +43,31 @@ impl Gateway {
             .cloned()
             .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;
         ctx.route = Some(route.clone());
+        let endpoint = crate::cache::CacheEndpoint::Embeddings;
+        let lookup = self.cache_lookup(
+            session,
+            ctx,
+            CacheRequest {
+                endpoint,
+                model_id: &route.model_id,
+                model: &route.public_name,
+                extra: "",
+                body: &body,
+            },
+        );
+        let plan = match lookup {
+            Lookup::Hit(hit, policy) => {
+                if self
+                    .serve_hit(session, ctx, &hit, &policy, endpoint, &route)
+                    .await?
+                {
+                    return Ok(());
+                }
+                None
+            }
+            Lookup::Miss(plan) => Some(plan),
+            Lookup::Bypass => None,
+        };
         if !matches!(
             route.provider.kind,
             crate::config::ProviderKind::OpenAi | crate::config::ProviderKind::Azure
@@ -55,6 +81,7 @@ impl Gateway {
             .embed(&route.provider, &body, self.limits.upstream_timeout)
             .await?;
         ctx.usage = usage;
+        self.cache_complete(plan, &answer, usage);
         response::write_json(session, ctx, 200, answer).await?;
         Ok(())
     }

@@ -8,6 +8,7 @@
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use super::cached::{CacheRequest, Lookup};
 use super::relay::{relay_native, relay_stream};
 use super::{CallContext, Failure, Gateway};
 use crate::config::ProviderKind;
@@ -16,6 +17,7 @@ use crate::http::{self, response, BodyError};
 use crate::providers::anthropic::inbound_stream::OpenAiToAnthropic;
 use crate::providers::anthropic::{inbound, usage_from_message, CallerHeaders};
 use crate::providers::event_stream::translate;
+use crate::providers::upstream::RawAnswer;
 use crate::providers::{CallOptions, UpstreamResponse};
 use crate::stream::AnthropicMeter;
 use pingora_proxy::Session;
@@ -64,6 +66,39 @@ impl Gateway {
             .cloned()
             .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;
         ctx.route = Some(route.clone());
+        // Cache stage (`anthropic-beta` changes what the model may do).
+        let beta = session
+            .req_header()
+            .headers
+            .get("anthropic-beta")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let endpoint = crate::cache::CacheEndpoint::Messages;
+        let lookup = self.cache_lookup(
+            session,
+            ctx,
+            CacheRequest {
+                endpoint,
+                model_id: &route.model_id,
+                model: &route.public_name,
+                extra: &beta,
+                body: &body,
+            },
+        );
+        let plan = match lookup {
+            Lookup::Hit(hit, policy) => {
+                if self
+                    .serve_hit(session, ctx, &hit, &policy, endpoint, &route)
+                    .await?
+                {
+                    return Ok(());
+                }
+                None
+            }
+            Lookup::Miss(plan) => Some(plan),
+            Lookup::Bypass => None,
+        };
         let options = CallOptions {
             stream,
             timeout: self.limits.upstream_timeout,
@@ -89,6 +124,13 @@ impl Gateway {
                 .anthropic
                 .send_native(&route.provider, &body, options, &caller)
                 .await?;
+            let answer = match answer {
+                RawAnswer::Complete(bytes) => {
+                    self.cache_complete(plan, &bytes, usage_from_message(&bytes));
+                    RawAnswer::Complete(bytes)
+                }
+                RawAnswer::Stream(s) => RawAnswer::Stream(self.cache_stream(plan, s, None)),
+            };
             return relay_native(
                 session,
                 ctx,
@@ -111,10 +153,13 @@ impl Gateway {
                 })?;
                 ctx.usage = usage;
                 let message = inbound::to_message(&completion, &usage.unwrap_or_default(), &model);
-                response::write_json(session, ctx, 200, Bytes::from(message.to_string())).await?;
+                let message = Bytes::from(message.to_string());
+                self.cache_complete(plan, &message, usage);
+                response::write_json(session, ctx, 200, message).await?;
             }
             UpstreamResponse::Stream(s) => {
                 let s = translate(s, Box::new(OpenAiToAnthropic::new(&model)));
+                let s = self.cache_stream(plan, s, None);
                 relay_stream(
                     session,
                     ctx,

@@ -11,6 +11,7 @@
 //! `request_filter` and [`Gateway::finish`] from `logging`; new stages slot
 //! in [`Gateway::chat`] between parse and route.
 
+mod cached;
 pub mod chat_request;
 pub mod drain;
 mod embeddings;
@@ -63,6 +64,11 @@ pub struct CallContext {
     )>,
     /// The protocol the caller speaks on this route (shapes its errors).
     pub api: ApiFormat,
+    /// How the response cache took part (`x-tollgate-cache`); `None` on
+    /// routes that are not cacheable.
+    pub cache: Option<crate::cache::CacheStatus>,
+    /// Answered from cache: the share of the full price billed (bps).
+    pub cache_hit_cost_bps: Option<u32>,
     in_flight: Option<drain::InFlight>,
 }
 
@@ -83,6 +89,8 @@ impl Default for CallContext {
             attempts: Vec::new(),
             serving: None,
             api: ApiFormat::OpenAi,
+            cache: None,
+            cache_hit_cost_bps: None,
             in_flight: None,
         }
     }
@@ -168,6 +176,8 @@ pub struct Gateway {
     pub clock: Arc<dyn Clock>,
     /// Where rejected provider credentials are reported.
     pub health: Arc<dyn HealthSink>,
+    /// The response cache; `None` when disabled (`--cache-max-bytes 0`).
+    pub cache: Option<Arc<crate::cache::ResponseCache>>,
 }
 
 impl Gateway {
@@ -316,6 +326,34 @@ impl Gateway {
                 body.len(),
             )?;
         }
+        // Cache stage.
+        let lookup = self.cache_lookup(
+            session,
+            ctx,
+            cached::CacheRequest {
+                endpoint: crate::cache::CacheEndpoint::ChatCompletions,
+                model_id: &route.model_id,
+                model: &route.public_name,
+                extra: suffix.unwrap_or_default(),
+                body: &chat.body,
+            },
+        );
+        let mut plan = match lookup {
+            cached::Lookup::Hit(hit, policy) => {
+                if let Some(primary) = route.primary() {
+                    let endpoint = crate::cache::CacheEndpoint::ChatCompletions;
+                    if self
+                        .serve_hit(session, ctx, &hit, &policy, endpoint, primary)
+                        .await?
+                    {
+                        return Ok(());
+                    }
+                }
+                None
+            }
+            cached::Lookup::Miss(plan) => Some(plan),
+            cached::Lookup::Bypass => None,
+        };
         let answer = match self
             .call_upstream(session, ctx, route, suffix, &mut chat)
             .await
@@ -330,11 +368,14 @@ impl Gateway {
                     return Err(e.into());
                 };
                 tracing::info!(request_id = %ctx.request_id, model = %model, fallback, code = e.code(), "falling back to another model");
+                // Another model's answer is not stored as this request's.
+                plan = None;
                 self.call_upstream(session, ctx, fallback_route, fallback_suffix, &mut chat)
                     .await?
             }
             other => other?,
         };
+        let answer = self.fill_cache(plan, answer);
         relay::relay(session, ctx, answer, self.clock.as_ref()).await?;
         Ok(())
     }
@@ -381,6 +422,7 @@ impl Gateway {
             stream: ctx.stream,
             usage: ctx.usage.unwrap_or_default(),
             attempts: ctx.attempts.clone(),
+            cache_hit: ctx.cache_hit_cost_bps,
         })
     }
 }
