@@ -17,3 +17,9 @@ CREATE TABLE cache_policies (
     updated_at_ms      BIGINT NOT NULL,
     PRIMARY KEY (tenant_id, scope, target_id)
 );
+
+-- Calls answered from the response cache: no upstream call; the record's
+-- token buckets are the cached answer's (tokens saved). cache_hit_cost_bps is
+-- the share of the full price billed for the hit (policy at the time).
+ALTER TABLE usage_records ADD COLUMN cache_hit BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE usage_records ADD COLUMN cache_hit_cost_bps BIGINT NOT NULL DEFAULT 0;

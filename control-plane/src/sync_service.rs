@@ -221,6 +221,7 @@ fn usage_from_proto(
             reasoning_tokens: r.reasoning_tokens,
         },
         cost_micros: r.cost_micros,
+        cache_hit: r.cache_hit.then_some(r.cache_hit_cost_bps.min(10_000)),
         node_id: node_id.to_owned(),
         received_at_ms,
         attempts: r

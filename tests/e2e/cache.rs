@@ -348,3 +348,59 @@ async fn embeddings_are_cacheable() {
         .count();
     assert_eq!(calls, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_are_metered_as_cache_hits_with_the_policy_price() {
+    let gw = Gateway::start().await;
+    gw.admin()
+        .await
+        .cache
+        .set_cache_policy(pb::SetCachePolicyRequest {
+            tenant: "acme".into(),
+            scope: Some(pb::CacheScope {
+                kind: "tenant".into(),
+                target: String::new(),
+            }),
+            settings: Some(pb::CacheSettings {
+                enabled: true,
+                hit_cost_bps: 2_500,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let version = gw.cp.version().await;
+    gw.cp.wait_for_ack("dp-1", version).await;
+    let (_, cache, _) = call(&gw, &gw.key, "/v1/chat/completions", CHAT, &[]).await;
+    assert_eq!(cache, "miss");
+    let (_, cache, _) = call(&gw, &gw.key, "/v1/chat/completions", CHAT, &[]).await;
+    assert_eq!(cache, "hit");
+    gw.wait_for_usage_calls(2).await;
+    let records = gw
+        .admin()
+        .await
+        .usage
+        .list_usage_records(pb::ListUsageRecordsRequest {
+            tenant: "acme".into(),
+            limit: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .records;
+    assert_eq!(records.len(), 2);
+    let hits: Vec<_> = records.iter().filter(|r| r.cache_hit).collect();
+    let misses: Vec<_> = records.iter().filter(|r| !r.cache_hit).collect();
+    assert_eq!((hits.len(), misses.len()), (1, 1), "{records:?}");
+    let (hit, miss) = (hits[0], misses[0]);
+    assert_eq!(hit.cache_hit_cost_bps, 2_500);
+    assert_eq!(hit.status_code, 200);
+    assert_eq!(hit.key_id, gw.key_id);
+    // Tokens saved: those of the cached answer.
+    assert_eq!(hit.prompt_tokens, miss.prompt_tokens);
+    assert_eq!(hit.completion_tokens, miss.completion_tokens);
+    assert!(hit.completion_tokens > 0);
+    // No upstream attempt behind a hit.
+    assert!(hit.attempts.is_empty(), "{hit:?}");
+    assert_eq!(upstream_chats(&gw), 1);
+}

@@ -29,6 +29,9 @@ pub struct UsageRecord {
     pub received_at_ms: i64,
     /// Upstream attempts (retries, failovers), in order.
     pub attempts: Vec<UsageAttempt>,
+    /// Answered from the response cache: the share of the full price billed
+    /// (basis points); `usage` holds the tokens saved.
+    pub cache_hit: Option<u32>,
 }
 
 /// One upstream attempt of a call, stored as JSON with its record.
@@ -65,7 +68,7 @@ pub struct UsageSummaryRow {
 const RECORD_COLUMNS: &str = "id, request_id, tenant_id, key_id, model, provider_id, \
      upstream_model, started_at_ms, latency_ms, status_code, error_code, stream, prompt_tokens, \
      completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_micros, \
-     node_id, received_at_ms, attempts";
+     node_id, received_at_ms, attempts, cache_hit, cache_hit_cost_bps";
 
 fn record_from_row(row: &AnyRow) -> StoreResult<UsageRecord> {
     let status: i64 = row.try_get("status_code")?;
@@ -100,6 +103,9 @@ fn record_from_row(row: &AnyRow) -> StoreResult<UsageRecord> {
                 serde_json::from_str(&text).unwrap_or_default()
             }
         },
+        cache_hit: to_bool(row.try_get("cache_hit")?).then(|| {
+            u32::try_from(row.try_get::<i64, _>("cache_hit_cost_bps").unwrap_or(0)).unwrap_or(0)
+        }),
     })
 }
 
@@ -112,7 +118,7 @@ impl Store {
         for r in records {
             let done = sqlx::query(&format!(
                 "INSERT INTO usage_records ({RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
+                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
                  ON CONFLICT (id) DO NOTHING"
             ))
             .bind(&r.id)
@@ -140,6 +146,8 @@ impl Store {
             } else {
                 serde_json::to_string(&r.attempts).unwrap_or_default()
             })
+            .bind(from_bool(r.cache_hit.is_some()))
+            .bind(i64::from(r.cache_hit.unwrap_or(0)))
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
@@ -249,6 +257,7 @@ mod tests {
             node_id: "dp-1".into(),
             received_at_ms: 5000,
             attempts: Vec::new(),
+            cache_hit: None,
         }
     }
 
