@@ -366,6 +366,38 @@ tenants:
     }
 
     #[test]
+    fn cache_policies_on_tenant_model_and_key() {
+        let yaml = r#"
+tenants:
+  - name: acme
+    cache: {ttl_ms: 1000, hit_cost_bps: 2500}
+    providers:
+      - {name: builtin, kind: mock}
+    models:
+      - {name: m, provider: builtin, cache: {only_deterministic: true}}
+      - {name: n, provider: builtin}
+    keys:
+      - {name: batch, key: tg-batch, cache: {enabled: false}}
+      - {name: app, key: tg-app}
+"#;
+        let c = compile(&parse_yaml(yaml, 1, &env).unwrap()).unwrap();
+        let p = |model: &str, key: &str| {
+            c.cache
+                .effective("acme", &format!("acme/{model}"), &format!("acme/{key}"))
+                .unwrap()
+        };
+        assert!(!p("n", "batch").enabled);
+        assert!(p("m", "app").only_deterministic);
+        let t = p("n", "app");
+        assert!(t.enabled && !t.only_deterministic);
+        assert_eq!((t.ttl_ms, t.hit_cost_bps), (1000, 2500));
+        let e = parse_yaml("tenants: [{name: a, cache: {ttl: 5}}]", 1, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ttl"), "{e}");
+    }
+
+    #[test]
     fn missing_env_and_unknown_fields_are_errors() {
         let e = parse_yaml(YAML, 1, &|_| None).unwrap_err().to_string();
         assert!(e.contains("UP_KEY is not set"), "{e}");
