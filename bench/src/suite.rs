@@ -216,14 +216,34 @@ pub struct FeatureRun {
     pub measured: Measured,
 }
 
-/// Feature settings the gateway has today, the first being the baseline.
-fn feature_settings() -> Vec<(&'static str, &'static str, Vec<String>)> {
+/// Model whose calls are answered from the response cache after the first.
+pub const CACHED_MODEL: &str = "bench-cached";
+/// Model with caching on but every answer too large to store: each call
+/// pays the lookup (hash) and the store check, and is a miss.
+pub const CACHE_MISS_MODEL: &str = "bench-cache-miss";
+
+/// Feature settings the gateway has today, the first being the baseline:
+/// name, RUST_LOG, gateway arguments, model called.
+fn feature_settings() -> Vec<(&'static str, &'static str, Vec<String>, &'static str)> {
     vec![
-        ("baseline (RUST_LOG=warn)", "warn", Vec::new()),
+        ("baseline (RUST_LOG=warn)", "warn", Vec::new(), MODEL),
         (
             "access log on (JSON, to a file)",
             "warn,access=info",
             vec!["--log-format".into(), "json".into()],
+            MODEL,
+        ),
+        (
+            "response cache on, every call a miss",
+            "warn",
+            Vec::new(),
+            CACHE_MISS_MODEL,
+        ),
+        (
+            "response cache on, every call a hit (no upstream)",
+            "warn",
+            Vec::new(),
+            CACHED_MODEL,
         ),
     ]
 }
@@ -259,7 +279,7 @@ async fn features(
     work: &Path,
 ) -> anyhow::Result<Vec<FeatureRun>> {
     let mut runs = Vec::new();
-    for (i, (name, rust_log, args)) in feature_settings().into_iter().enumerate() {
+    for (i, (name, rust_log, args, model)) in feature_settings().into_iter().enumerate() {
         eprintln!("  feature: {name}");
         let dp = start_dp(
             opts,
@@ -282,7 +302,7 @@ async fn features(
             dp_idle_cores: std::cell::Cell::new(0.0),
             opts: opts.clone(),
         };
-        let body = chat_body(MODEL, false);
+        let body = chat_body(model, false);
         let warm = Duration::from_secs_f64(opts.warmup_secs);
         let outcome = async {
             load::closed_loop(&bench.dp, body.clone(), opts.conns, warm).await?;
@@ -371,6 +391,12 @@ pub fn dp_config_yaml(mock_base_url: &str) -> String {
          \x20       provider: mock\n\
          \x20     - name: {HOLD_MODEL}\n\
          \x20       provider: mock\n\
+         \x20     - name: {CACHED_MODEL}\n\
+         \x20       provider: mock\n\
+         \x20       cache: {{enabled: true, ttl_ms: 3600000}}\n\
+         \x20     - name: {CACHE_MISS_MODEL}\n\
+         \x20       provider: mock\n\
+         \x20       cache: {{enabled: true, max_entry_bytes: 1}}\n\
          \x20   keys:\n\
          \x20     - name: bench\n\
          \x20       key: {GATEWAY_KEY}\n"
@@ -668,10 +694,9 @@ pub fn pending_scenarios() -> Vec<String> {
     vec![
         "1 vs 50 route targets: pending the routing work (a model maps to one provider today)"
             .into(),
-        "features on vs off: only the access log can be switched today (see Features); rate \
-         limits, budget leases, guardrails, cache and OTLP telemetry are pending"
+        "features on vs off: the access log and the response cache can be switched today (see Features); rate \
+         limits, budget leases, guardrails and OTLP telemetry are pending"
             .into(),
-        "cache-hit path: pending the response cache".into(),
     ]
 }
 

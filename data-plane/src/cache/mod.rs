@@ -201,6 +201,11 @@ impl ResponseCache {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// An answer not offered for storage because of its size.
+    pub fn record_too_large(&self) {
+        self.metrics.too_large.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn record_saved_tokens(&self, tokens: i64) {
         let tokens = u64::try_from(tokens).unwrap_or(0);
         self.metrics

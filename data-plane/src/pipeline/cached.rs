@@ -152,6 +152,11 @@ impl Gateway {
         let (Some(cache), Some(plan)) = (&self.cache, plan) else {
             return;
         };
+        // Size first: an answer too large to store is not parsed at all.
+        if body.len() as u64 > plan.policy.max_entry_bytes {
+            cache.record_too_large();
+            return;
+        }
         if is_clean_answer(plan.endpoint, body) {
             cache.insert(plan.key, body.clone(), usage, &plan.policy);
         }
@@ -209,35 +214,47 @@ impl Gateway {
     }
 }
 
+/// The fields of an answer that decide whether it may be stored; the rest
+/// is skipped without being built (this runs on every cacheable miss).
+#[derive(serde::Deserialize)]
+struct AnswerProbe {
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    choices: Option<Vec<ChoiceProbe>>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+    #[serde(default)]
+    data: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ChoiceProbe {
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
 /// A complete answer worth serving again: every chat choice finished (not
 /// by a content filter), an Anthropic message with a stop reason other than
 /// a refusal, an embeddings list.
 pub(crate) fn is_clean_answer(endpoint: CacheEndpoint, body: &[u8]) -> bool {
-    let Ok(Value::Object(v)) = serde_json::from_slice::<Value>(body) else {
+    let Ok(v) = serde_json::from_slice::<AnswerProbe>(body) else {
         return false;
     };
-    if v.get("error").is_some_and(|e| !e.is_null()) {
+    if v.error.is_some() {
         return false;
     }
     match endpoint {
-        CacheEndpoint::ChatCompletions => {
-            v.get("choices")
-                .and_then(Value::as_array)
-                .is_some_and(|choices| {
-                    !choices.is_empty()
-                        && choices.iter().all(|c| {
-                            matches!(
-                                c.get("finish_reason").and_then(Value::as_str),
-                                Some(f) if f != "content_filter"
-                            )
-                        })
-                })
+        CacheEndpoint::ChatCompletions => v.choices.is_some_and(|choices| {
+            !choices.is_empty()
+                && choices
+                    .iter()
+                    .all(|c| matches!(c.finish_reason.as_deref(), Some(f) if f != "content_filter"))
+        }),
+        CacheEndpoint::Messages => {
+            matches!(v.stop_reason.as_deref(), Some(r) if r != "refusal")
         }
-        CacheEndpoint::Messages => matches!(
-            v.get("stop_reason").and_then(Value::as_str),
-            Some(r) if r != "refusal"
-        ),
-        CacheEndpoint::Embeddings => v.get("data").is_some_and(Value::is_array),
+        CacheEndpoint::Embeddings => v.data.is_some(),
     }
 }
 
