@@ -70,7 +70,10 @@ impl Gateway {
         let policy = config
             .cache
             .effective(&key.tenant_id, req.model_id, &key.id)
-            .filter(|p| p.enabled && p.admits(req.body));
+            // Embeddings have no sampling: always deterministic.
+            .filter(|p| {
+                p.enabled && (req.endpoint == CacheEndpoint::Embeddings || p.admits(req.body))
+            });
         let directive = directive(&session.req_header().headers);
         let (Some(policy), false) = (policy, directive == CacheDirective::NoStore) else {
             ctx.cache = Some(CacheStatus::Bypass);
