@@ -42,7 +42,6 @@ impl Gateway {
             .get(&model)
             .cloned()
             .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;
-        ctx.route = Some(route.clone());
         let endpoint = crate::cache::CacheEndpoint::Embeddings;
         let lookup = self.cache_lookup(
             session,
@@ -68,6 +67,8 @@ impl Gateway {
             Lookup::Miss(plan) => Some(plan),
             Lookup::Bypass => None,
         };
+        // After the cache stage: a hit names no provider.
+        ctx.route = Some(route.clone());
         if !matches!(
             route.provider.kind,
             crate::config::ProviderKind::OpenAi | crate::config::ProviderKind::Azure

@@ -65,7 +65,6 @@ impl Gateway {
             .get(&model)
             .cloned()
             .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;
-        ctx.route = Some(route.clone());
         // Cache stage (`anthropic-beta` changes what the model may do).
         let beta = session
             .req_header()
@@ -99,6 +98,8 @@ impl Gateway {
             Lookup::Miss(plan) => Some(plan),
             Lookup::Bypass => None,
         };
+        // After the cache stage: a hit names no provider.
+        ctx.route = Some(route.clone());
         let options = CallOptions {
             stream,
             timeout: self.limits.upstream_timeout,
