@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "tollgate/admin/v1/guardrails.proto",
                 "tollgate/admin/v1/billing.proto",
                 "tollgate/sync/v1/sync.proto",
+                "tollgate/admin/v1/cache.proto",
             ],
             &["."],
         )?;

@@ -220,6 +220,12 @@ pub struct FeatureRun {
     pub measured: Measured,
 }
 
+/// Model whose calls are answered from the response cache after the first.
+pub const CACHED_MODEL: &str = "bench-cached";
+/// Model with caching on but every answer too large to store: each call
+/// pays the lookup (hash) and the store check, and is a miss.
+pub const CACHE_MISS_MODEL: &str = "bench-cache-miss";
+
 /// One gateway setting of the features comparison.
 struct FeatureSetting {
     name: &'static str,
@@ -257,6 +263,20 @@ fn feature_settings() -> Vec<FeatureSetting> {
             args: vec!["--log-format".into(), "json".into()],
             model: MODEL,
             max_cost_pct: 5.0,
+        },
+        FeatureSetting {
+            name: "response cache on, every call a miss",
+            rust_log: "warn",
+            args: Vec::new(),
+            model: CACHE_MISS_MODEL,
+            max_cost_pct: 2.0,
+        },
+        FeatureSetting {
+            name: "response cache on, every call a hit (no upstream)",
+            rust_log: "warn",
+            args: Vec::new(),
+            model: CACHED_MODEL,
+            max_cost_pct: 0.0,
         },
     ]
 }
@@ -433,6 +453,12 @@ pub fn dp_config_yaml(mock_base_url: &str) -> String {
          \x20       upstream_model: {MODEL}\n\
          \x20       targets:\n\
          {targets}\
+         \x20     - name: {CACHED_MODEL}\n\
+         \x20       provider: mock\n\
+         \x20       cache: {{enabled: true, ttl_ms: 3600000}}\n\
+         \x20     - name: {CACHE_MISS_MODEL}\n\
+         \x20       provider: mock\n\
+         \x20       cache: {{enabled: true, max_entry_bytes: 1}}\n\
          \x20   keys:\n\
          \x20     - name: bench\n\
          \x20       key: {GATEWAY_KEY}\n"
@@ -728,10 +754,10 @@ async fn measure(bench: &Bench) -> anyhow::Result<Measurements> {
 /// Scenarios of issue 15 that the gateway cannot express yet.
 pub fn pending_scenarios() -> Vec<String> {
     vec![
-        "features on vs off: only the access log can be switched today (see Features); rate \
-         limits, budget leases, guardrails, cache and OTLP telemetry are pending"
+        "features on vs off: the access log, the response cache and a 50-target route can be \
+         switched today (see Features); rate limits, budget leases, guardrails and OTLP telemetry \
+         are pending"
             .into(),
-        "cache-hit path: pending the response cache".into(),
     ]
 }
 

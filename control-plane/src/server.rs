@@ -192,6 +192,12 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
             crate::api::billing::BillingApi::new(state.clone()),
             admin.clone(),
         ))
+        .add_service(
+            tollgate_proto::admin::v1::cache_policy_service_server::CachePolicyServiceServer::with_interceptor(
+                crate::api::cache::CachePolicyApi::new(state.clone()),
+                admin.clone(),
+            ),
+        )
         .add_service(DataPlaneServiceServer::with_interceptor(
             DataPlaneApi::new(state.clone()),
             admin.clone(),

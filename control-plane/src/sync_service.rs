@@ -266,6 +266,7 @@ fn usage_from_proto(
         },
         cost_micros: r.cost_micros.max(0),
         lease_id: r.lease_id,
+        cache_hit: r.cache_hit.then_some(r.cache_hit_cost_bps.min(10_000)),
         node_id: node_id.to_owned(),
         received_at_ms,
         attempts: r

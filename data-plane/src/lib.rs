@@ -25,6 +25,7 @@
 pub mod access_log;
 pub mod backoff;
 pub mod billing;
+pub mod cache;
 pub mod capabilities;
 pub mod config;
 pub mod guardrails;
@@ -124,6 +125,8 @@ pub struct DataPlaneConfig {
     pub usage_sink: Option<UsageSinkHandle>,
     /// Billing lease sizing and timing (control-plane mode).
     pub lease_settings: billing::LeaseSettings,
+    /// Memory bound of the response cache; 0 disables it.
+    pub cache_max_bytes: u64,
 }
 
 /// A usage sink given to [`DataPlaneConfig::usage_sink`].
@@ -153,6 +156,7 @@ impl DataPlaneConfig {
             clock: None,
             usage_sink: None,
             lease_settings: billing::LeaseSettings::default(),
+            cache_max_bytes: cache::DEFAULT_MAX_BYTES,
         }
     }
 
@@ -349,6 +353,16 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
     }));
 
     let drain = Drain::new();
+    let clock = config
+        .clock
+        .clone()
+        .unwrap_or_else(|| Arc::new(routing::MonotonicClock::new()));
+    let response_cache = (config.cache_max_bytes > 0).then(|| {
+        Arc::new(cache::ResponseCache::new(
+            config.cache_max_bytes,
+            clock.clone(),
+        ))
+    });
     let gateway = Arc::new(Gateway {
         store: store.clone(),
         providers: providers::Providers::new(client),
@@ -358,12 +372,10 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
             upstream_timeout: config.upstream_timeout,
         },
         drain: drain.clone(),
-        clock: config
-            .clock
-            .clone()
-            .unwrap_or_else(|| Arc::new(routing::MonotonicClock::new())),
+        clock,
         health,
         billing: leases,
+        cache: response_cache,
     });
 
     // Draining happens before Pingora is told to stop (see WatchShutdown),

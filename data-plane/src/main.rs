@@ -69,6 +69,11 @@ struct Args {
     /// On SIGTERM/SIGINT, how long calls in flight may take to finish.
     #[arg(long, default_value_t = 10)]
     shutdown_grace_secs: u64,
+    /// Memory bound of the response cache in bytes (all tenants); 0
+    /// disables the cache. Policies from the control plane decide what is
+    /// cached (docs/cache.md).
+    #[arg(long, env = "TOLLGATE_DP_CACHE_MAX_BYTES", default_value_t = tollgate_dp::cache::DEFAULT_MAX_BYTES)]
+    cache_max_bytes: u64,
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
 }
@@ -137,6 +142,7 @@ fn main() -> anyhow::Result<()> {
     config.threads = args.threads;
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace_secs);
     config.usage_spool_max_bytes = args.usage_spool_max_bytes;
+    config.cache_max_bytes = args.cache_max_bytes;
     if let Some(dir) = &config.data_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;

@@ -241,9 +241,10 @@ fn snapshot(version: u64, keys: &[&str]) -> pb::Snapshot {
                     name: format!("key{i}"),
                     key_hash: hash_caller_key(k),
                     expires_at_ms: 0,
+                    ..Default::default()
                 })
                 .collect(),
-            guardrails: Vec::new(),
+            ..Default::default()
         }],
     }
 }

@@ -11,10 +11,10 @@ use tonic::{Request, Status};
 use crate::admin::v1::billing_service_client::BillingServiceClient;
 use crate::admin::v1::guardrail_service_client::GuardrailServiceClient;
 use crate::admin::v1::{
-    auth_service_client::AuthServiceClient, data_plane_service_client::DataPlaneServiceClient,
-    key_service_client::KeyServiceClient, model_service_client::ModelServiceClient,
-    provider_service_client::ProviderServiceClient, route_service_client::RouteServiceClient,
-    tenant_service_client::TenantServiceClient,
+    auth_service_client::AuthServiceClient, cache_policy_service_client::CachePolicyServiceClient,
+    data_plane_service_client::DataPlaneServiceClient, key_service_client::KeyServiceClient,
+    model_service_client::ModelServiceClient, provider_service_client::ProviderServiceClient,
+    route_service_client::RouteServiceClient, tenant_service_client::TenantServiceClient,
     usage_query_service_client::UsageQueryServiceClient, usage_service_client::UsageServiceClient,
 };
 
@@ -79,6 +79,7 @@ pub struct AdminClient {
     pub auth: AuthServiceClient<Authed>,
     pub guardrails: GuardrailServiceClient<Authed>,
     pub billing: BillingServiceClient<Authed>,
+    pub cache: CachePolicyServiceClient<Authed>,
 }
 
 impl AdminClient {
@@ -101,6 +102,7 @@ impl AdminClient {
             usage_query: UsageQueryServiceClient::with_interceptor(channel.clone(), auth.clone()),
             guardrails: GuardrailServiceClient::with_interceptor(channel.clone(), auth.clone()),
             billing: BillingServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            cache: CachePolicyServiceClient::with_interceptor(channel.clone(), auth.clone()),
             data_planes: DataPlaneServiceClient::with_interceptor(channel.clone(), auth.clone()),
             auth: AuthServiceClient::with_interceptor(channel, auth),
         })

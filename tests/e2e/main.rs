@@ -4,6 +4,7 @@
 
 mod auth;
 mod billing;
+mod cache;
 mod chaos;
 mod errors;
 mod guardrails;

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod billing;
+pub mod cache;
 pub mod data_planes;
 pub mod guardrails;
 pub mod keys;

@@ -41,6 +41,8 @@ fn record_to_proto(r: UsageRecord) -> pb::UsageRecordView {
         completion_tokens: r.usage.completion_tokens,
         cost_micros: r.cost_micros,
         node_id: r.node_id,
+        cache_hit: r.cache_hit.is_some(),
+        cache_hit_cost_bps: r.cache_hit.unwrap_or(0),
         attempts: r
             .attempts
             .into_iter()

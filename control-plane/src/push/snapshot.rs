@@ -5,7 +5,7 @@ use tollgate_core::time::now_ms;
 use tollgate_proto::sync::v1 as pb;
 
 use crate::crypto::{self, CryptoError, KeyEncryptionKey};
-use crate::store::{ConfigData, StoredRoutePolicy};
+use crate::store::{CacheScope, ConfigData, StoredRoutePolicy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -16,6 +16,24 @@ pub enum SnapshotError {
         provider_id: String,
         source: CryptoError,
     },
+}
+
+/// The cache policy set on one scope of a tenant, if any.
+fn cache_policy_of(
+    t: &crate::store::TenantData,
+    scope: CacheScope,
+    target_id: &str,
+) -> Option<pb::CachePolicy> {
+    t.cache_policies
+        .iter()
+        .find(|p| p.scope == scope && p.target_id == target_id)
+        .map(|p| pb::CachePolicy {
+            enabled: p.settings.enabled,
+            ttl_ms: p.settings.ttl_ms,
+            max_entry_bytes: p.settings.max_entry_bytes,
+            only_deterministic: p.settings.only_deterministic,
+            hit_cost_bps: p.settings.hit_cost_bps,
+        })
 }
 
 /// A model with its route: targets in priority order and the policy.
@@ -61,6 +79,7 @@ fn model_config(m: &crate::store::Model, t: &crate::store::TenantData) -> pb::Mo
         targets,
         policy,
         aliases: Vec::new(),
+        cache_policy: cache_policy_of(t, CacheScope::Model, &m.id),
     }
 }
 
@@ -151,9 +170,11 @@ pub async fn build_snapshot(
                     name: k.name.clone(),
                     key_hash: k.key_hash.clone(),
                     expires_at_ms: k.expires_at_ms,
+                    cache_policy: cache_policy_of(t, CacheScope::Key, &k.id),
                 })
                 .collect(),
             guardrails: t.guardrails.iter().map(guardrail_config).collect(),
+            cache_policy: cache_policy_of(t, CacheScope::Tenant, ""),
         });
     }
     if let Some((provider_id, source)) = first_failure {

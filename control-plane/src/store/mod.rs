@@ -14,6 +14,7 @@
 
 pub mod billing;
 mod budgets;
+mod cache_policies;
 mod codes;
 mod guardrails;
 mod keys;
@@ -43,6 +44,7 @@ use tokio::sync::watch;
 
 pub use billing::{Account, LedgerEntry, LedgerQuery, NewLedgerEntry, StoredPrice};
 pub use budgets::{Budget, BudgetAlert};
+pub use cache_policies::{CachePolicyRow, CacheScope, CacheSettings};
 pub use guardrails::{Guardrail, GuardrailAttachment, NewGuardrail};
 pub use keys::{CallerKey, NewCallerKey};
 pub use leases::LeaseGrant;

@@ -36,6 +36,8 @@ pub struct TenantData {
     /// its account when it has one.
     pub prices: Vec<super::StoredPrice>,
     pub account: Option<(u32, bool)>,
+    /// Response cache policies (tenant, model and key scopes).
+    pub cache_policies: Vec<super::CachePolicyRow>,
 }
 
 /// The configuration at `version` (or newer: the version is read first, so
@@ -119,6 +121,7 @@ impl Store {
         let guardrails = super::guardrails::all_guardrails(&mut tx).await?;
         let prices = super::billing::load_prices(&mut tx).await?;
         let accounts = super::billing::load_accounts(&mut tx).await?;
+        let cache_policies = Store::all_cache_policies(&mut tx).await?;
         tx.commit().await?;
 
         // Group once by tenant instead of filtering per tenant.
@@ -132,6 +135,7 @@ impl Store {
             .into_iter()
             .map(|(tenant, bps, frozen)| (tenant, (bps, frozen)))
             .collect();
+        let mut cache_policies = group_by_tenant(cache_policies, |p| &p.tenant_id);
         let tenants = tenants
             .into_iter()
             .map(|tenant| TenantData {
@@ -142,6 +146,7 @@ impl Store {
                 guardrails: guardrails.remove(&tenant.id).unwrap_or_default(),
                 prices: prices.remove(&tenant.id).unwrap_or_default(),
                 account: accounts.remove(&tenant.id),
+                cache_policies: cache_policies.remove(&tenant.id).unwrap_or_default(),
                 tenant,
             })
             .collect();

@@ -29,6 +29,9 @@ pub struct UsageRecord {
     pub received_at_ms: i64,
     /// Upstream attempts (retries, failovers), in order.
     pub attempts: Vec<UsageAttempt>,
+    /// Answered from the response cache: the share of the full price billed
+    /// (basis points); `usage` holds the tokens saved.
+    pub cache_hit: Option<u32>,
     /// Billing lease the call was reserved from; empty when none.
     pub lease_id: String,
     /// Time to the first chunk sent to the caller; -1: none.
@@ -74,6 +77,7 @@ impl Default for UsageRecord {
             api: String::new(),
             guardrail_verdicts: Vec::new(),
             lease_id: String::new(),
+            cache_hit: None,
         }
     }
 }
@@ -115,7 +119,7 @@ const SUMMARY_PAGE: i64 = 1000;
 pub(super) const RECORD_COLUMNS: &str = "id, request_id, tenant_id, key_id, model, provider_id, \
      upstream_model, started_at_ms, latency_ms, status_code, error_code, stream, prompt_tokens, \
      completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_micros, \
-     node_id, received_at_ms, attempts, ttft_ms, api, guardrail_verdicts";
+     node_id, received_at_ms, attempts, ttft_ms, api, guardrail_verdicts, cache_hit, cache_hit_cost_bps";
 
 pub(super) fn record_from_row(row: &AnyRow) -> StoreResult<UsageRecord> {
     let status: i64 = row.try_get("status_code")?;
@@ -161,6 +165,9 @@ pub(super) fn record_from_row(row: &AnyRow) -> StoreResult<UsageRecord> {
             }
         },
         lease_id: String::new(),
+        cache_hit: to_bool(row.try_get("cache_hit")?).then(|| {
+            u32::try_from(row.try_get::<i64, _>("cache_hit_cost_bps").unwrap_or(0)).unwrap_or(0)
+        }),
     })
 }
 
@@ -175,7 +182,7 @@ impl Store {
         for r in records {
             let done = sqlx::query(&format!(
                 "INSERT INTO usage_records ({RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24) \
+                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26) \
                  ON CONFLICT (id) DO NOTHING"
             ))
             .bind(&r.id)
@@ -210,6 +217,8 @@ impl Store {
             } else {
                 serde_json::to_string(&r.guardrail_verdicts).unwrap_or_default()
             })
+            .bind(from_bool(r.cache_hit.is_some()))
+            .bind(i64::from(r.cache_hit.unwrap_or(0)))
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
@@ -319,6 +328,7 @@ mod tests {
             api: String::new(),
             guardrail_verdicts: Vec::new(),
             lease_id: String::new(),
+            cache_hit: None,
         }
     }
 

@@ -303,6 +303,17 @@ async fn session_of_tenant_a_cannot_see_or_change_tenant_b() {
             code!(a
                 .billing
                 .list_budget_alerts(pb::ListBudgetAlertsRequest { tenant: t.clone() })),
+            code!(a.cache.set_cache_policy(pb::SetCachePolicyRequest {
+                tenant: t.clone(),
+                ..Default::default()
+            })),
+            code!(a
+                .cache
+                .list_cache_policies(pb::ListCachePoliciesRequest { tenant: t.clone() })),
+            code!(a.cache.clear_cache_policy(pb::ClearCachePolicyRequest {
+                tenant: t.clone(),
+                ..Default::default()
+            })),
             code!(a.guardrails.create_guardrail(pb::CreateGuardrailRequest {
                 tenant: t.clone(),
                 name: "evil".into(),

@@ -3,6 +3,7 @@
 
 mod admin;
 mod billing;
+mod cache;
 mod client;
 mod dev;
 mod guardrail;
@@ -76,6 +77,9 @@ enum Command {
     Guardrail(guardrail::GuardrailCmd),
     /// Calls, tokens and cost per model (and key); `usage query|requests|export`.
     Usage(admin::UsageArgs),
+    /// Response cache policies of a tenant, its models and its keys.
+    #[command(subcommand)]
+    Cache(cache::CacheCmd),
     /// Config version and connected data planes.
     Status,
     /// Users who sign in to the dashboard and admin API.
@@ -111,6 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(c) => admin::key(&mut admin, c, cli.json).await,
         Command::Guardrail(c) => guardrail::guardrail(&mut admin, c, cli.json).await,
         Command::Usage(a) => admin::usage(&mut admin, a, cli.json).await,
+        Command::Cache(c) => cache::cache(&mut admin, c, cli.json).await,
         Command::Status => admin::status(&mut admin, cli.json).await,
         Command::User(c) => user::user(&mut admin, c, cli.json).await,
         Command::Billing(c) => billing::run(&mut admin, c, cli.json).await,

@@ -173,6 +173,7 @@ pub fn compile_with(
         version: snapshot.version,
         keys,
         tenants,
+        cache: crate::cache::CachePolicies::compile(snapshot),
     })
 }
 
@@ -471,8 +472,9 @@ pub(crate) mod tests {
                         name: "backend".into(),
                         key_hash: hash_caller_key("tg-acme-key"),
                         expires_at_ms: 0,
+                        ..Default::default()
                     }],
-                    guardrails: Vec::new(),
+                    ..Default::default()
                 },
                 pb::TenantConfig {
                     id: "tn_other".into(),
@@ -486,8 +488,9 @@ pub(crate) mod tests {
                         name: "k".into(),
                         key_hash: hash_caller_key("tg-other-key"),
                         expires_at_ms: 0,
+                        ..Default::default()
                     }],
-                    guardrails: Vec::new(),
+                    ..Default::default()
                 },
             ],
         }

@@ -29,10 +29,40 @@ struct FileTenant {
     models: Vec<FileModel>,
     #[serde(default)]
     keys: Vec<FileKey>,
+    /// Response cache policy of the tenant.
+    cache: Option<FileCachePolicy>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// A response cache policy (`docs/cache.md`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCachePolicy {
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    ttl_ms: u64,
+    #[serde(default)]
+    max_entry_bytes: u64,
+    #[serde(default)]
+    only_deterministic: bool,
+    #[serde(default)]
+    hit_cost_bps: u32,
+}
+
+impl FileCachePolicy {
+    fn to_proto(&self) -> pb::CachePolicy {
+        pb::CachePolicy {
+            enabled: self.enabled,
+            ttl_ms: self.ttl_ms,
+            max_entry_bytes: self.max_entry_bytes,
+            only_deterministic: self.only_deterministic,
+            hit_cost_bps: self.hit_cost_bps,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -72,6 +102,7 @@ struct FileModel {
     #[serde(default)]
     targets: Vec<FileTarget>,
     routing: Option<FilePolicy>,
+    cache: Option<FileCachePolicy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,6 +161,7 @@ struct FileKey {
     key: Option<String>,
     #[serde(default)]
     expires_at_ms: i64,
+    cache: Option<FileCachePolicy>,
 }
 
 impl std::fmt::Debug for FileKey {
@@ -244,6 +276,7 @@ pub fn parse_yaml(
                 // Billing needs a control plane (balances, leases).
                 price: None,
                 target_prices: Vec::new(),
+                cache_policy: m.cache.as_ref().map(FileCachePolicy::to_proto),
             });
         }
         let mut keys = Vec::with_capacity(t.keys.len());
@@ -263,6 +296,7 @@ pub fn parse_yaml(
                 name: k.name.clone(),
                 key_hash,
                 expires_at_ms: k.expires_at_ms,
+                cache_policy: k.cache.as_ref().map(FileCachePolicy::to_proto),
             });
         }
         tenants.push(pb::TenantConfig {
@@ -274,6 +308,7 @@ pub fn parse_yaml(
             keys,
             guardrails: Vec::new(),
             billing: None,
+            cache_policy: t.cache.as_ref().map(FileCachePolicy::to_proto),
         });
     }
     Ok(pb::Snapshot {
@@ -333,6 +368,38 @@ tenants:
         );
         assert!(c.tenants["acme"].active);
         assert_eq!(c.keys.len(), 2);
+    }
+
+    #[test]
+    fn cache_policies_on_tenant_model_and_key() {
+        let yaml = r#"
+tenants:
+  - name: acme
+    cache: {ttl_ms: 1000, hit_cost_bps: 2500}
+    providers:
+      - {name: builtin, kind: mock}
+    models:
+      - {name: m, provider: builtin, cache: {only_deterministic: true}}
+      - {name: n, provider: builtin}
+    keys:
+      - {name: batch, key: tg-batch, cache: {enabled: false}}
+      - {name: app, key: tg-app}
+"#;
+        let c = compile(&parse_yaml(yaml, 1, &env).unwrap()).unwrap();
+        let p = |model: &str, key: &str| {
+            c.cache
+                .effective("acme", &format!("acme/{model}"), &format!("acme/{key}"))
+                .unwrap()
+        };
+        assert!(!p("n", "batch").enabled);
+        assert!(p("m", "app").only_deterministic);
+        let t = p("n", "app");
+        assert!(t.enabled && !t.only_deterministic);
+        assert_eq!((t.ttl_ms, t.hit_cost_bps), (1000, 2500));
+        let e = parse_yaml("tenants: [{name: a, cache: {ttl: 5}}]", 1, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ttl"), "{e}");
     }
 
     #[test]

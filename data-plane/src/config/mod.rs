@@ -205,6 +205,8 @@ pub struct CompiledConfig {
     /// Key hash (lowercase hex SHA-256) → key.
     pub keys: HashMap<String, Arc<CallerKey>>,
     pub tenants: HashMap<String, Arc<TenantRuntime>>,
+    /// Response cache policies (tenant / model / key).
+    pub cache: crate::cache::CachePolicies,
 }
 
 /// The configuration currently served; empty until the first one arrives.

@@ -41,6 +41,9 @@ pub fn head(
             h.insert_header("x-tollgate-cost-micros", cost)?;
         }
     }
+    if let Some(cache) = ctx.cache {
+        h.insert_header(crate::cache::control::CACHE_HEADER, cache.as_str())?;
+    }
     match content_length {
         Some(n) => h.insert_header(http::header::CONTENT_LENGTH, n)?,
         None => {

@@ -44,6 +44,9 @@ pub struct UsageRecord {
     /// Billing: what the call cost, and the lease it was reserved from.
     pub cost_micros: i64,
     pub lease_id: String,
+    /// Answered from the response cache: the share of the full price billed
+    /// for the hit, in basis points (`usage` holds the tokens saved).
+    pub cache_hit: Option<u32>,
 }
 
 impl UsageRecord {
@@ -76,6 +79,8 @@ impl UsageRecord {
                 .map(|v| v.to_proto())
                 .collect(),
             lease_id: self.lease_id.clone(),
+            cache_hit: self.cache_hit.is_some(),
+            cache_hit_cost_bps: self.cache_hit.unwrap_or(0),
         }
     }
 }
@@ -184,6 +189,7 @@ pub(crate) mod tests {
             guardrail_verdicts: Vec::new(),
             cost_micros: 0,
             lease_id: String::new(),
+            cache_hit: None,
         }
     }
 

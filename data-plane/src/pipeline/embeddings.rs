@@ -60,6 +60,34 @@ impl Gateway {
             Some(0),
         )
         .await?;
+        // Cache stage.
+        let endpoint = crate::cache::CacheEndpoint::Embeddings;
+        let lookup = self.cache_lookup(
+            session,
+            ctx,
+            super::cached::CacheRequest {
+                endpoint,
+                model_id: &route.model_id,
+                model: &route.public_name,
+                extra: "",
+                body: &body,
+            },
+        );
+        let plan = match lookup {
+            super::cached::Lookup::Hit(hit, policy) => {
+                if let Some(primary) = route.primary() {
+                    if self
+                        .serve_hit(session, ctx, &hit, &policy, endpoint, primary)
+                        .await?
+                    {
+                        return Ok(());
+                    }
+                }
+                None
+            }
+            super::cached::Lookup::Miss(plan) => Some(plan),
+            super::cached::Lookup::Bypass => None,
+        };
         let call = Call {
             preference: caller_preference(session, &mut body),
             model: &model,
@@ -69,6 +97,10 @@ impl Gateway {
         let answer = self
             .route_call(session, ctx, &tenant, (route, suffix), &call, &mut exchange)
             .await?;
+        // Another model's answer (the route's fallback) is not stored as
+        // this request's.
+        let plan = plan.filter(|_| !super::cached::answered_by_fallback(ctx, route));
+        let answer = self.fill_cache(plan, answer);
         // Complete answers only: no stream meter is used.
         relay(
             session,

@@ -78,6 +78,42 @@ impl Gateway {
             crate::billing::max_output_tokens(&body),
         )
         .await?;
+        // `anthropic-beta` changes what the model may do: part of the key.
+        let beta = session
+            .req_header()
+            .headers
+            .get("anthropic-beta")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        // Cache stage.
+        let endpoint = crate::cache::CacheEndpoint::Messages;
+        let lookup = self.cache_lookup(
+            session,
+            ctx,
+            super::cached::CacheRequest {
+                endpoint,
+                model_id: &route.model_id,
+                model: &route.public_name,
+                extra: &beta,
+                body: &body,
+            },
+        );
+        let plan = match lookup {
+            super::cached::Lookup::Hit(hit, policy) => {
+                if let Some(primary) = route.primary() {
+                    if self
+                        .serve_hit(session, ctx, &hit, &policy, endpoint, primary)
+                        .await?
+                    {
+                        return Ok(());
+                    }
+                }
+                None
+            }
+            super::cached::Lookup::Miss(plan) => Some(plan),
+            super::cached::Lookup::Bypass => None,
+        };
         let mut translated = None;
         if let Some(first) = route.targets.first() {
             // Checked against the primary target's model, in its protocol.
@@ -111,6 +147,10 @@ impl Gateway {
         let answer = self
             .route_call(session, ctx, &tenant, (route, suffix), &call, &mut exchange)
             .await?;
+        // Another model's answer (the route's fallback) is not stored as
+        // this request's.
+        let plan = plan.filter(|_| !super::cached::answered_by_fallback(ctx, route));
+        let answer = self.fill_cache(plan, answer);
         relay(
             session,
             ctx,

@@ -12,6 +12,7 @@
 //! in [`Gateway::chat`] between parse and route.
 
 mod admit;
+mod cached;
 pub mod chat_request;
 pub mod drain;
 mod embeddings;
@@ -73,6 +74,11 @@ pub struct CallContext {
     pub ttft_ms: Option<i64>,
     /// Guardrail verdicts and the output checks of this call (guardrails).
     pub guard: crate::guardrails::CallGuard,
+    /// How the response cache took part (`x-tollgate-cache`); `None` on
+    /// routes that are not cacheable.
+    pub cache: Option<crate::cache::CacheStatus>,
+    /// Answered from cache: the share of the full price billed (bps).
+    pub cache_hit_cost_bps: Option<u32>,
     in_flight: Option<drain::InFlight>,
     /// Worst-case cost reserved from the tenant's lease; settled in `finish`.
     pub reservation: Option<crate::billing::Reservation>,
@@ -98,6 +104,8 @@ impl Default for CallContext {
             endpoint: "",
             ttft_ms: None,
             guard: Default::default(),
+            cache: None,
+            cache_hit_cost_bps: None,
             in_flight: None,
             reservation: None,
         }
@@ -113,10 +121,15 @@ impl CallContext {
         let Some(billing) = route.billing.as_ref() else {
             return Some(0);
         };
-        Some(match self.usage {
+        let full = match self.usage {
             Some(u) => billing.cost(&u),
             None if (200..400).contains(&self.status) => billing.cost(&Usage::default()),
             None => 0,
+        };
+        // A cache hit is billed at its policy's share of the full price.
+        Some(match self.cache_hit_cost_bps {
+            Some(bps) => crate::cache::policy::hit_cost_micros(full, bps),
+            None => full,
         })
     }
 }
@@ -219,6 +232,8 @@ pub struct Gateway {
     pub health: Arc<dyn HealthSink>,
     /// Balance leases; `None` without a control plane (nothing is enforced).
     pub billing: Option<Arc<crate::billing::LeaseBook>>,
+    /// The response cache; `None` when disabled (`--cache-max-bytes 0`).
+    pub cache: Option<Arc<crate::cache::ResponseCache>>,
 }
 
 impl Gateway {
@@ -380,6 +395,34 @@ impl Gateway {
                 body.len(),
             )?;
         }
+        // Cache stage.
+        let endpoint = crate::cache::CacheEndpoint::ChatCompletions;
+        let lookup = self.cache_lookup(
+            session,
+            ctx,
+            cached::CacheRequest {
+                endpoint,
+                model_id: &route.model_id,
+                model: &route.public_name,
+                extra: suffix.unwrap_or_default(),
+                body: &chat.body,
+            },
+        );
+        let plan = match lookup {
+            cached::Lookup::Hit(hit, policy) => {
+                if let Some(primary) = route.primary() {
+                    if self
+                        .serve_hit(session, ctx, &hit, &policy, endpoint, primary)
+                        .await?
+                    {
+                        return Ok(());
+                    }
+                }
+                None
+            }
+            cached::Lookup::Miss(plan) => Some(plan),
+            cached::Lookup::Bypass => None,
+        };
         let call = Call {
             preference: failover::caller_preference(session, &mut chat.body),
             model: &chat.model,
@@ -392,6 +435,10 @@ impl Gateway {
         let answer = self
             .route_call(session, ctx, &tenant, (route, suffix), &call, &mut exchange)
             .await?;
+        // Another model's answer (the route's fallback) is not stored as
+        // this request's.
+        let plan = plan.filter(|_| !cached::answered_by_fallback(ctx, route));
+        let answer = self.fill_cache(plan, answer);
         let mut meter = crate::stream::StreamMeter::new(ctx.include_usage);
         relay::relay(session, ctx, answer, self.clock.as_ref(), &mut meter).await?;
         Ok(())
@@ -451,6 +498,7 @@ impl Gateway {
                 .as_ref()
                 .map(|r| r.lease_id.as_str().to_owned())
                 .unwrap_or_default(),
+            cache_hit: ctx.cache_hit_cost_bps,
         })
     }
 }
