@@ -2,14 +2,17 @@
 //! [`CallContext`] that travels with the request:
 //!
 //! ```text
-//! accept → request id → auth → read body → parse & validate
-//!        → [input guardrails → rate limit → budget lease → cache]   (later)
-//!        → route → provider adapter → upstream call → relay → metering → access log
+//! accept → request id → auth (key, tenant active, not frozen) → read body
+//!        → parse & validate → find route → input guardrails (guard.rs)
+//!        → balance admission from the lease (admit.rs) → cache lookup (cached.rs)
+//!        → failover loop over the route's targets (failover.rs, one Exchange
+//!          per endpoint in exchanges.rs) → cache fill → relay with output
+//!          guardrails (relay.rs) → settle the lease, usage record, access log
 //! ```
 //!
 //! The Pingora callback (`proxy.rs`) calls [`Gateway::handle`] from
-//! `request_filter` and [`Gateway::finish`] from `logging`; new stages slot
-//! in [`Gateway::chat`] between parse and route.
+//! `request_filter` and [`Gateway::finish`] from `logging`. Rate limits
+//! (issue 7) will slot in before admission.
 
 mod admit;
 mod cached;
