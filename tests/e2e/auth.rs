@@ -70,6 +70,7 @@ async fn expired_key_gets_401() {
             tenant: "acme".into(),
             name: "stale".into(),
             expires_at_ms: tollgate_core::time::now_ms() - 1,
+            providers: Vec::new(),
         })
         .await
         .unwrap_err();
@@ -84,6 +85,7 @@ async fn expired_key_gets_401() {
             tenant: "acme".into(),
             name: "short-lived".into(),
             expires_at_ms,
+            providers: Vec::new(),
         })
         .await
         .unwrap()

@@ -261,6 +261,7 @@ async fn tenants_never_share_cached_answers() {
             tenant: "globex".into(),
             name: "backend".into(),
             expires_at_ms: 0,
+            providers: Vec::new(),
         })
         .await
         .unwrap()

@@ -447,6 +447,7 @@ async fn webhook_verdicts_and_fail_modes() {
             tenant: "acme".into(),
             name: "k2".into(),
             expires_at_ms: 0,
+            providers: Vec::new(),
         })
         .await
         .unwrap()

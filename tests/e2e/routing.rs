@@ -586,3 +586,100 @@ async fn every_routed_endpoint_fails_over() {
         calls.len() as i64
     );
 }
+
+/// A key limited to some providers is only ever routed to those, and a
+/// caller naming another one per request is refused (403), while an
+/// unrestricted key may name it. The control plane resolves the providers
+/// within the key's tenant only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_provider_allowlist_bounds_routing_and_caller_choice() {
+    let gw = Gateway::start().await;
+    let second = mock().await;
+    add_provider(&gw, "second", &second.base_url, "sk-second-0001").await;
+    let mut admin = gw.admin().await;
+    admin
+        .models
+        .add_model(pb::AddModelRequest {
+            tenant: "acme".into(),
+            name: "pair".into(),
+            provider: "up".into(),
+            upstream_model: "mock-small".into(),
+        })
+        .await
+        .unwrap();
+    add_target(&gw, "pair", "second", 0).await;
+    let limited = admin
+        .keys
+        .create_key(pb::CreateKeyRequest {
+            tenant: "acme".into(),
+            name: "limited".into(),
+            expires_at_ms: 0,
+            providers: vec!["up".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(limited.key.unwrap().allowed_provider_ids.len(), 1);
+    // Another tenant's provider is not found from this tenant.
+    admin
+        .tenants
+        .create_tenant(pb::CreateTenantRequest {
+            name: "other".into(),
+        })
+        .await
+        .unwrap();
+    admin
+        .providers
+        .add_provider(pb::AddProviderRequest {
+            tenant: "other".into(),
+            name: "theirs".into(),
+            kind: "mock".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let e = admin
+        .keys
+        .create_key(pb::CreateKeyRequest {
+            tenant: "acme".into(),
+            name: "sneaky".into(),
+            expires_at_ms: 0,
+            providers: vec!["theirs".into()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    synced(&gw).await;
+
+    let body = json!({"model": "pair", "messages": [{"role": "user", "content": "hello gateway"}]});
+    let call = |key: String, providers: Option<&'static str>| {
+        let url = format!("{}/v1/chat/completions", gw.dp.url());
+        let body = body.clone();
+        async move {
+            let mut req = tollgate_e2e::http().post(url).bearer_auth(key).json(&body);
+            if let Some(p) = providers {
+                req = req.header("x-tollgate-providers", p);
+            }
+            let resp = req.send().await.unwrap();
+            let provider = resp
+                .headers()
+                .get("x-tollgate-provider")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            let status = resp.status().as_u16();
+            (status, provider, resp.text().await.unwrap())
+        }
+    };
+    for _ in 0..20 {
+        let (status, provider, text) = call(limited.secret.clone(), None).await;
+        assert_eq!((status, provider.as_str()), (200, "up"), "{text}");
+    }
+    assert_eq!(second.chat_calls(), 0, "the limited key reached `second`");
+    let (status, _, text) = call(limited.secret.clone(), Some("second")).await;
+    assert_eq!(status, 403, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"]["code"], "provider_not_allowed", "{text}");
+    // Without a restriction the caller may pick `second`.
+    let (status, provider, text) = call(gw.key.clone(), Some("second")).await;
+    assert_eq!((status, provider.as_str()), (200, "second"), "{text}");
+}

@@ -356,6 +356,7 @@ impl Gateway {
                 tenant: "acme".into(),
                 name: "backend".into(),
                 expires_at_ms: 0,
+                providers: Vec::new(),
             })
             .await
             .unwrap()

@@ -60,6 +60,7 @@ fn key_to_proto(k: CallerKey) -> pb::CallerKey {
         created_at_ms: k.created_at_ms,
         expires_at_ms: k.expires_at_ms,
         revoked_at_ms: k.revoked_at_ms,
+        allowed_provider_ids: k.allowed_providers,
     }
 }
 
@@ -85,6 +86,30 @@ impl KeyService for KeyApi {
         if req.expires_at_ms != 0 && req.expires_at_ms <= now_ms() {
             return Err(Status::invalid_argument("expires_at_ms is in the past"));
         }
+        // Providers named by id or name, within this tenant only.
+        let mut allowed_providers = Vec::with_capacity(req.providers.len());
+        if !req.providers.is_empty() {
+            let providers = self
+                .state
+                .store
+                .list_providers(&tenant.id)
+                .await
+                .map_err(store_status)?;
+            for reference in &req.providers {
+                let reference = reference.trim();
+                let Some(p) = providers
+                    .iter()
+                    .find(|p| p.id == reference || p.name == reference)
+                else {
+                    return Err(Status::not_found(format!(
+                        "provider '{reference}' not found in this tenant"
+                    )));
+                };
+                if !allowed_providers.contains(&p.id) {
+                    allowed_providers.push(p.id.clone());
+                }
+            }
+        }
         let secret = generate_caller_key();
         let key = self
             .state
@@ -96,6 +121,7 @@ impl KeyService for KeyApi {
                 prefix: display_prefix(&secret),
                 key_hash: hash_caller_key(&secret),
                 expires_at_ms: req.expires_at_ms,
+                allowed_providers,
             })
             .await
             .map_err(store_status)?;

@@ -170,6 +170,7 @@ pub async fn build_snapshot(
                     name: k.name.clone(),
                     key_hash: k.key_hash.clone(),
                     expires_at_ms: k.expires_at_ms,
+                    allowed_provider_ids: k.allowed_providers.clone(),
                     cache_policy: cache_policy_of(t, CacheScope::Key, &k.id),
                 })
                 .collect(),

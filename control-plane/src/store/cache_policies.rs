@@ -244,6 +244,7 @@ mod tests {
                 prefix: "tg-x".into(),
                 key_hash: format!("{:0>64}", name.len()),
                 expires_at_ms: 0,
+                allowed_providers: Vec::new(),
             })
             .await
             .unwrap();

@@ -18,6 +18,8 @@ pub struct CallerKey {
     pub expires_at_ms: i64,
     /// 0: active.
     pub revoked_at_ms: i64,
+    /// Provider ids the key may be routed to; empty: all of its tenant's.
+    pub allowed_providers: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -28,10 +30,13 @@ pub struct NewCallerKey {
     pub prefix: String,
     pub key_hash: String,
     pub expires_at_ms: i64,
+    /// Provider ids (of the same tenant); empty: no restriction.
+    pub allowed_providers: Vec<String>,
 }
 
 pub(super) const KEY_COLUMNS: &str =
-    "id, tenant_id, name, prefix, key_hash, created_at_ms, expires_at_ms, revoked_at_ms";
+    "id, tenant_id, name, prefix, key_hash, created_at_ms, expires_at_ms, revoked_at_ms, \
+     allowed_providers";
 
 pub(super) fn key_from_row(row: &AnyRow) -> StoreResult<CallerKey> {
     Ok(CallerKey {
@@ -43,6 +48,12 @@ pub(super) fn key_from_row(row: &AnyRow) -> StoreResult<CallerKey> {
         created_at_ms: row.try_get("created_at_ms")?,
         expires_at_ms: row.try_get("expires_at_ms")?,
         revoked_at_ms: row.try_get("revoked_at_ms")?,
+        allowed_providers: row
+            .try_get::<String, _>("allowed_providers")?
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
     })
 }
 
@@ -52,7 +63,8 @@ impl Store {
         let mut change = self.begin_config_change().await?;
         sqlx::query(
             "INSERT INTO caller_keys (id, tenant_id, name, prefix, key_hash, created_at_ms, \
-             expires_at_ms, revoked_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             expires_at_ms, revoked_at_ms, allowed_providers) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&new.id)
         .bind(&new.tenant_id)
@@ -62,6 +74,7 @@ impl Store {
         .bind(created_at_ms)
         .bind(new.expires_at_ms)
         .bind(0_i64)
+        .bind(new.allowed_providers.join(","))
         .execute(&mut *change.tx)
         .await
         .map_err(|e| unique_or_db(e, || format!("key '{}'", new.name)))?;
@@ -75,6 +88,7 @@ impl Store {
             created_at_ms,
             expires_at_ms: new.expires_at_ms,
             revoked_at_ms: 0,
+            allowed_providers: new.allowed_providers,
         })
     }
 
@@ -139,6 +153,7 @@ mod tests {
                     prefix: "tg-AbCd".into(),
                     key_hash: "00".repeat(32),
                     expires_at_ms: 0,
+                    allowed_providers: Vec::new(),
                 })
                 .await
                 .unwrap();

@@ -226,6 +226,7 @@ async fn tenant_provider_model_key_crud() {
             tenant: "acme".into(),
             name: "old".into(),
             expires_at_ms: 1000,
+            providers: Vec::new(),
         })
         .await
         .unwrap_err();

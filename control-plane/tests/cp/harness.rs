@@ -175,6 +175,7 @@ impl Admin {
                 tenant: tenant.into(),
                 name: name.into(),
                 expires_at_ms: 0,
+                providers: Vec::new(),
             })
             .await
             .unwrap()

@@ -113,6 +113,7 @@ async fn setup_b(op: &mut AdminClient) -> TenantB {
             tenant: "tenant-b".into(),
             name: "kb".into(),
             expires_at_ms: 0,
+            providers: Vec::new(),
         })
         .await
         .unwrap()
@@ -261,6 +262,7 @@ async fn session_of_tenant_a_cannot_see_or_change_tenant_b() {
                 tenant: t.clone(),
                 name: "evil".into(),
                 expires_at_ms: 0,
+                providers: Vec::new(),
             })),
             code!(a.keys.list_keys(pb::ListKeysRequest { tenant: t.clone() })),
             code!(a.keys.revoke_key(pb::RevokeKeyRequest {
@@ -561,6 +563,7 @@ async fn roles_limit_what_a_session_may_do() {
         tenant: "acme".into(),
         name: name.into(),
         expires_at_ms: 0,
+        providers: Vec::new(),
     };
     let list = || pb::ListProvidersRequest {
         tenant: "acme".into(),
@@ -866,6 +869,7 @@ async fn users_sessions_and_scoping_on_postgres() {
             tenant: tb.clone(),
             name: "k".into(),
             expires_at_ms: 0,
+            providers: Vec::new(),
         })),
         Code::PermissionDenied
     );

@@ -111,6 +111,10 @@ pub enum KeyCmd {
         /// Expire the key after this many days.
         #[arg(long)]
         expires_in_days: Option<u32>,
+        /// Only these providers (names or ids, comma-separated) may serve
+        /// the key's calls; default: all of the tenant's.
+        #[arg(long, value_delimiter = ',')]
+        providers: Vec<String>,
     },
     /// List a tenant's keys (prefix only).
     List(TenantArg),
@@ -392,6 +396,7 @@ pub async fn key(admin: &mut Admin, cmd: KeyCmd, as_json: bool) -> anyhow::Resul
             tenant,
             name,
             expires_in_days,
+            providers,
         } => {
             let expires_at_ms = expires_in_days
                 .map(|d| tollgate_core::time::now_ms() + i64::from(d) * 86_400_000)
@@ -402,6 +407,7 @@ pub async fn key(admin: &mut Admin, cmd: KeyCmd, as_json: bool) -> anyhow::Resul
                     tenant,
                     name,
                     expires_at_ms,
+                    providers,
                 })
                 .await
                 .map_err(status_error)?
@@ -410,7 +416,8 @@ pub async fn key(admin: &mut Admin, cmd: KeyCmd, as_json: bool) -> anyhow::Resul
             if as_json {
                 println!(
                     "{}",
-                    json!({"id": k.id, "name": k.name, "secret": r.secret, "expires_at_ms": k.expires_at_ms})
+                    json!({"id": k.id, "name": k.name, "secret": r.secret, "expires_at_ms": k.expires_at_ms,
+                           "allowed_provider_ids": k.allowed_provider_ids})
                 );
             } else {
                 println!(

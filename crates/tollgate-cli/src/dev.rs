@@ -271,6 +271,7 @@ async fn demo_key(admin: &mut Admin, data_dir: &Path) -> anyhow::Result<String> 
             tenant: DEMO_TENANT.into(),
             name,
             expires_at_ms: 0,
+            providers: Vec::new(),
         })
         .await
         .map_err(status_error)?

@@ -138,6 +138,7 @@ pub fn compile_with(
                 tenant_id: t.id.clone(),
                 name: k.name.clone(),
                 expires_at_ms: k.expires_at_ms,
+                allowed_providers: k.allowed_provider_ids.clone(),
             };
             if keys.insert(k.key_hash.clone(), Arc::new(key)).is_some() {
                 return Err(CompileError::DuplicateKeyHash {

@@ -162,6 +162,10 @@ struct FileKey {
     #[serde(default)]
     expires_at_ms: i64,
     cache: Option<FileCachePolicy>,
+    /// Providers (of the tenant, by name) the key may be routed to; empty:
+    /// all of them.
+    #[serde(default)]
+    providers: Vec<String>,
 }
 
 impl std::fmt::Debug for FileKey {
@@ -291,11 +295,26 @@ pub fn parse_yaml(
                     )))
                 }
             };
+            if let Some(unknown) = k
+                .providers
+                .iter()
+                .find(|name| !t.providers.iter().any(|p| &p.name == *name))
+            {
+                return Err(invalid(format!(
+                    "key {:?}: provider {unknown:?} is not a provider of tenant {:?}",
+                    k.name, t.name
+                )));
+            }
             keys.push(pb::CallerKeyConfig {
                 id: format!("{tenant_id}/{}", k.name),
                 name: k.name.clone(),
                 key_hash,
                 expires_at_ms: k.expires_at_ms,
+                allowed_provider_ids: k
+                    .providers
+                    .iter()
+                    .map(|p| format!("{tenant_id}/{p}"))
+                    .collect(),
                 cache_policy: k.cache.as_ref().map(FileCachePolicy::to_proto),
             });
         }

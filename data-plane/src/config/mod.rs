@@ -24,9 +24,16 @@ pub struct CallerKey {
     pub name: String,
     /// 0: never expires.
     pub expires_at_ms: i64,
+    /// Provider ids the key may be routed to; empty: all of its tenant's.
+    pub allowed_providers: Vec<String>,
 }
 
 impl CallerKey {
+    /// Whether the key may be routed to this provider.
+    pub fn may_use(&self, provider_id: &str) -> bool {
+        self.allowed_providers.is_empty() || self.allowed_providers.iter().any(|p| p == provider_id)
+    }
+
     pub fn is_expired(&self, now_ms: i64) -> bool {
         self.expires_at_ms != 0 && self.expires_at_ms <= now_ms
     }
@@ -271,6 +278,7 @@ mod tests {
             tenant_id: "t".into(),
             name: "n".into(),
             expires_at_ms: 0,
+            allowed_providers: Vec::new(),
         };
         assert!(!k.is_expired(i64::MAX));
         k.expires_at_ms = 1000;

@@ -88,6 +88,10 @@ pub enum GatewayError {
     /// Billing: the tenant is frozen by an operator or for inactivity.
     #[error("tenant is frozen")]
     TenantFrozen,
+    /// The caller's key may not use any provider that could serve the
+    /// model (or that the caller named).
+    #[error("the key may not use a provider for {0}")]
+    ProviderNotAllowed(String),
     /// A bug or an impossible state inside the gateway.
     #[error("internal error")]
     Internal,
@@ -108,7 +112,9 @@ impl GatewayError {
     pub fn status(&self) -> u16 {
         match self {
             GatewayError::InvalidApiKey => 401,
-            GatewayError::TenantInactive | GatewayError::TenantFrozen => 403,
+            GatewayError::TenantInactive
+            | GatewayError::TenantFrozen
+            | GatewayError::ProviderNotAllowed(_) => 403,
             GatewayError::InsufficientBalance { .. } => 402,
             GatewayError::ModelNotFound(_) | GatewayError::UnknownRoute(_) => 404,
             GatewayError::MethodNotAllowed { .. } => 405,
@@ -136,7 +142,9 @@ impl GatewayError {
             | GatewayError::InvalidRequest { .. }
             | GatewayError::ContentPolicy { .. }
             | GatewayError::BodyTooLarge { .. } => "invalid_request_error",
-            GatewayError::TenantInactive | GatewayError::TenantFrozen => "permission_error",
+            GatewayError::TenantInactive
+            | GatewayError::TenantFrozen
+            | GatewayError::ProviderNotAllowed(_) => "permission_error",
             GatewayError::InsufficientBalance { .. } => "insufficient_quota",
             GatewayError::NotReady(_) | GatewayError::NoTargetAvailable(_) => "service_unavailable",
             GatewayError::UpstreamConnect
@@ -157,6 +165,7 @@ impl GatewayError {
             GatewayError::InvalidApiKey => "invalid_api_key",
             GatewayError::TenantInactive => "tenant_inactive",
             GatewayError::TenantFrozen => "tenant_frozen",
+            GatewayError::ProviderNotAllowed(_) => "provider_not_allowed",
             GatewayError::InsufficientBalance { .. } => "insufficient_balance",
             GatewayError::ModelNotFound(_) => "model_not_found",
             GatewayError::UnknownRoute(_) => "unknown_route",
@@ -191,6 +200,9 @@ impl GatewayError {
                 "Invalid or missing API key. Send it as 'Authorization: Bearer <key>' or 'api-key: <key>'.".into()
             }
             GatewayError::TenantInactive => "The key's tenant is inactive.".into(),
+            GatewayError::ProviderNotAllowed(model) => format!(
+                "This API key may not use any provider that serves model '{model}' (or that the request named)."
+            ),
             GatewayError::TenantFrozen => {
                 "This account is frozen: calls are refused until an operator unfreezes it.".into()
             }

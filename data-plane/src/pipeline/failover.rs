@@ -252,9 +252,18 @@ impl Gateway {
             .preference
             .as_ref()
             .map(|p| p.iter().map(String::as_str).collect());
-        let order = plan(route, preference.as_deref(), &mut rand::thread_rng());
+        let mut order = plan(route, preference.as_deref(), &mut rand::thread_rng());
         // Metered even when no attempt is possible.
         ctx.route = route.primary().cloned();
+        // The caller's key bounds the providers it may reach (and so what
+        // it may name per request).
+        if let Some(key) = ctx.key.as_ref().filter(|k| !k.allowed_providers.is_empty()) {
+            let planned = order.len();
+            order.retain(|&i| key.may_use(&route.targets[i].route.provider.id));
+            if order.is_empty() && planned > 0 {
+                return Err(GatewayError::ProviderNotAllowed(call.model.to_string()).into());
+            }
+        }
         if order.is_empty() {
             if preference.is_some() {
                 return Err(GatewayError::InvalidRequest {
