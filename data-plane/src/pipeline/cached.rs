@@ -95,6 +95,34 @@ impl Gateway {
         })
     }
 
+    /// The cache stage of a routed endpoint: a hit is answered here
+    /// (`None`: the call is done); otherwise the plan for storing the answer
+    /// (`Some(None)` when it will not be stored).
+    pub(super) async fn cache_stage(
+        &self,
+        session: &mut Session,
+        ctx: &mut CallContext,
+        route: &crate::routing::ModelRoute,
+        req: CacheRequest<'_>,
+    ) -> Result<Option<Option<CachePlan>>, Failure> {
+        let endpoint = req.endpoint;
+        match self.cache_lookup(session, ctx, req) {
+            Lookup::Hit(hit, policy) => {
+                if let Some(primary) = route.primary() {
+                    if self
+                        .serve_hit(session, ctx, &hit, &policy, endpoint, primary)
+                        .await?
+                    {
+                        return Ok(None);
+                    }
+                }
+                Ok(Some(None))
+            }
+            Lookup::Miss(plan) => Ok(Some(Some(plan))),
+            Lookup::Bypass => Ok(Some(None)),
+        }
+    }
+
     /// Answers from a cached entry: the stored body, or for a streaming
     /// caller the replayed stream. False (nothing written) when the entry
     /// cannot be replayed in the form asked for; the call then goes

@@ -60,33 +60,23 @@ impl Gateway {
             Some(0),
         )
         .await?;
-        // Cache stage.
-        let endpoint = crate::cache::CacheEndpoint::Embeddings;
-        let lookup = self.cache_lookup(
-            session,
-            ctx,
-            super::cached::CacheRequest {
-                endpoint,
-                model_id: &route.model_id,
-                model: &route.public_name,
-                extra: "",
-                body: &body,
-            },
-        );
-        let plan = match lookup {
-            super::cached::Lookup::Hit(hit, policy) => {
-                if let Some(primary) = route.primary() {
-                    if self
-                        .serve_hit(session, ctx, &hit, &policy, endpoint, primary)
-                        .await?
-                    {
-                        return Ok(());
-                    }
-                }
-                None
-            }
-            super::cached::Lookup::Miss(plan) => Some(plan),
-            super::cached::Lookup::Bypass => None,
+        // Cache stage: a hit is answered here.
+        let Some(plan) = self
+            .cache_stage(
+                session,
+                ctx,
+                route,
+                super::cached::CacheRequest {
+                    endpoint: crate::cache::CacheEndpoint::Embeddings,
+                    model_id: &route.model_id,
+                    model: &route.public_name,
+                    extra: "",
+                    body: &body,
+                },
+            )
+            .await?
+        else {
+            return Ok(());
         };
         let call = Call {
             preference: caller_preference(session, &mut body),

@@ -398,33 +398,23 @@ impl Gateway {
                 body.len(),
             )?;
         }
-        // Cache stage.
-        let endpoint = crate::cache::CacheEndpoint::ChatCompletions;
-        let lookup = self.cache_lookup(
-            session,
-            ctx,
-            cached::CacheRequest {
-                endpoint,
-                model_id: &route.model_id,
-                model: &route.public_name,
-                extra: suffix.unwrap_or_default(),
-                body: &chat.body,
-            },
-        );
-        let plan = match lookup {
-            cached::Lookup::Hit(hit, policy) => {
-                if let Some(primary) = route.primary() {
-                    if self
-                        .serve_hit(session, ctx, &hit, &policy, endpoint, primary)
-                        .await?
-                    {
-                        return Ok(());
-                    }
-                }
-                None
-            }
-            cached::Lookup::Miss(plan) => Some(plan),
-            cached::Lookup::Bypass => None,
+        // Cache stage: a hit is answered here.
+        let Some(plan) = self
+            .cache_stage(
+                session,
+                ctx,
+                route,
+                cached::CacheRequest {
+                    endpoint: crate::cache::CacheEndpoint::ChatCompletions,
+                    model_id: &route.model_id,
+                    model: &route.public_name,
+                    extra: suffix.unwrap_or_default(),
+                    body: &chat.body,
+                },
+            )
+            .await?
+        else {
+            return Ok(());
         };
         let call = Call {
             preference: failover::caller_preference(session, &mut chat.body),
