@@ -160,11 +160,23 @@ impl SyncService for SyncApi {
             ));
         }
         let ttl = i64::try_from(self.billing.lease_ttl.as_millis()).unwrap_or(i64::MAX);
-        let g = self
-            .store
-            .acquire_lease(&r.tenant_id, &r.node_id, &r.lease_id, r.amount_micros, ttl)
-            .await
-            .map_err(store_status)?;
+        let g = if r.key_id.is_empty() {
+            self.store
+                .acquire_lease(&r.tenant_id, &r.node_id, &r.lease_id, r.amount_micros, ttl)
+                .await
+        } else {
+            self.store
+                .acquire_key_lease(
+                    &r.tenant_id,
+                    &r.key_id,
+                    &r.node_id,
+                    &r.lease_id,
+                    r.amount_micros,
+                    ttl,
+                )
+                .await
+        }
+        .map_err(store_status)?;
         Ok(Response::new(pb::LeaseGrant {
             lease_id: g.lease_id,
             granted_micros: g.granted_micros,
@@ -266,6 +278,7 @@ fn usage_from_proto(
         },
         cost_micros: r.cost_micros.max(0),
         lease_id: r.lease_id,
+        key_lease_id: r.key_lease_id,
         cache_hit: r.cache_hit.then_some(r.cache_hit_cost_bps.min(10_000)),
         node_id: node_id.to_owned(),
         received_at_ms,

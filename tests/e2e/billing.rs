@@ -428,6 +428,7 @@ async fn budget_hard_limit_refuses_and_soft_threshold_alerts() {
             soft_micros: 400,
             utc_offset_minutes: 60,
             webhook_url: hook,
+            key: String::new(),
         })
         .await
         .unwrap()
@@ -476,4 +477,115 @@ async fn budget_hard_limit_refuses_and_soft_threshold_alerts() {
         .into_inner()
         .budgets;
     assert_eq!(listed[0].spent_micros, spent);
+}
+
+/// A key with a budget of its own stops at its budget with 402
+/// `budget_exceeded` while the tenant's other key goes on spending; the
+/// key's spend never exceeds its budget; a soft threshold alerts for the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_budget_stops_that_key_only() {
+    let gw = Gateway::start().await;
+    bill(&gw, 1_000_000).await;
+    let mut admin = gw.admin().await;
+    let capped = admin
+        .keys
+        .create_key(pb::CreateKeyRequest {
+            tenant: "acme".into(),
+            name: "intern".into(),
+            expires_at_ms: 0,
+            providers: Vec::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let b = admin
+        .billing
+        .set_budget(pb::SetBudgetRequest {
+            tenant: "acme".into(),
+            period: "day".into(),
+            amount_micros: 1_000,
+            soft_micros: 300,
+            utc_offset_minutes: 0,
+            webhook_url: String::new(),
+            key: "intern".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(b.key_id, capped.key.as_ref().unwrap().id);
+    let version = gw.cp.version().await;
+    gw.cp.wait_for_ack("dp-1", version).await;
+
+    let call = |key: String| {
+        let url = format!("{}/v1/chat/completions", gw.dp.url());
+        async move {
+            http()
+                .post(url)
+                .bearer_auth(key)
+                .json(&chat())
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let mut ok = 0_usize;
+    let refusal = loop {
+        let resp = call(capped.secret.clone()).await;
+        match resp.status().as_u16() {
+            200 => ok += 1,
+            402 => break resp.json::<serde_json::Value>().await.unwrap(),
+            s => panic!("status {s}"),
+        }
+        assert!(ok < 20, "the key budget never stopped calls");
+    };
+    assert_eq!(refusal["error"]["code"], "budget_exceeded", "{refusal}");
+    assert_eq!(refusal["error"]["type"], "insufficient_quota");
+    // 1,000 µ$ at 158 per call with a worst case of 50 output tokens
+    // reserved: a few calls, and never more than the budget.
+    assert!(ok >= 3, "{ok} calls before the key budget stopped them");
+    // The tenant's other key is not held back.
+    for _ in 0..3 {
+        let resp = gw.post("/v1/chat/completions", &chat()).await;
+        assert_eq!(resp.status(), 200);
+    }
+    let spent = wait_for_records(&gw, ok + 3).await;
+    let listed = admin
+        .billing
+        .list_budgets(pb::ListBudgetsRequest {
+            tenant: "acme".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .budgets;
+    let kb = listed.iter().find(|b| !b.key_id.is_empty()).unwrap();
+    assert_eq!(kb.spent_micros, ok as i64 * CALL_COST);
+    assert!(kb.spent_micros <= 1_000, "key spent {}", kb.spent_micros);
+    assert_eq!(spent, (ok as i64 + 3) * CALL_COST);
+    let alerts = admin
+        .billing
+        .list_budget_alerts(pb::ListBudgetAlertsRequest {
+            tenant: "acme".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .alerts;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].key_id, kb.key_id);
+
+    // Removing the key's budget lets it call again.
+    admin
+        .billing
+        .delete_budget(pb::DeleteBudgetRequest {
+            tenant: "acme".into(),
+            period: "day".into(),
+            key: "intern".into(),
+        })
+        .await
+        .unwrap();
+    let version = gw.cp.version().await;
+    gw.cp.wait_for_ack("dp-1", version).await;
+    let resp = call(capped.secret.clone()).await;
+    assert_eq!(resp.status(), 200);
 }

@@ -453,12 +453,14 @@ impl BillingService for BillingApi {
                 "webhook_url must be an http(s) URL",
             ));
         }
+        let key_id = self.key_id(&tenant.id, &req.key).await?;
         let b = self
             .state
             .store
             .set_budget(&crate::store::Budget {
                 id: String::new(),
                 tenant_id: tenant.id.clone(),
+                key_id,
                 period: req.period.trim().to_owned(),
                 amount_micros: req.amount_micros,
                 soft_micros: req.soft_micros,
@@ -510,9 +512,10 @@ impl BillingService for BillingApi {
             .tenant_for(&request, &request.get_ref().tenant, Need::Write)
             .await?;
         let req = request.into_inner();
+        let key_id = self.key_id(&tenant.id, &req.key).await?;
         self.state
             .store
-            .delete_budget(&tenant.id, req.period.trim())
+            .delete_budget(&tenant.id, &key_id, req.period.trim())
             .await
             .map_err(store_status)?;
         Ok(Response::new(pb::DeleteBudgetResponse {}))
@@ -538,6 +541,7 @@ impl BillingService for BillingApi {
                 .map(|a| pb::BudgetAlert {
                     id: a.id,
                     tenant_id: a.tenant_id,
+                    key_id: a.key_id,
                     period: a.period,
                     period_start_ms: a.period_start_ms,
                     threshold_micros: a.threshold_micros,
@@ -550,10 +554,31 @@ impl BillingService for BillingApi {
     }
 }
 
+impl BillingApi {
+    /// The id of the tenant's key named by `reference` (id or name); ''
+    /// for an empty reference (the tenant's own budget).
+    async fn key_id(&self, tenant_id: &str, reference: &str) -> Result<String, Status> {
+        let reference = reference.trim();
+        if reference.is_empty() {
+            return Ok(String::new());
+        }
+        self.state
+            .store
+            .list_keys(tenant_id)
+            .await
+            .map_err(store_status)?
+            .into_iter()
+            .find(|k| k.revoked_at_ms == 0 && (k.id == reference || k.name == reference))
+            .map(|k| k.id)
+            .ok_or_else(|| Status::not_found(format!("key '{reference}' not found")))
+    }
+}
+
 fn budget_to_proto(b: crate::store::Budget, spent: i64) -> pb::Budget {
     pb::Budget {
         id: b.id,
         tenant_id: b.tenant_id,
+        key_id: b.key_id,
         period: b.period,
         amount_micros: b.amount_micros,
         soft_micros: b.soft_micros,

@@ -172,6 +172,7 @@ pub async fn build_snapshot(
                     expires_at_ms: k.expires_at_ms,
                     allowed_provider_ids: k.allowed_providers.clone(),
                     cache_policy: cache_policy_of(t, CacheScope::Key, &k.id),
+                    budgeted: t.budgeted_keys.contains(&k.id),
                 })
                 .collect(),
             guardrails: t.guardrails.iter().map(guardrail_config).collect(),

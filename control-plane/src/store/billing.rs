@@ -290,7 +290,21 @@ pub(super) async fn charge_usage(
         .execute(&mut **tx)
         .await?;
     }
+    if !r.key_lease_id.is_empty() {
+        sqlx::query(
+            "UPDATE lease_grants SET outstanding_micros = CASE WHEN outstanding_micros > $1 \
+             THEN outstanding_micros - $1 ELSE 0 END \
+             WHERE id = $2 AND tenant_id = $3 AND key_id = $4 AND released_at_ms = 0",
+        )
+        .bind(r.cost_micros)
+        .bind(&r.key_lease_id)
+        .bind(&r.tenant_id)
+        .bind(&r.key_id)
+        .execute(&mut **tx)
+        .await?;
+    }
     super::budgets::check_soft_thresholds(tx, &r.tenant_id).await?;
+    super::budgets::check_key_soft_thresholds(tx, &r.key_id).await?;
     Ok(())
 }
 
@@ -307,7 +321,7 @@ async fn read_account(
     .await?;
     let leased: i64 = sqlx::query(
         "SELECT CAST(COALESCE(SUM(outstanding_micros), 0) AS BIGINT) FROM lease_grants \
-         WHERE tenant_id = $1 AND released_at_ms = 0",
+         WHERE tenant_id = $1 AND key_id = '' AND released_at_ms = 0",
     )
     .bind(tenant_id)
     .fetch_one(&mut **exec)

@@ -7,7 +7,9 @@ use tollgate_core::ids::new_id;
 use tollgate_core::time::now_ms;
 
 use super::billing::{account_in, ensure_account};
-use super::{Store, StoreResult};
+use sqlx::{Any, Transaction};
+
+use super::{Store, StoreError, StoreResult};
 
 const LEASE_PREFIX: &str = "ls";
 
@@ -46,62 +48,44 @@ impl Store {
         {
             spendable = spendable.min(headroom);
         }
-        let granted = amount.max(0).min(spendable.max(0));
-        let now = now_ms();
-        let expires = now.saturating_add(ttl_ms);
-        let existing = if lease_id.is_empty() {
-            None
-        } else {
-            sqlx::query(
-                "SELECT outstanding_micros FROM lease_grants WHERE id = $1 AND tenant_id = $2 \
-                 AND node_id = $3 AND released_at_ms = 0",
-            )
-            .bind(lease_id)
-            .bind(tenant_id)
-            .bind(node_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|row| row.try_get::<i64, _>(0))
-            .transpose()?
-        };
-        let (id, outstanding) = match existing {
-            Some(outstanding) => {
-                sqlx::query(
-                    "UPDATE lease_grants SET outstanding_micros = outstanding_micros + $1, \
-                     granted_micros = granted_micros + $1, expires_at_ms = $2 WHERE id = $3",
-                )
-                .bind(granted)
-                .bind(expires)
-                .bind(lease_id)
-                .execute(&mut *tx)
-                .await?;
-                (lease_id.to_owned(), outstanding + granted)
-            }
-            None => {
-                let id = new_id(LEASE_PREFIX);
-                sqlx::query(
-                    "INSERT INTO lease_grants (id, tenant_id, node_id, outstanding_micros, \
-                     granted_micros, expires_at_ms, released_at_ms, created_at_ms) \
-                     VALUES ($1, $2, $3, $4, $4, $5, 0, $6)",
-                )
-                .bind(&id)
+        grant_in(
+            tx, tenant_id, "", node_id, lease_id, amount, spendable, ttl_ms,
+        )
+        .await
+    }
+
+    /// Like [`Store::acquire_lease`] for a key with budgets: grants up to
+    /// what the key's budgets still allow (amount − spent this period −
+    /// leased). The key's calls still spend from the tenant's lease too.
+    pub async fn acquire_key_lease(
+        &self,
+        tenant_id: &str,
+        key_id: &str,
+        node_id: &str,
+        lease_id: &str,
+        amount: i64,
+        ttl_ms: i64,
+    ) -> StoreResult<LeaseGrant> {
+        let mut tx = self.pool.begin().await?;
+        // Write first (serialises grants on SQLite), and only for a key of
+        // this tenant.
+        let touched =
+            sqlx::query("UPDATE caller_keys SET name = name WHERE id = $1 AND tenant_id = $2")
+                .bind(key_id)
                 .bind(tenant_id)
-                .bind(node_id)
-                .bind(granted)
-                .bind(expires)
-                .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                (id, granted)
-            }
-        };
-        tx.commit().await?;
-        Ok(LeaseGrant {
-            lease_id: id,
-            granted_micros: granted,
-            outstanding_micros: outstanding,
-            expires_at_ms: expires,
-        })
+        if touched.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("key '{key_id}'")));
+        }
+        // A key without budgets (removed meanwhile) is not held back here.
+        let spendable = super::budgets::key_budget_headroom(&mut tx, key_id)
+            .await?
+            .unwrap_or(amount);
+        grant_in(
+            tx, tenant_id, key_id, node_id, lease_id, amount, spendable, ttl_ms,
+        )
+        .await
     }
 
     /// A data plane gives back `amount` it will not spend. Its spend still
@@ -141,6 +125,79 @@ impl Store {
         .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// Grants up to `amount` (at most `spendable`) on `lease_id` or a new lease
+/// of `tenant_id` (and `key_id`: '' for the tenant's balance), in `tx`.
+#[allow(clippy::too_many_arguments)]
+async fn grant_in(
+    mut tx: Transaction<'static, Any>,
+    tenant_id: &str,
+    key_id: &str,
+    node_id: &str,
+    lease_id: &str,
+    amount: i64,
+    spendable: i64,
+    ttl_ms: i64,
+) -> StoreResult<LeaseGrant> {
+    let granted = amount.max(0).min(spendable.max(0));
+    let now = now_ms();
+    let expires = now.saturating_add(ttl_ms);
+    let existing = if lease_id.is_empty() {
+        None
+    } else {
+        sqlx::query(
+            "SELECT outstanding_micros FROM lease_grants WHERE id = $1 AND tenant_id = $2 \
+             AND node_id = $3 AND key_id = $4 AND released_at_ms = 0",
+        )
+        .bind(lease_id)
+        .bind(tenant_id)
+        .bind(node_id)
+        .bind(key_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| row.try_get::<i64, _>(0))
+        .transpose()?
+    };
+    let (id, outstanding) = match existing {
+        Some(outstanding) => {
+            sqlx::query(
+                "UPDATE lease_grants SET outstanding_micros = outstanding_micros + $1, \
+                 granted_micros = granted_micros + $1, expires_at_ms = $2 WHERE id = $3",
+            )
+            .bind(granted)
+            .bind(expires)
+            .bind(lease_id)
+            .execute(&mut *tx)
+            .await?;
+            (lease_id.to_owned(), outstanding + granted)
+        }
+        None => {
+            let id = new_id(LEASE_PREFIX);
+            sqlx::query(
+                "INSERT INTO lease_grants (id, tenant_id, node_id, outstanding_micros, \
+                 granted_micros, expires_at_ms, released_at_ms, created_at_ms, key_id) \
+                 VALUES ($1, $2, $3, $4, $4, $5, 0, $6, $7)",
+            )
+            .bind(&id)
+            .bind(tenant_id)
+            .bind(node_id)
+            .bind(granted)
+            .bind(expires)
+            .bind(now)
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?;
+            (id, granted)
+        }
+    };
+    tx.commit().await?;
+    Ok(LeaseGrant {
+        lease_id: id,
+        granted_micros: granted,
+        outstanding_micros: outstanding,
+        expires_at_ms: expires,
+    })
 }
 
 #[cfg(test)]

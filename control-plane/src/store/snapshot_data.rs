@@ -38,6 +38,8 @@ pub struct TenantData {
     pub account: Option<(u32, bool)>,
     /// Response cache policies (tenant, model and key scopes).
     pub cache_policies: Vec<super::CachePolicyRow>,
+    /// Ids of its keys that have budgets of their own.
+    pub budgeted_keys: std::collections::HashSet<String>,
 }
 
 /// The configuration at `version` (or newer: the version is read first, so
@@ -122,6 +124,7 @@ impl Store {
         let prices = super::billing::load_prices(&mut tx).await?;
         let accounts = super::billing::load_accounts(&mut tx).await?;
         let cache_policies = Store::all_cache_policies(&mut tx).await?;
+        let budgeted = super::budgets::budgeted_keys(&mut tx).await?;
         tx.commit().await?;
 
         // Group once by tenant instead of filtering per tenant.
@@ -138,16 +141,25 @@ impl Store {
         let mut cache_policies = group_by_tenant(cache_policies, |p| &p.tenant_id);
         let tenants = tenants
             .into_iter()
-            .map(|tenant| TenantData {
-                providers: providers.remove(&tenant.id).unwrap_or_default(),
-                models: models.remove(&tenant.id).unwrap_or_default(),
-                route_targets: route_targets.remove(&tenant.id).unwrap_or_default(),
-                keys: keys.remove(&tenant.id).unwrap_or_default(),
-                guardrails: guardrails.remove(&tenant.id).unwrap_or_default(),
-                prices: prices.remove(&tenant.id).unwrap_or_default(),
-                account: accounts.remove(&tenant.id),
-                cache_policies: cache_policies.remove(&tenant.id).unwrap_or_default(),
-                tenant,
+            .map(|tenant| {
+                let keys = keys.remove(&tenant.id).unwrap_or_default();
+                let budgeted_keys = keys
+                    .iter()
+                    .filter(|k| budgeted.contains(&k.id))
+                    .map(|k| k.id.clone())
+                    .collect();
+                TenantData {
+                    providers: providers.remove(&tenant.id).unwrap_or_default(),
+                    models: models.remove(&tenant.id).unwrap_or_default(),
+                    route_targets: route_targets.remove(&tenant.id).unwrap_or_default(),
+                    keys,
+                    guardrails: guardrails.remove(&tenant.id).unwrap_or_default(),
+                    prices: prices.remove(&tenant.id).unwrap_or_default(),
+                    account: accounts.remove(&tenant.id),
+                    cache_policies: cache_policies.remove(&tenant.id).unwrap_or_default(),
+                    budgeted_keys,
+                    tenant,
+                }
             })
             .collect();
         Ok(ConfigData { version, tenants })

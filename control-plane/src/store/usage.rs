@@ -34,6 +34,8 @@ pub struct UsageRecord {
     pub cache_hit: Option<u32>,
     /// Billing lease the call was reserved from; empty when none.
     pub lease_id: String,
+    /// Lease of the key's budget the call was also reserved from.
+    pub key_lease_id: String,
     /// Time to the first chunk sent to the caller; -1: none.
     pub ttft_ms: i64,
     /// Endpoint called (chat.completions, messages, ...).
@@ -77,6 +79,7 @@ impl Default for UsageRecord {
             api: String::new(),
             guardrail_verdicts: Vec::new(),
             lease_id: String::new(),
+            key_lease_id: String::new(),
             cache_hit: None,
         }
     }
@@ -165,6 +168,7 @@ pub(super) fn record_from_row(row: &AnyRow) -> StoreResult<UsageRecord> {
             }
         },
         lease_id: String::new(),
+        key_lease_id: String::new(),
         cache_hit: to_bool(row.try_get("cache_hit")?).then(|| {
             u32::try_from(row.try_get::<i64, _>("cache_hit_cost_bps").unwrap_or(0)).unwrap_or(0)
         }),
@@ -328,6 +332,7 @@ mod tests {
             api: String::new(),
             guardrail_verdicts: Vec::new(),
             lease_id: String::new(),
+            key_lease_id: String::new(),
             cache_hit: None,
         }
     }

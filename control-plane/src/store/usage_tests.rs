@@ -54,6 +54,7 @@ fn random_record(rng: &mut StdRng, n: usize) -> UsageRecord {
         api: "chat.completions".into(),
         guardrail_verdicts: Vec::new(),
         lease_id: String::new(),
+        key_lease_id: String::new(),
         cache_hit: None,
     }
 }
@@ -272,6 +273,7 @@ fn logged(id: &str, tenant: &str, started: i64, status: u32, error: &str) -> Usa
         api: "chat.completions".into(),
         guardrail_verdicts: Vec::new(),
         lease_id: String::new(),
+        key_lease_id: String::new(),
         cache_hit: None,
     }
 }

@@ -37,10 +37,14 @@ pub enum BillingCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum BudgetCmd {
-    /// Set the tenant's budget for a period (replaces an existing one).
+    /// Set the tenant's budget for a period (replaces an existing one), or
+    /// with --key a budget of one caller key.
     Set {
         #[arg(long)]
         tenant: String,
+        /// A caller key (id or name): the budget applies to that key alone.
+        #[arg(long, default_value = "")]
+        key: String,
         /// day, week (from Monday) or month.
         #[arg(long, default_value = "month")]
         period: String,
@@ -63,6 +67,9 @@ pub enum BudgetCmd {
     Delete {
         #[arg(long)]
         tenant: String,
+        /// The key whose budget to remove (default: the tenant's).
+        #[arg(long, default_value = "")]
+        key: String,
         #[arg(long)]
         period: String,
     },
@@ -574,6 +581,7 @@ async fn budget(admin: &mut Admin, cmd: BudgetCmd, as_json: bool) -> anyhow::Res
     let budgets = match cmd {
         BudgetCmd::Set {
             tenant,
+            key,
             period,
             amount,
             soft,
@@ -593,6 +601,7 @@ async fn budget(admin: &mut Admin, cmd: BudgetCmd, as_json: bool) -> anyhow::Res
                         .unwrap_or(0),
                     utc_offset_minutes,
                     webhook_url,
+                    key,
                 })
                 .await
                 .map_err(status_error)?
@@ -608,16 +617,25 @@ async fn budget(admin: &mut Admin, cmd: BudgetCmd, as_json: bool) -> anyhow::Res
                 .into_inner()
                 .budgets
         }
-        BudgetCmd::Delete { tenant, period } => {
+        BudgetCmd::Delete {
+            tenant,
+            key,
+            period,
+        } => {
             admin
                 .billing
                 .delete_budget(pb::DeleteBudgetRequest {
                     tenant,
                     period: period.clone(),
+                    key: key.clone(),
                 })
                 .await
                 .map_err(status_error)?;
-            println!("Removed the {period} budget");
+            if key.is_empty() {
+                println!("Removed the {period} budget");
+            } else {
+                println!("Removed the {period} budget of key {key}");
+            }
             return Ok(());
         }
         BudgetCmd::Alerts(t) => {
@@ -631,7 +649,7 @@ async fn budget(admin: &mut Admin, cmd: BudgetCmd, as_json: bool) -> anyhow::Res
             if as_json {
                 let v: Vec<_> = alerts
                     .iter()
-                    .map(|a| json!({"id": a.id, "period": a.period,
+                    .map(|a| json!({"id": a.id, "key_id": a.key_id, "period": a.period,
                         "period_start_ms": a.period_start_ms, "threshold_micros": a.threshold_micros,
                         "spent_micros": a.spent_micros, "created_at_ms": a.created_at_ms,
                         "delivered_at_ms": a.delivered_at_ms}))
@@ -643,6 +661,7 @@ async fn budget(admin: &mut Admin, cmd: BudgetCmd, as_json: bool) -> anyhow::Res
                     .map(|a| {
                         vec![
                             datetime(a.created_at_ms),
+                            scope(&a.key_id),
                             a.period.clone(),
                             format_usd(a.threshold_micros),
                             format_usd(a.spent_micros),
@@ -651,7 +670,14 @@ async fn budget(admin: &mut Admin, cmd: BudgetCmd, as_json: bool) -> anyhow::Res
                     })
                     .collect();
                 table(
-                    &["TIME (UTC)", "PERIOD", "THRESHOLD", "SPENT", "DELIVERED"],
+                    &[
+                        "TIME (UTC)",
+                        "BUDGET OF",
+                        "PERIOD",
+                        "THRESHOLD",
+                        "SPENT",
+                        "DELIVERED",
+                    ],
                     &rows,
                 );
             }
@@ -662,7 +688,7 @@ async fn budget(admin: &mut Admin, cmd: BudgetCmd, as_json: bool) -> anyhow::Res
         let v: Vec<_> = budgets
             .iter()
             .map(|b| {
-                json!({"period": b.period, "amount_micros": b.amount_micros,
+                json!({"key_id": b.key_id, "period": b.period, "amount_micros": b.amount_micros,
                 "soft_micros": b.soft_micros, "utc_offset_minutes": b.utc_offset_minutes,
                 "webhook_url": b.webhook_url, "spent_micros": b.spent_micros})
             })
@@ -673,6 +699,7 @@ async fn budget(admin: &mut Admin, cmd: BudgetCmd, as_json: bool) -> anyhow::Res
             .iter()
             .map(|b| {
                 vec![
+                    scope(&b.key_id),
                     b.period.clone(),
                     format_usd(b.amount_micros),
                     format_usd(b.soft_micros),
@@ -684,6 +711,7 @@ async fn budget(admin: &mut Admin, cmd: BudgetCmd, as_json: bool) -> anyhow::Res
             .collect();
         table(
             &[
+                "BUDGET OF",
                 "PERIOD",
                 "LIMIT",
                 "SOFT",
@@ -695,4 +723,13 @@ async fn budget(admin: &mut Admin, cmd: BudgetCmd, as_json: bool) -> anyhow::Res
         );
     }
     Ok(())
+}
+
+/// Whose budget: the tenant's, or a key's.
+fn scope(key_id: &str) -> String {
+    if key_id.is_empty() {
+        "tenant".into()
+    } else {
+        format!("key {key_id}")
+    }
 }

@@ -39,10 +39,13 @@ impl Default for LeaseSettings {
     }
 }
 
-/// One tenant's lease on this data plane.
+/// One tenant's lease on this data plane (or, with a `key_id`, a lease of
+/// one caller key's budget).
 #[derive(Debug)]
 pub struct TenantLease {
     pub tenant_id: String,
+    /// Empty: the tenant's balance; else this key's budget.
+    pub key_id: String,
     /// Spendable here; may dip below 0 when a call cost more than its
     /// reservation.
     available: AtomicI64,
@@ -65,9 +68,10 @@ pub struct TenantLease {
 }
 
 impl TenantLease {
-    fn new(tenant_id: &str, chunk: i64) -> TenantLease {
+    fn new(tenant_id: &str, key_id: &str, chunk: i64) -> TenantLease {
         TenantLease {
             tenant_id: tenant_id.to_owned(),
+            key_id: key_id.to_owned(),
             available: AtomicI64::new(0),
             expires_at_ms: AtomicI64::new(0),
             epoch: AtomicU64::new(0),
@@ -144,6 +148,8 @@ pub struct GrantApplied {
 /// Every tenant lease of this data plane.
 pub struct LeaseBook {
     leases: ArcSwap<HashMap<String, Arc<TenantLease>>>,
+    /// Leases of keys with budgets, by key id.
+    key_leases: ArcSwap<HashMap<String, Arc<TenantLease>>>,
     inserting: Mutex<()>,
     refills: mpsc::Sender<Arc<TenantLease>>,
     pub settings: LeaseSettings,
@@ -168,6 +174,7 @@ impl LeaseBook {
         (
             Arc::new(LeaseBook {
                 leases: ArcSwap::from_pointee(HashMap::new()),
+                key_leases: ArcSwap::from_pointee(HashMap::new()),
                 inserting: Mutex::new(()),
                 refills: tx,
                 settings,
@@ -179,33 +186,77 @@ impl LeaseBook {
 
     /// The tenant's lease; created (copy-on-write, rare) the first time.
     pub fn lease(&self, tenant_id: &str) -> Arc<TenantLease> {
-        if let Some(l) = self.leases.load().get(tenant_id) {
+        self.lease_in(&self.leases, tenant_id, tenant_id, "")
+    }
+
+    /// The lease of a key's budget; created the first time.
+    pub fn key_lease(&self, tenant_id: &str, key_id: &str) -> Arc<TenantLease> {
+        self.lease_in(&self.key_leases, key_id, tenant_id, key_id)
+    }
+
+    fn lease_in(
+        &self,
+        map: &ArcSwap<HashMap<String, Arc<TenantLease>>>,
+        scope: &str,
+        tenant_id: &str,
+        key_id: &str,
+    ) -> Arc<TenantLease> {
+        if let Some(l) = map.load().get(scope) {
             return l.clone();
         }
         let _guard = self
             .inserting
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let current = self.leases.load_full();
-        if let Some(l) = current.get(tenant_id) {
+        let current = map.load_full();
+        if let Some(l) = current.get(scope) {
             return l.clone();
         }
-        let lease = Arc::new(TenantLease::new(tenant_id, self.settings.min_chunk_micros));
+        let lease = Arc::new(TenantLease::new(
+            tenant_id,
+            key_id,
+            self.settings.min_chunk_micros,
+        ));
         let mut next = HashMap::clone(&current);
-        next.insert(tenant_id.to_owned(), lease.clone());
-        self.leases.store(Arc::new(next));
+        next.insert(scope.to_owned(), lease.clone());
+        map.store(Arc::new(next));
         lease
     }
 
     /// Every lease (the refill task's keep-alive and return at shutdown).
     pub fn all(&self) -> Vec<Arc<TenantLease>> {
-        self.leases.load().values().cloned().collect()
+        let keys = self.key_leases.load();
+        self.leases
+            .load()
+            .values()
+            .chain(keys.values())
+            .cloned()
+            .collect()
     }
 
     /// Reserves `amount` for a call of `tenant_id`. Fast path: one CAS. An
     /// empty lease waits once, at most `settings.wait`, for a grant.
     pub async fn reserve(&self, tenant_id: &str, amount: i64) -> Result<Reservation, Insufficient> {
-        let lease = self.lease(tenant_id);
+        self.reserve_in(self.lease(tenant_id), amount).await
+    }
+
+    /// Reserves `amount` from the budget lease of a key (on top of the
+    /// tenant's reservation).
+    pub async fn reserve_key(
+        &self,
+        tenant_id: &str,
+        key_id: &str,
+        amount: i64,
+    ) -> Result<Reservation, Insufficient> {
+        self.reserve_in(self.key_lease(tenant_id, key_id), amount)
+            .await
+    }
+
+    async fn reserve_in(
+        &self,
+        lease: Arc<TenantLease>,
+        amount: i64,
+    ) -> Result<Reservation, Insufficient> {
         let margin = self.settings.safety_margin_ms;
         let now = now_ms();
         lease.last_used_ms.store(now, Ordering::Relaxed);
@@ -330,9 +381,11 @@ impl LeaseBook {
     /// Leases worth renewing now: used within the last `ttl` and expiring
     /// within half of it, or below their low-water mark.
     pub fn due_for_renewal(&self, now: i64, ttl_ms: i64) -> Vec<Arc<TenantLease>> {
+        let keys = self.key_leases.load();
         self.leases
             .load()
             .values()
+            .chain(keys.values())
             .filter(|l| {
                 let used = now - l.last_used_ms.load(Ordering::Relaxed) < ttl_ms;
                 let expiring = l.expires_at_ms() - now < ttl_ms / 2;

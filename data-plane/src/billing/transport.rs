@@ -81,6 +81,7 @@ async fn refill(
         tenant_id: lease.tenant_id.clone(),
         amount_micros: asked,
         lease_id: lease.lease_id().as_str().to_owned(),
+        key_id: lease.key_id.clone(),
     };
     match transport.acquire(req).await {
         Ok(g) => {
@@ -128,6 +129,7 @@ pub async fn run(
             tenant_id: lease.tenant_id.clone(),
             lease_id: lease.lease_id().as_str().to_owned(),
             amount_micros: leftover,
+            key_id: lease.key_id.clone(),
         };
         match transport.give_back(req).await {
             Ok(()) => {

@@ -139,6 +139,7 @@ pub fn compile_with(
                 name: k.name.clone(),
                 expires_at_ms: k.expires_at_ms,
                 allowed_providers: k.allowed_provider_ids.clone(),
+                budgeted: k.budgeted,
             };
             if keys.insert(k.key_hash.clone(), Arc::new(key)).is_some() {
                 return Err(CompileError::DuplicateKeyHash {

@@ -316,6 +316,8 @@ pub fn parse_yaml(
                     .map(|p| format!("{tenant_id}/{p}"))
                     .collect(),
                 cache_policy: k.cache.as_ref().map(FileCachePolicy::to_proto),
+                // Key budgets live in the control plane's ledger.
+                budgeted: false,
             });
         }
         tenants.push(pb::TenantConfig {

@@ -26,6 +26,9 @@ pub struct CallerKey {
     pub expires_at_ms: i64,
     /// Provider ids the key may be routed to; empty: all of its tenant's.
     pub allowed_providers: Vec<String>,
+    /// The key has budgets of its own: its calls also reserve from a key
+    /// lease.
+    pub budgeted: bool,
 }
 
 impl CallerKey {
@@ -279,6 +282,7 @@ mod tests {
             name: "n".into(),
             expires_at_ms: 0,
             allowed_providers: Vec::new(),
+            budgeted: false,
         };
         assert!(!k.is_expired(i64::MAX));
         k.expires_at_ms = 1000;

@@ -85,6 +85,9 @@ pub enum GatewayError {
     /// call's worst-case cost.
     #[error("insufficient balance ({needed_micros} micro-dollars needed)")]
     InsufficientBalance { needed_micros: i64 },
+    /// Billing: the caller key's own budget cannot cover the call.
+    #[error("key budget exceeded ({needed_micros} micro-dollars needed)")]
+    KeyBudgetExceeded { needed_micros: i64 },
     /// Billing: the tenant is frozen by an operator or for inactivity.
     #[error("tenant is frozen")]
     TenantFrozen,
@@ -115,7 +118,9 @@ impl GatewayError {
             GatewayError::TenantInactive
             | GatewayError::TenantFrozen
             | GatewayError::ProviderNotAllowed(_) => 403,
-            GatewayError::InsufficientBalance { .. } => 402,
+            GatewayError::InsufficientBalance { .. } | GatewayError::KeyBudgetExceeded { .. } => {
+                402
+            }
             GatewayError::ModelNotFound(_) | GatewayError::UnknownRoute(_) => 404,
             GatewayError::MethodNotAllowed { .. } => 405,
             GatewayError::InvalidRequest { .. } | GatewayError::ContentPolicy { .. } => 400,
@@ -145,7 +150,9 @@ impl GatewayError {
             GatewayError::TenantInactive
             | GatewayError::TenantFrozen
             | GatewayError::ProviderNotAllowed(_) => "permission_error",
-            GatewayError::InsufficientBalance { .. } => "insufficient_quota",
+            GatewayError::InsufficientBalance { .. } | GatewayError::KeyBudgetExceeded { .. } => {
+                "insufficient_quota"
+            }
             GatewayError::NotReady(_) | GatewayError::NoTargetAvailable(_) => "service_unavailable",
             GatewayError::UpstreamConnect
             | GatewayError::UpstreamTimeout
@@ -167,6 +174,7 @@ impl GatewayError {
             GatewayError::TenantFrozen => "tenant_frozen",
             GatewayError::ProviderNotAllowed(_) => "provider_not_allowed",
             GatewayError::InsufficientBalance { .. } => "insufficient_balance",
+            GatewayError::KeyBudgetExceeded { .. } => "budget_exceeded",
             GatewayError::ModelNotFound(_) => "model_not_found",
             GatewayError::UnknownRoute(_) => "unknown_route",
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -208,6 +216,10 @@ impl GatewayError {
             }
             GatewayError::InsufficientBalance { needed_micros } => format!(
                 "Insufficient balance: this call may cost up to {} and the account cannot cover it. Top up or redeem a code to continue.",
+                tollgate_core::money::format_usd(*needed_micros)
+            ),
+            GatewayError::KeyBudgetExceeded { needed_micros } => format!(
+                "This API key's budget is used up: this call may cost up to {} and the key's budget for the current period cannot cover it. Raise the key's budget or wait for the next period.",
                 tollgate_core::money::format_usd(*needed_micros)
             ),
             GatewayError::ModelNotFound(m) => {

@@ -44,6 +44,8 @@ pub struct UsageRecord {
     /// Billing: what the call cost, and the lease it was reserved from.
     pub cost_micros: i64,
     pub lease_id: String,
+    /// The key budget's lease the call was also reserved from.
+    pub key_lease_id: String,
     /// Answered from the response cache: the share of the full price billed
     /// for the hit, in basis points (`usage` holds the tokens saved).
     pub cache_hit: Option<u32>,
@@ -79,6 +81,7 @@ impl UsageRecord {
                 .map(|v| v.to_proto())
                 .collect(),
             lease_id: self.lease_id.clone(),
+            key_lease_id: self.key_lease_id.clone(),
             cache_hit: self.cache_hit.is_some(),
             cache_hit_cost_bps: self.cache_hit.unwrap_or(0),
         }
@@ -189,6 +192,7 @@ pub(crate) mod tests {
             guardrail_verdicts: Vec::new(),
             cost_micros: 0,
             lease_id: String::new(),
+            key_lease_id: String::new(),
             cache_hit: None,
         }
     }

@@ -1,6 +1,7 @@
 //! Billing admission stage: a call of a billed tenant to a priced model
 //! goes upstream only once its worst-case cost is reserved from the
-//! tenant's lease (docs/billing.md).
+//! tenant's lease, and from the key's budget lease when the key has
+//! budgets of its own (docs/billing.md).
 
 use super::{CallContext, Gateway};
 use crate::billing::RouteBilling;
@@ -29,14 +30,24 @@ impl Gateway {
         if worst <= 0 {
             return Ok(());
         }
-        match book.reserve(&tenant.id, worst).await {
-            Ok(r) => {
-                ctx.reservation = Some(r);
-                Ok(())
-            }
-            Err(_) => Err(GatewayError::InsufficientBalance {
+        let Ok(r) = book.reserve(&tenant.id, worst).await else {
+            return Err(GatewayError::InsufficientBalance {
                 needed_micros: worst,
-            }),
+            });
+        };
+        // A key with budgets of its own also reserves from its key lease.
+        if let Some(key) = ctx.key.as_ref().filter(|k| k.budgeted) {
+            match book.reserve_key(&tenant.id, &key.id, worst).await {
+                Ok(k) => ctx.key_reservation = Some(k),
+                Err(_) => {
+                    book.settle(r, 0);
+                    return Err(GatewayError::KeyBudgetExceeded {
+                        needed_micros: worst,
+                    });
+                }
+            }
         }
+        ctx.reservation = Some(r);
+        Ok(())
     }
 }

@@ -24,7 +24,8 @@ use crate::http::errors::GatewayError;
 use crate::providers::{CallOptions, UpstreamResponse};
 use crate::routing::health::CredentialRejected;
 use crate::routing::retry::{classify, retry_delay, Verdict};
-use crate::routing::select::{parse_preference, plan};
+use crate::routing::select::{parse_preference, Plan};
+use crate::routing::table::Target;
 use crate::routing::{
     Admission, Attempt, BreakerState, ModelRoute, BODY_EXTENSION, PROVIDERS_HEADER,
 };
@@ -252,19 +253,17 @@ impl Gateway {
             .preference
             .as_ref()
             .map(|p| p.iter().map(String::as_str).collect());
-        let mut order = plan(route, preference.as_deref(), &mut rand::thread_rng());
-        // Metered even when no attempt is possible.
-        ctx.route = route.primary().cloned();
         // The caller's key bounds the providers it may reach (and so what
         // it may name per request).
-        if let Some(key) = ctx.key.as_ref().filter(|k| !k.allowed_providers.is_empty()) {
-            let planned = order.len();
-            order.retain(|&i| key.may_use(&route.targets[i].route.provider.id));
-            if order.is_empty() && planned > 0 {
+        let key = ctx.key.clone();
+        let allow = |t: &Target| key.as_ref().is_none_or(|k| k.may_use(&t.route.provider.id));
+        let mut plan = Plan::new(route, preference.as_deref(), allow, &mut rand::thread_rng());
+        // Metered even when no attempt is possible.
+        ctx.route = route.primary().cloned();
+        if plan.eligible == 0 {
+            if plan.in_rotation > 0 {
                 return Err(GatewayError::ProviderNotAllowed(call.model.to_string()).into());
             }
-        }
-        if order.is_empty() {
             if preference.is_some() {
                 return Err(GatewayError::InvalidRequest {
                     message: format!(
@@ -283,13 +282,15 @@ impl Gateway {
             ttft: policy.ttft_timeout.unwrap_or(self.limits.upstream_timeout),
             idle: policy.idle_timeout.unwrap_or(self.limits.upstream_timeout),
         };
-        let last = may_consume && order.len() == 1;
+        let last = may_consume && plan.eligible == 1;
         let mut attempts_left = policy.max_attempts.max(1);
         let mut last_error: Option<GatewayError> = None;
-        for &i in &order {
+        loop {
             if attempts_left == 0 {
                 break;
             }
+            let next = plan.next(route, allow, &mut rand::thread_rng());
+            let Some(i) = next else { break };
             let target = &route.targets[i];
             let breaker = &target.stats.breaker;
             let admission = breaker.admit(&policy.breaker, self.clock.now_ms());

@@ -85,6 +85,8 @@ pub struct CallContext {
     in_flight: Option<drain::InFlight>,
     /// Worst-case cost reserved from the tenant's lease; settled in `finish`.
     pub reservation: Option<crate::billing::Reservation>,
+    /// Reservation from the key's budget lease (keys with budgets).
+    pub key_reservation: Option<crate::billing::Reservation>,
 }
 
 impl Default for CallContext {
@@ -111,6 +113,7 @@ impl Default for CallContext {
             cache_hit_cost_bps: None,
             in_flight: None,
             reservation: None,
+            key_reservation: None,
         }
     }
 }
@@ -454,8 +457,14 @@ impl Gateway {
         }
         let latency_ms = i64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let record = self.usage_record(ctx, latency_ms);
-        if let (Some(r), Some(book)) = (ctx.reservation.take(), &self.billing) {
-            book.settle(r, ctx.cost_micros().unwrap_or(0));
+        if let Some(book) = &self.billing {
+            let cost = ctx.cost_micros().unwrap_or(0);
+            if let Some(r) = ctx.reservation.take() {
+                book.settle(r, cost);
+            }
+            if let Some(r) = ctx.key_reservation.take() {
+                book.settle(r, cost);
+            }
         }
         crate::access_log::log(session, ctx, latency_ms);
         if let Some(record) = record {
@@ -488,6 +497,11 @@ impl Gateway {
             cost_micros: ctx.cost_micros().unwrap_or(0),
             lease_id: ctx
                 .reservation
+                .as_ref()
+                .map(|r| r.lease_id.as_str().to_owned())
+                .unwrap_or_default(),
+            key_lease_id: ctx
+                .key_reservation
                 .as_ref()
                 .map(|r| r.lease_id.as_str().to_owned())
                 .unwrap_or_default(),

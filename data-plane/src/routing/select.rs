@@ -7,7 +7,7 @@
 use rand::Rng;
 
 use super::policy::Strategy;
-use super::table::ModelRoute;
+use super::table::{ModelRoute, Target};
 
 /// Provider names of an `x-tollgate-providers` header value, in order.
 pub fn parse_preference(value: &str) -> Vec<&str> {
@@ -18,69 +18,176 @@ pub fn parse_preference(value: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Indices into `route.targets`, in the order to try them. With a caller
-/// preference, only targets of the named providers, in the named order
-/// (the strategy's order among targets of one provider). Targets out of
-/// rotation are left out; open breakers are the caller's to check.
+/// The targets a call may try, drawn lazily: the first costs one pass over
+/// the route's targets (counting what is eligible) plus one weighted draw in
+/// the first group; the rest are drawn only when the call fails over. The
+/// draws follow the route's strategy within each priority group, groups in
+/// order. With a caller preference, only targets of the named providers, in
+/// the named order (the strategy's order among targets of one provider).
+/// Targets out of rotation are left out; open breakers are the caller's to
+/// check.
+#[derive(Debug)]
+pub struct Plan {
+    /// Targets in rotation that the call's preference admits.
+    pub in_rotation: usize,
+    /// Of those, the ones the `allow` filter admits: what will be drawn.
+    pub eligible: usize,
+    /// Remaining eligible targets of the current group (unordered for the
+    /// weighted strategies, in configured order for `Ordered`).
+    pool: Vec<usize>,
+    /// The next group to draw from once `pool` is empty.
+    next_group: usize,
+    /// A caller preference forces the whole order up front (rare path).
+    preferred: Option<std::vec::IntoIter<usize>>,
+}
+
+impl Plan {
+    /// `allow` further restricts the targets (a caller key's provider list).
+    pub fn new<R: Rng + ?Sized>(
+        route: &ModelRoute,
+        preference: Option<&[&str]>,
+        allow: impl Fn(&Target) -> bool,
+        rng: &mut R,
+    ) -> Plan {
+        let rank = |t: &Target| -> Option<usize> {
+            let names = preference?;
+            names.iter().position(|n| *n == t.route.provider.name)
+        };
+        let mut in_rotation = 0;
+        let mut eligible = 0;
+        for t in &route.targets {
+            if t.in_rotation() && (preference.is_none() || rank(t).is_some()) {
+                in_rotation += 1;
+                eligible += usize::from(allow(t));
+            }
+        }
+        let mut plan = Plan {
+            in_rotation,
+            eligible,
+            pool: Vec::new(),
+            next_group: 0,
+            preferred: None,
+        };
+        if preference.is_some() && eligible > 0 {
+            let mut order = Vec::with_capacity(eligible);
+            while let Some(i) = plan.draw(route, &allow, rng) {
+                if rank(&route.targets[i]).is_some() {
+                    order.push(i);
+                }
+            }
+            order.sort_by_key(|&i| rank(&route.targets[i]));
+            plan.preferred = Some(order.into_iter());
+        } else if eligible == 0 {
+            plan.next_group = route.groups.len();
+        }
+        plan
+    }
+
+    /// The next target to try, or `None` when every eligible one was drawn.
+    pub fn next<R: Rng + ?Sized>(
+        &mut self,
+        route: &ModelRoute,
+        allow: impl Fn(&Target) -> bool,
+        rng: &mut R,
+    ) -> Option<usize> {
+        match self.preferred.as_mut() {
+            Some(order) => order.next(),
+            None => self.draw(route, &allow, rng),
+        }
+    }
+
+    fn draw<R: Rng + ?Sized>(
+        &mut self,
+        route: &ModelRoute,
+        allow: &impl Fn(&Target) -> bool,
+        rng: &mut R,
+    ) -> Option<usize> {
+        while self.pool.is_empty() {
+            let group = route.groups.get(self.next_group)?.clone();
+            self.next_group += 1;
+            self.pool.extend(group.filter(|&i| {
+                let t = &route.targets[i];
+                t.in_rotation() && allow(t)
+            }));
+        }
+        let targets = &route.targets;
+        let slot = match route.policy.strategy {
+            Strategy::Ordered => 0,
+            Strategy::Weighted => weighted_pick(targets, &self.pool, |_| true, rng),
+            Strategy::LeastInFlight => {
+                least_pick(targets, &self.pool, |t| u64::from(t.stats.in_flight()), rng)
+            }
+            // Unmeasured targets (0) first, so each gets measured.
+            Strategy::Latency => {
+                least_pick(targets, &self.pool, |t| t.stats.latency_ewma_us(), rng)
+            }
+        };
+        Some(match route.policy.strategy {
+            Strategy::Ordered => self.pool.remove(slot),
+            _ => self.pool.swap_remove(slot),
+        })
+    }
+}
+
+/// Indices into `route.targets`, in the order to try them: every draw of a
+/// [`Plan`] at once (tests and tools; calls use the lazy plan).
 pub fn plan<R: Rng + ?Sized>(
     route: &ModelRoute,
     preference: Option<&[&str]>,
     rng: &mut R,
 ) -> Vec<usize> {
-    let mut order = Vec::with_capacity(route.targets.len());
-    for group in &route.groups {
-        let start = order.len();
-        order.extend(group.clone().filter(|&i| route.targets[i].in_rotation()));
-        order_group(route, &mut order[start..], rng);
-    }
-    if let Some(names) = preference {
-        let rank = |i: &usize| {
-            let name = route.targets[*i].route.provider.name.as_str();
-            names.iter().position(|n| *n == name)
-        };
-        order.retain(|i| rank(i).is_some());
-        order.sort_by_key(rank);
+    let mut p = Plan::new(route, preference, |_| true, rng);
+    let mut order = Vec::with_capacity(p.eligible);
+    while let Some(i) = p.next(route, |_| true, rng) {
+        order.push(i);
     }
     order
 }
 
-fn order_group<R: Rng + ?Sized>(route: &ModelRoute, group: &mut [usize], rng: &mut R) {
-    if group.len() < 2 {
-        return;
+/// A slot of `pool` drawn with probability weight/Σweight among the slots
+/// `admit` accepts (at least one must be accepted).
+fn weighted_pick<R: Rng + ?Sized>(
+    targets: &[Target],
+    pool: &[usize],
+    admit: impl Fn(&Target) -> bool,
+    rng: &mut R,
+) -> usize {
+    if pool.len() == 1 {
+        return 0;
     }
-    let targets = &route.targets;
-    match route.policy.strategy {
-        Strategy::Ordered => {}
-        Strategy::Weighted => weighted_shuffle(route, group, rng),
-        Strategy::LeastInFlight => {
-            // Random first so ties spread, then a stable sort.
-            weighted_shuffle(route, group, rng);
-            group.sort_by_key(|&i| targets[i].stats.in_flight());
+    let weight = |t: &Target| u64::from(t.weight.max(1));
+    let total: u64 = pool
+        .iter()
+        .map(|&i| &targets[i])
+        .filter(|t| admit(t))
+        .map(weight)
+        .sum();
+    let mut r = rng.gen_range(0..total.max(1));
+    let mut last = 0;
+    for (slot, &i) in pool.iter().enumerate() {
+        let t = &targets[i];
+        if !admit(t) {
+            continue;
         }
-        Strategy::Latency => {
-            weighted_shuffle(route, group, rng);
-            // Unmeasured targets (0) first, so each gets measured.
-            group.sort_by_key(|&i| targets[i].stats.latency_ewma_us());
+        last = slot;
+        let w = weight(t);
+        if r < w {
+            return slot;
         }
+        r -= w;
     }
+    last
 }
 
-/// Weighted random order without replacement (Efraimidis–Spirakis: sort by
-/// u^(1/w), highest first): the first pick is target i with probability
-/// wᵢ/Σw, and so on for the rest.
-fn weighted_shuffle<R: Rng + ?Sized>(route: &ModelRoute, group: &mut [usize], rng: &mut R) {
-    let mut keyed: Vec<(f64, usize)> = group
-        .iter()
-        .map(|&i| {
-            let u: f64 = 1.0 - rng.gen::<f64>(); // (0, 1]
-            let w = f64::from(route.targets[i].weight.max(1));
-            (u.powf(1.0 / w), i)
-        })
-        .collect();
-    keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
-    for (slot, (_, i)) in group.iter_mut().zip(keyed) {
-        *slot = i;
-    }
+/// The slot with the least `key`; ties drawn by weight.
+fn least_pick<R: Rng + ?Sized>(
+    targets: &[Target],
+    pool: &[usize],
+    key: impl Fn(&Target) -> u64,
+    rng: &mut R,
+) -> usize {
+    let least = pool.iter().map(|&i| key(&targets[i])).min().unwrap_or(0);
+    weighted_pick(targets, pool, |t| key(t) == least, rng)
 }
 
 #[cfg(test)]
@@ -221,6 +328,52 @@ pub(crate) mod tests {
         assert_eq!(pref, ["c", "a", "zzz"]);
         assert_eq!(names(&r, &plan(&r, Some(&pref), &mut rng)), ["c", "a"]);
         assert!(plan(&r, Some(&["nope"]), &mut rng).is_empty());
+    }
+
+    #[test]
+    fn failover_draws_follow_the_weights_of_what_is_left() {
+        // After `c` (weight 6) is drawn first, `b` (3) comes before `a` (1)
+        // three times out of four.
+        let r = route(
+            vec![target("a", 0, 1), target("b", 0, 3), target("c", 0, 6)],
+            Strategy::Weighted,
+        );
+        let mut rng = StdRng::seed_from_u64(11);
+        let (mut after_c, mut b_second) = (0u32, 0u32);
+        for _ in 0..20_000 {
+            let order = plan(&r, None, &mut rng);
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, [0, 1, 2], "every target exactly once");
+            if order[0] == 2 {
+                after_c += 1;
+                b_second += u32::from(order[1] == 1);
+            }
+        }
+        let share = f64::from(b_second) / f64::from(after_c);
+        assert!((share - 0.75).abs() < 0.02, "{b_second}/{after_c}");
+    }
+
+    #[test]
+    fn the_allow_filter_and_counts() {
+        let r = route(
+            vec![target("a", 0, 1), target("b", 0, 1), target("c", 1, 1)],
+            Strategy::Weighted,
+        );
+        r.targets[1].health.reject(401);
+        let mut rng = StdRng::seed_from_u64(5);
+        let only_c = |t: &Target| t.route.provider.name == "c";
+        let mut p = Plan::new(&r, None, only_c, &mut rng);
+        assert_eq!((p.in_rotation, p.eligible), (2, 1));
+        assert_eq!(p.next(&r, only_c, &mut rng), Some(2));
+        assert_eq!(p.next(&r, only_c, &mut rng), None);
+        let none = |_: &Target| false;
+        let mut p = Plan::new(&r, None, none, &mut rng);
+        assert_eq!((p.in_rotation, p.eligible), (2, 0));
+        assert_eq!(p.next(&r, none, &mut rng), None);
+        // A preference counts only the providers it names.
+        let p = Plan::new(&r, Some(&["b", "c"]), |_: &Target| true, &mut rng);
+        assert_eq!((p.in_rotation, p.eligible), (1, 1));
     }
 
     #[test]
