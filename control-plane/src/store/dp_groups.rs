@@ -257,12 +257,19 @@ impl Store {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use super::super::test_support::temp_store;
+    use super::super::test_backends::test_stores;
     use super::*;
 
+    /// On every backend (SQLite, and Postgres when configured).
     #[tokio::test]
     async fn tokens_are_hashed_scoped_and_revocable() {
-        let (store, _dir) = temp_store().await;
+        for t in test_stores().await {
+            eprintln!("backend: {}", t.backend);
+            tokens_case(&t.store).await;
+        }
+    }
+
+    async fn tokens_case(store: &Store) {
         let a = store.create_tenant("a").await.unwrap();
         let b = store.create_tenant("b").await.unwrap();
         let shared = store.create_dp_group("cloud", None).await.unwrap();
