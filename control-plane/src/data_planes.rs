@@ -16,6 +16,12 @@ pub struct DataPlaneState {
     pub rejected_version: u64,
     pub reject_reason: String,
     pub last_seen_ms: i64,
+    /// Group the node joined (see `dp_auth`), the token it used (empty: the
+    /// built-in one) and the group's tenant (empty: shared).
+    pub group_id: String,
+    pub group_name: String,
+    pub token_id: String,
+    pub tenant_id: String,
 }
 
 #[derive(Debug)]
@@ -56,6 +62,18 @@ impl DataPlaneRegistry {
             entry.state.last_seen_ms = now_ms();
             session
         })
+    }
+
+    /// Records which group a node joined with which token.
+    pub fn set_identity(&self, node_id: &str, identity: &crate::dp_auth::DpIdentity) {
+        self.with(|(_, map)| {
+            if let Some(e) = map.get_mut(node_id) {
+                e.state.group_id = identity.group_id.clone();
+                e.state.group_name = identity.group_name.clone();
+                e.state.token_id = identity.token_id.clone().unwrap_or_default();
+                e.state.tenant_id = identity.tenant_id.clone().unwrap_or_default();
+            }
+        });
     }
 
     pub fn ack(&self, node_id: &str, version: u64, accepted: bool, reason: &str) {

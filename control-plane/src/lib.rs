@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod dashboard;
 pub mod data_planes;
+pub mod dp_auth;
 pub mod push;
 pub mod secret;
 pub mod secrets_files;

@@ -146,10 +146,27 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         registry: registry.clone(),
     };
     let admin = AdminAuth::new(BearerAuth::operator(&admin_token, &data_dir));
-    let dp = BearerAuth::data_plane(&dp_token, &data_dir);
+    // Data planes: the built-in token (group "shared") or a registration
+    // token of a data-plane group (docs/operations.md).
+    let dp_tokens = crate::dp_auth::DpTokenTable::new(
+        &dp_token,
+        format!(
+            "pass a registration token (tollgate dp-group token create) or the token from {} with --token or TOLLGATE_DP_TOKEN",
+            data_dir.join(DP_TOKEN_FILE).display()
+        ),
+    );
+    if let Err(e) = dp_tokens.reload(&store).await {
+        let _ = shutdown_tx.send(true);
+        let _ = broadcaster.await;
+        store.close().await;
+        return Err(e).context("loading data-plane registration tokens");
+    }
+    dp_tokens.spawn_reloader(store.clone(), shutdown_rx.clone());
+    let dp = crate::dp_auth::DpAuth(dp_tokens.clone());
     let sync = SyncServiceServer::new(
         SyncApi::new(store.clone(), snapshots, registry, shutdown_rx.clone())
-            .with_billing(config.billing),
+            .with_billing(config.billing)
+            .with_tokens(dp_tokens.clone()),
     )
     .max_decoding_message_size(MAX_SYNC_MESSAGE)
     .max_encoding_message_size(MAX_SYNC_MESSAGE);
@@ -202,6 +219,12 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
             DataPlaneApi::new(state.clone()),
             admin.clone(),
         ))
+        .add_service(
+            tollgate_proto::admin::v1::data_plane_group_service_server::DataPlaneGroupServiceServer::with_interceptor(
+                crate::api::dp_groups::DpGroupApi::new(state.clone(), dp_tokens),
+                admin.clone(),
+            ),
+        )
         // Sign-in needs no token; the other auth calls check their own.
         .add_service(AuthServiceServer::with_interceptor(
             UserApi::new(state),

@@ -15,7 +15,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::status::store_status;
 use crate::data_planes::DataPlaneRegistry;
-use crate::push::SnapshotBroadcaster;
+use crate::dp_auth::{identity_of, DpIdentity, DpTokenTable};
+use crate::push::{GroupSnapshots, SnapshotBroadcaster};
 use crate::store::{Store, UsageRecord};
 
 /// Largest accepted usage batch; data planes send smaller ones.
@@ -37,9 +38,19 @@ pub struct SyncApi {
     registry: Arc<DataPlaneRegistry>,
     shutdown: watch::Receiver<bool>,
     billing: crate::billing::BillingConfig,
+    /// Registration tokens (data-plane groups); `None`: every caller is
+    /// the built-in shared group (the interceptor decides who gets in).
+    tokens: Option<Arc<DpTokenTable>>,
+    groups: Arc<GroupSnapshots>,
 }
 
 impl SyncApi {
+    /// Sessions end when their registration token is revoked or expires.
+    pub fn with_tokens(mut self, tokens: Arc<DpTokenTable>) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
     /// Lease timing (default: [`crate::billing::BillingConfig::default`]).
     pub fn with_billing(mut self, billing: crate::billing::BillingConfig) -> Self {
         self.billing = billing;
@@ -58,6 +69,8 @@ impl SyncApi {
             registry,
             shutdown,
             billing: crate::billing::BillingConfig::default(),
+            tokens: None,
+            groups: Arc::new(GroupSnapshots::default()),
         }
     }
 }
@@ -75,6 +88,7 @@ impl SyncService for SyncApi {
         &self,
         request: Request<Streaming<pb::DataPlaneMessage>>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let identity = identity_of(&request);
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(4);
         let me = self.clone();
@@ -96,15 +110,26 @@ impl SyncService for SyncApi {
                     return;
                 }
             };
-            let node_id = hello.node_id;
+            // Nodes of a registration-token group are registered under their
+            // group, so one group cannot take over another's node entry.
+            let node_id = match identity.token_id {
+                None => hello.node_id,
+                Some(_) => format!("{}/{}", identity.group_name, hello.node_id),
+            };
             let session = me.registry.connected(&node_id, &hello.software_version);
+            me.registry.set_identity(&node_id, &identity);
             tracing::info!(
                 node_id = %node_id,
                 software_version = %hello.software_version,
                 current_version = hello.current_version,
+                group = %identity.group_name,
                 "data plane subscribed"
             );
+            let tokens = me.tokens.as_ref().map(|t| (t.clone(), t.subscribe()));
             Session {
+                identity,
+                groups: me.groups,
+                tokens,
                 store: me.store,
                 node_id,
                 session,
@@ -124,7 +149,19 @@ impl SyncService for SyncApi {
         &self,
         request: Request<pb::UsageBatch>,
     ) -> Result<Response<pb::UsageBatchAck>, Status> {
+        let identity = identity_of(&request);
         let batch = request.into_inner();
+        // A tenant's self-hosted data plane reports for that tenant only.
+        if let Some(r) = batch
+            .records
+            .iter()
+            .find(|r| !identity.may_serve(&r.tenant_id))
+        {
+            return Err(Status::permission_denied(format!(
+                "usage record {}: this data plane's group does not serve that tenant",
+                r.id
+            )));
+        }
         if batch.records.len() > MAX_USAGE_BATCH {
             return Err(Status::invalid_argument(format!(
                 "batch has {} records; at most {MAX_USAGE_BATCH} per call",
@@ -153,7 +190,9 @@ impl SyncService for SyncApi {
         &self,
         request: Request<pb::LeaseRequest>,
     ) -> Result<Response<pb::LeaseGrant>, Status> {
+        let identity = identity_of(&request);
         let r = request.into_inner();
+        identity.check_tenant(&r.tenant_id)?;
         if r.tenant_id.is_empty() || r.node_id.is_empty() {
             return Err(Status::invalid_argument(
                 "tenant_id and node_id are required",
@@ -189,7 +228,9 @@ impl SyncService for SyncApi {
         &self,
         request: Request<pb::LeaseReturn>,
     ) -> Result<Response<pb::LeaseReturnAck>, Status> {
+        let identity = identity_of(&request);
         let r = request.into_inner();
+        identity.check_tenant(&r.tenant_id)?;
         self.store
             .return_lease(&r.tenant_id, &r.node_id, &r.lease_id, r.amount_micros)
             .await
@@ -201,7 +242,9 @@ impl SyncService for SyncApi {
         &self,
         request: Request<pb::TargetHealthReport>,
     ) -> Result<Response<pb::TargetHealthAck>, Status> {
+        let identity = identity_of(&request);
         let r = request.into_inner();
+        identity.check_tenant(&r.tenant_id)?;
         if !(r.status_code == 401 || r.status_code == 403) {
             return Err(Status::invalid_argument(
                 "only rejected credentials (401/403) are reported",
@@ -311,6 +354,10 @@ fn usage_from_proto(
 /// One subscribed data plane: forwards snapshots out and acks in, until the
 /// data plane goes away or the control plane shuts down.
 struct Session {
+    identity: DpIdentity,
+    groups: Arc<GroupSnapshots>,
+    /// The token table and its reload generation.
+    tokens: Option<(Arc<DpTokenTable>, watch::Receiver<u64>)>,
     store: Store,
     node_id: String,
     session: u64,
@@ -328,14 +375,25 @@ impl Session {
         // The latest snapshot at once; `borrow_and_update` marks it seen so
         // `changed` below fires only for newer ones.
         let first = self.snapshots.borrow_and_update().clone();
-        if self.send(&first, &mut sent).await {
+        let first = self.groups.view(&first, self.identity.tenant_id.as_deref());
+        if self.welcome().await && self.send(&first, &mut sent).await {
             loop {
                 tokio::select! {
                     _ = self.shutdown.changed() => break,
                     changed = self.snapshots.changed() => {
                         if changed.is_err() { break; }
                         let snap = self.snapshots.borrow_and_update().clone();
+                        let snap = self.groups.view(&snap, self.identity.tenant_id.as_deref());
                         if !self.send(&snap, &mut sent).await { break; }
+                    }
+                    Some(()) = token_reloaded(&mut self.tokens) => {
+                        if !self.token_still_valid() {
+                            tracing::warn!(node_id = %self.node_id, group = %self.identity.group_name, "registration token revoked or expired; disconnecting the data plane");
+                            let _ = self.out.try_send(Err(Status::unauthenticated(
+                                "the registration token of this data plane was revoked or has expired",
+                            )));
+                            break;
+                        }
                     }
                     msg = self.inbound.message() => match msg {
                         Ok(Some(m)) => self.on_message(m),
@@ -367,6 +425,30 @@ impl Session {
         if tokio::time::timeout(CATCH_UP_TIMEOUT, wait).await.is_err() {
             tracing::warn!(node_id = %self.node_id, committed, "snapshot lags the committed version; sending the latest");
         }
+    }
+
+    fn token_still_valid(&self) -> bool {
+        self.tokens
+            .as_ref()
+            .is_none_or(|(t, _)| t.still_valid(&self.identity))
+    }
+
+    /// Tells a node of a registration-token group who it is; false when it
+    /// is gone. Nodes of the built-in token keep their own node id and get
+    /// no Welcome (older data planes and tests expect a snapshot first).
+    async fn welcome(&self) -> bool {
+        if self.identity.token_id.is_none() {
+            return true;
+        }
+        let msg = pb::ControlPlaneMessage {
+            kind: Some(pb::control_plane_message::Kind::Welcome(pb::Welcome {
+                node_id: self.node_id.clone(),
+                group_id: self.identity.group_id.clone(),
+                group_name: self.identity.group_name.clone(),
+                tenant_id: self.identity.tenant_id.clone().unwrap_or_default(),
+            })),
+        };
+        self.out.send(Ok(msg)).await.is_ok()
     }
 
     /// False when the data plane is gone.
@@ -410,5 +492,21 @@ impl Session {
                 self.registry.ack(&self.node_id, 0, true, "");
             }
         }
+    }
+}
+
+/// Resolves when the token table was reloaded; pending forever without one.
+async fn token_reloaded(
+    tokens: &mut Option<(Arc<DpTokenTable>, watch::Receiver<u64>)>,
+) -> Option<()> {
+    match tokens {
+        Some((_, generation)) => match generation.changed().await {
+            Ok(()) => {
+                generation.borrow_and_update();
+                Some(())
+            }
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }

@@ -6,6 +6,7 @@ mod auth;
 mod billing;
 mod cache;
 mod chaos;
+mod dp_groups;
 mod errors;
 mod guardrails;
 mod https_upstream;

@@ -45,6 +45,10 @@ impl DataPlaneService for DataPlaneApi {
                 rejected_version: d.rejected_version,
                 reject_reason: d.reject_reason,
                 last_seen_ms: d.last_seen_ms,
+                group_id: d.group_id,
+                group_name: d.group_name,
+                token_id: d.token_id,
+                tenant_id: d.tenant_id,
             })
             .collect();
         Ok(Response::new(pb::ConfigStatus {

@@ -6,6 +6,7 @@ pub mod access;
 pub mod billing;
 pub mod cache;
 pub mod data_planes;
+pub mod dp_groups;
 pub mod guardrails;
 pub mod keys;
 pub mod models;

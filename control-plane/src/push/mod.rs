@@ -5,7 +5,9 @@
 //! subscriber.
 
 mod broadcaster;
+mod groups;
 mod snapshot;
 
 pub use broadcaster::SnapshotBroadcaster;
+pub use groups::GroupSnapshots;
 pub use snapshot::{build_snapshot, SnapshotError};

@@ -6,6 +6,7 @@
 mod admin;
 mod binary;
 mod dashboard;
+mod dp_groups;
 mod guardrails;
 mod harness;
 mod isolation;

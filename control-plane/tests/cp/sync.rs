@@ -38,6 +38,7 @@ async fn next_snapshot(s: &mut Streaming<pb::ControlPlaneMessage>) -> pb::Snapsh
         .unwrap();
     match msg.kind {
         Some(pb::control_plane_message::Kind::Snapshot(s)) => s,
+        Some(pb::control_plane_message::Kind::Welcome(_)) => panic!("unexpected Welcome"),
         None => panic!("empty message"),
     }
 }

@@ -891,3 +891,199 @@ async fn users_sessions_and_scoping_on_postgres() {
         Code::Unauthenticated
     );
 }
+
+/// Data-plane groups (docs/operations.md): a tenant's owner manages the
+/// tokens of its own tenant-scoped groups only; naming another tenant, or a
+/// group of another tenant or a shared group, finds nothing and changes
+/// nothing; creating groups is for operators.
+#[tokio::test]
+async fn tenant_session_manages_only_its_own_dp_group_tokens() {
+    let cp = Cp::start().await;
+    let mut op = operator(&cp).await;
+    let mut ids = Vec::new();
+    for name in ["tenant-a", "tenant-b"] {
+        let t = op
+            .tenants
+            .create_tenant(pb::CreateTenantRequest { name: name.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        ids.push(t.id);
+    }
+    add_user(&mut op, "tenant-a", "alice@a.test", "owner").await;
+    add_user(&mut op, "tenant-a", "mia@a.test", "member").await;
+    let group = |name: &str, tenant: &str| pb::CreateDataPlaneGroupRequest {
+        name: name.into(),
+        tenant: tenant.into(),
+    };
+    for (name, tenant) in [
+        ("a-onprem", "tenant-a"),
+        ("b-onprem", "tenant-b"),
+        ("cloud", ""),
+    ] {
+        op.dp_groups
+            .create_data_plane_group(group(name, tenant))
+            .await
+            .unwrap();
+    }
+    let b_token = op
+        .dp_groups
+        .create_data_plane_token(pb::CreateDataPlaneTokenRequest {
+            group: "b-onprem".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token
+        .unwrap();
+
+    let mut a = session(&cp, "alice@a.test").await;
+    for t in ["tenant-b".to_string(), ids[1].clone()] {
+        let codes = [
+            code!(a
+                .dp_groups
+                .list_data_plane_groups(pb::ListDataPlaneGroupsRequest { tenant: t.clone() })),
+            code!(a
+                .dp_groups
+                .create_data_plane_token(pb::CreateDataPlaneTokenRequest {
+                    group: "b-onprem".into(),
+                    tenant: t.clone(),
+                    ..Default::default()
+                })),
+            code!(a
+                .dp_groups
+                .list_data_plane_tokens(pb::ListDataPlaneTokensRequest {
+                    group: "b-onprem".into(),
+                    tenant: t.clone(),
+                })),
+            code!(a
+                .dp_groups
+                .revoke_data_plane_token(pb::RevokeDataPlaneTokenRequest {
+                    token_id: b_token.id.clone(),
+                    tenant: t.clone(),
+                })),
+        ];
+        for (i, c) in codes.iter().enumerate() {
+            assert_eq!(*c, Code::NotFound, "call #{i} with tenant {t}");
+        }
+    }
+    // Its own tenant with B's group, B's token or the shared group: NotFound.
+    let own = "tenant-a".to_string();
+    for g in ["b-onprem", "cloud"] {
+        assert_eq!(
+            code!(a
+                .dp_groups
+                .create_data_plane_token(pb::CreateDataPlaneTokenRequest {
+                    group: g.into(),
+                    tenant: own.clone(),
+                    ..Default::default()
+                })),
+            Code::NotFound,
+            "{g}"
+        );
+        assert_eq!(
+            code!(a
+                .dp_groups
+                .list_data_plane_tokens(pb::ListDataPlaneTokensRequest {
+                    group: g.into(),
+                    tenant: own.clone(),
+                })),
+            Code::NotFound,
+            "{g}"
+        );
+    }
+    assert_eq!(
+        code!(a
+            .dp_groups
+            .revoke_data_plane_token(pb::RevokeDataPlaneTokenRequest {
+                token_id: b_token.id.clone(),
+                tenant: own.clone(),
+            })),
+        Code::NotFound
+    );
+    // Without a tenant, and creating groups: not for tenant users.
+    assert_eq!(
+        code!(a
+            .dp_groups
+            .list_data_plane_groups(pb::ListDataPlaneGroupsRequest::default())),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code!(a
+            .dp_groups
+            .create_data_plane_group(group("mine", "tenant-a"))),
+        Code::PermissionDenied
+    );
+    // B's token is untouched.
+    let b_tokens = op
+        .dp_groups
+        .list_data_plane_tokens(pb::ListDataPlaneTokensRequest {
+            group: "b-onprem".into(),
+            tenant: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens;
+    assert_eq!(b_tokens.len(), 1);
+    assert_eq!(b_tokens[0].revoked_at_ms, 0);
+
+    // Its own group: listed, tokens created, listed and revoked.
+    let groups = a
+        .dp_groups
+        .list_data_plane_groups(pb::ListDataPlaneGroupsRequest {
+            tenant: own.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .groups;
+    assert_eq!(
+        groups.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
+        ["a-onprem"]
+    );
+    let mine = a
+        .dp_groups
+        .create_data_plane_token(pb::CreateDataPlaneTokenRequest {
+            group: "a-onprem".into(),
+            tenant: own.clone(),
+            name: "rack-1".into(),
+            expires_at_ms: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(mine.secret.starts_with("tgdr-"));
+    let revoked = a
+        .dp_groups
+        .revoke_data_plane_token(pb::RevokeDataPlaneTokenRequest {
+            token_id: mine.token.unwrap().id,
+            tenant: own.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(revoked.revoked_at_ms > 0);
+    // A member may look but not create tokens.
+    let mut m = session(&cp, "mia@a.test").await;
+    assert_eq!(
+        code!(m
+            .dp_groups
+            .list_data_plane_tokens(pb::ListDataPlaneTokensRequest {
+                group: "a-onprem".into(),
+                tenant: own.clone(),
+            })),
+        Code::Ok
+    );
+    assert_eq!(
+        code!(m
+            .dp_groups
+            .create_data_plane_token(pb::CreateDataPlaneTokenRequest {
+                group: "a-onprem".into(),
+                tenant: own.clone(),
+                ..Default::default()
+            })),
+        Code::PermissionDenied
+    );
+}

@@ -636,7 +636,8 @@ pub async fn status(admin: &mut Admin, as_json: bool) -> anyhow::Result<()> {
             .data_planes
             .iter()
             .map(|d| json!({"node_id": d.node_id, "connected": d.connected, "acked_version": d.acked_version,
-                "rejected_version": d.rejected_version, "reject_reason": d.reject_reason, "last_seen_ms": d.last_seen_ms}))
+                "rejected_version": d.rejected_version, "reject_reason": d.reject_reason, "last_seen_ms": d.last_seen_ms,
+                "group_id": d.group_id, "group_name": d.group_name, "token_id": d.token_id, "tenant_id": d.tenant_id}))
             .collect();
         println!("{}", json!({"version": s.version, "data_planes": dps}));
         return Ok(());
@@ -648,6 +649,7 @@ pub async fn status(admin: &mut Admin, as_json: bool) -> anyhow::Result<()> {
         .map(|d| {
             vec![
                 d.node_id.clone(),
+                d.group_name.clone(),
                 if d.connected {
                     "connected"
                 } else {
@@ -667,6 +669,7 @@ pub async fn status(admin: &mut Admin, as_json: bool) -> anyhow::Result<()> {
     table(
         &[
             "DATA PLANE",
+            "GROUP",
             "STATE",
             "APPLIED VERSION",
             "REJECTED",

@@ -6,6 +6,7 @@ mod billing;
 mod cache;
 mod client;
 mod dev;
+mod dp_group;
 mod guardrail;
 mod output;
 mod route;
@@ -88,6 +89,9 @@ enum Command {
     /// Billing: prices, balances, top-ups, statements, codes (billing.rs).
     #[command(flatten)]
     Billing(billing::BillingCmd),
+    /// Data-plane groups and registration tokens (self-hosted data planes).
+    #[command(subcommand)]
+    DpGroup(dp_group::DpGroupCmd),
 }
 
 #[tokio::main]
@@ -119,5 +123,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status => admin::status(&mut admin, cli.json).await,
         Command::User(c) => user::user(&mut admin, c, cli.json).await,
         Command::Billing(c) => billing::run(&mut admin, c, cli.json).await,
+        Command::DpGroup(c) => dp_group::dp_group(&mut admin, c, cli.json).await,
     }
 }

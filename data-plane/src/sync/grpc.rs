@@ -108,8 +108,15 @@ impl GrpcSource {
             let Some(msg) = msg else {
                 return Err("the control plane closed the stream".into());
             };
-            let Some(pb::control_plane_message::Kind::Snapshot(snapshot)) = msg.kind else {
-                continue;
+            let snapshot = match msg.kind {
+                Some(pb::control_plane_message::Kind::Snapshot(s)) => s,
+                Some(pb::control_plane_message::Kind::Welcome(w)) => {
+                    // Registration-token groups: the identity the control
+                    // plane registered this node under.
+                    tracing::info!(node_id = %w.node_id, group = %w.group_name, group_id = %w.group_id, tenant_id = %w.tenant_id, "joined a data-plane group");
+                    continue;
+                }
+                None => continue,
             };
             *received += 1;
             let version = snapshot.version;
