@@ -108,7 +108,7 @@ function TopUpForm({ onDone, onError }: { onDone: Done; onError: Fail }) {
       <h2>Top up or adjust (operator)</h2>
       <label>
         Kind
-        <select value={kind} onChange={(e) => setKind(e.target.value)}>
+        <select aria-label="Kind" value={kind} onChange={(e) => setKind(e.target.value)}>
           <option value="topup">top-up</option>
           <option value="credit">credit</option>
           <option value="refund">refund</option>
@@ -118,6 +118,7 @@ function TopUpForm({ onDone, onError }: { onDone: Done; onError: Fail }) {
       <label>
         Amount (USD)
         <input
+          aria-label="Amount (USD)"
           inputMode="decimal"
           required
           value={amount}
@@ -311,7 +312,7 @@ function Statement() {
       <div className="toolbar">
         <label>
           Kind
-          <select value={kind} onChange={(e) => setKind(e.target.value)}>
+          <select aria-label="Kind" value={kind} onChange={(e) => setKind(e.target.value)}>
             <option value="">all</option>
             {KINDS.map((k) => (
               <option key={k}>{k}</option>

@@ -115,7 +115,7 @@ export default function Usage() {
       <div className="toolbar" role="group" aria-label="Usage window and grouping">
         <label>
           Window
-          <select value={win} onChange={(e) => setWin(e.target.value)}>
+          <select aria-label="Window" value={win} onChange={(e) => setWin(e.target.value)}>
             {Object.keys(WINDOWS).map((w) => (
               <option key={w} value={w}>
                 last {WINDOWS[w]} days
@@ -125,7 +125,7 @@ export default function Usage() {
         </label>
         <label>
           Chart
-          <select value={m} onChange={(e) => setMetric(e.target.value)}>
+          <select aria-label="Chart" value={m} onChange={(e) => setMetric(e.target.value)}>
             {Object.entries(METRICS).map(([k, v]) => (
               <option key={k} value={k}>
                 {v}
@@ -135,7 +135,7 @@ export default function Usage() {
         </label>
         <label>
           Table by
-          <select value={g} onChange={(e) => setGroup(e.target.value)}>
+          <select aria-label="Table by" value={g} onChange={(e) => setGroup(e.target.value)}>
             {Object.keys(GROUPS).map((k) => (
               <option key={k}>{k}</option>
             ))}
@@ -258,11 +258,11 @@ function RequestLog({
       <form className="toolbar filters" aria-label="Filter the request log" onSubmit={(e) => e.preventDefault()}>
         <label>
           Model
-          <input value={model} placeholder="any" onChange={(e) => setModel(e.target.value)} />
+          <input aria-label="Model" value={model} placeholder="any" onChange={(e) => setModel(e.target.value)} />
         </label>
         <label>
           Key
-          <select value={key} onChange={(e) => setKey(e.target.value)}>
+          <select aria-label="Key" value={key} onChange={(e) => setKey(e.target.value)}>
             <option value="">any</option>
             {keys.map((k) => (
               <option key={k.id} value={k.id}>
@@ -273,7 +273,7 @@ function RequestLog({
         </label>
         <label>
           Status
-          <input inputMode="numeric" placeholder="any" size={5} value={status} aria-invalid={status && !statusCode ? true : undefined} onChange={(e) => setStatus(e.target.value)} />
+          <input aria-label="Status" inputMode="numeric" placeholder="any" size={5} value={status} aria-invalid={status && !statusCode ? true : undefined} onChange={(e) => setStatus(e.target.value)} />
         </label>
         <label className="inline">
           <input type="checkbox" checked={errorsOnly === "1"} onChange={(e) => setErrorsOnly(e.target.checked ? "1" : "")} /> Failed calls only

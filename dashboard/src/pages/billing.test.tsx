@@ -202,7 +202,7 @@ describe("Guardrail form checks", () => {
 
 describe("Usage series", () => {
   const bucket = (day: number, o: Partial<Record<keyof UsageBucket, bigint>>) =>
-    ({ bucketStartMs: BigInt(day), calls: 0n, errors: 0n, promptTokens: 0n, completionTokens: 0n, cacheReadTokens: 0n, cacheWriteTokens: 0n, reasoningTokens: 0n, costMicros: 0n, ...o }) as UsageBucket;
+    ({ bucketStartMs: BigInt(day), calls: 0n, errors: 0n, promptTokens: 0n, completionTokens: 0n, cacheReadTokens: 0n, cacheWriteTokens: 0n, reasoningTokens: 0n, costMicros: 0n, ...o }) as unknown as UsageBucket;
 
   it("splits tokens into disjoint buckets and fills days without calls", () => {
     expect(tokenParts(bucket(0, { promptTokens: 100n, cacheReadTokens: 30n, cacheWriteTokens: 10n, completionTokens: 50n, reasoningTokens: 20n }))).toEqual([60, 30, 10, 30, 20]);
