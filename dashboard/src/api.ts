@@ -16,6 +16,7 @@ import {
 import { AuthService } from "./gen/tollgate/admin/v1/auth_pb";
 import { BillingService } from "./gen/tollgate/admin/v1/billing_pb";
 import { CachePolicyService } from "./gen/tollgate/admin/v1/cache_pb";
+import { ConsoleService } from "./gen/tollgate/admin/v1/dashboard_pb";
 import { GuardrailService } from "./gen/tollgate/admin/v1/guardrails_pb";
 import { UsageQueryService } from "./gen/tollgate/admin/v1/usage_query_pb";
 
@@ -32,6 +33,7 @@ export type Api = {
   usageQuery: Client<typeof UsageQueryService>;
   guardrails: Client<typeof GuardrailService>;
   cache: Client<typeof CachePolicyService>;
+  console: Client<typeof ConsoleService>;
 };
 
 /** Clients that send `authorization: Bearer <token>` when a token is set. */
@@ -59,6 +61,7 @@ export function makeApi(token: string | null, baseUrl = window.location.origin):
     usageQuery: c(UsageQueryService),
     guardrails: c(GuardrailService),
     cache: c(CachePolicyService),
+    console: c(ConsoleService),
   };
 }
 

@@ -9,6 +9,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
 use crate::admin::v1::billing_service_client::BillingServiceClient;
+use crate::admin::v1::console_service_client::ConsoleServiceClient;
 use crate::admin::v1::guardrail_service_client::GuardrailServiceClient;
 use crate::admin::v1::{
     auth_service_client::AuthServiceClient, cache_policy_service_client::CachePolicyServiceClient,
@@ -80,6 +81,7 @@ pub struct AdminClient {
     pub guardrails: GuardrailServiceClient<Authed>,
     pub billing: BillingServiceClient<Authed>,
     pub cache: CachePolicyServiceClient<Authed>,
+    pub console: ConsoleServiceClient<Authed>,
 }
 
 impl AdminClient {
@@ -103,6 +105,7 @@ impl AdminClient {
             guardrails: GuardrailServiceClient::with_interceptor(channel.clone(), auth.clone()),
             billing: BillingServiceClient::with_interceptor(channel.clone(), auth.clone()),
             cache: CachePolicyServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            console: ConsoleServiceClient::with_interceptor(channel.clone(), auth.clone()),
             data_planes: DataPlaneServiceClient::with_interceptor(channel.clone(), auth.clone()),
             auth: AuthServiceClient::with_interceptor(channel, auth),
         })

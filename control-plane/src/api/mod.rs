@@ -5,6 +5,7 @@
 pub mod access;
 pub mod billing;
 pub mod cache;
+pub mod console;
 pub mod data_planes;
 pub mod guardrails;
 pub mod keys;

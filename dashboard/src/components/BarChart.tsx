@@ -9,7 +9,7 @@ export type Point = { label: string; values: number[] };
 
 const W = 640;
 const H = 220;
-const PAD = { top: 12, right: 8, bottom: 34, left: 64 };
+const PAD = { top: 12, right: 8, bottom: 34, left: 76 };
 
 /** A "nice" upper bound for the axis: 1, 2 or 5 × 10ⁿ at or above `max`. */
 export function niceMax(max: number): number {
@@ -24,11 +24,14 @@ export function BarChart({
   series,
   points,
   format = (n) => n.toLocaleString("en-US"),
+  integer = false,
 }: {
   title: string;
   series: Series[];
   points: Point[];
   format?: (n: number) => string;
+  /** Whole numbers (calls, tokens): the axis never shows a fraction. */
+  integer?: boolean;
 }) {
   if (points.length === 0) {
     return (
@@ -39,7 +42,7 @@ export function BarChart({
     );
   }
   const totals = points.map((p) => p.values.reduce((a, v) => a + Math.max(0, v), 0));
-  const top = niceMax(Math.max(...totals));
+  const top = Math.max(integer ? 2 : 0, niceMax(Math.max(...totals)));
   const plotW = W - PAD.left - PAD.right;
   const plotH = H - PAD.top - PAD.bottom;
   const slot = plotW / points.length;

@@ -3,6 +3,7 @@ import { errorText } from "../api";
 import { CopyButton } from "../components/CopyButton";
 import { Field } from "../components/Field";
 import { Notice, type NoticeState } from "../components/Notice";
+import { useLoad } from "../components/useLoad";
 import { toCsv } from "../csv";
 import { parseUsd, usd, when } from "../format";
 import { useSession } from "../session";
@@ -20,6 +21,7 @@ export default function Codes() {
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [batch, setBatch] = useState<Batch | null>(null);
   const [busy, setBusy] = useState(false);
+  const batches = useLoad(() => api.console.listCodeBatches({}), [api]);
 
   const validate = () => {
     const e: Record<string, string> = {};
@@ -51,6 +53,7 @@ export default function Codes() {
             const r = await api.billing.generateCodes({ count: ok.n, valueMicros: ok.v, expiresAtMs, note });
             setBatch({ id: r.batchId, codes: r.codes, valueMicros: ok.v, expiresAtMs, note });
             setNotice({ kind: "ok", text: `Batch ${r.batchId}: ${r.codes.length} codes of ${usd(ok.v)}.` });
+            await batches.reload();
           } catch (err) {
             setNotice({ kind: "error", text: errorText(err) });
           } finally {
@@ -76,9 +79,49 @@ export default function Codes() {
         </button>
       </form>
       <p className="hint">
-        Only the codes' hashes are stored: a batch is shown once, here, and cannot be listed again. Tenants redeem a code on
-        their Billing page (or <code>tollgate codes redeem</code>).
+        Only the codes' hashes are stored: a batch's codes are shown once, here, and cannot be shown again. Tenants redeem a
+        code on their Balance page (or <code>tollgate codes redeem</code>).
       </p>
+      {batches.error && <p role="alert" className="notice error">{batches.error}</p>}
+      {!batches.data && !batches.error && <p role="status">Loading…</p>}
+      {batches.data && (
+        <div className="scroll">
+          <table>
+            <caption>Batches, newest first</caption>
+            <thead>
+              <tr>
+                <th scope="col">Created</th>
+                <th scope="col">Batch</th>
+                <th scope="col" className="num">Codes</th>
+                <th scope="col" className="num">Redeemed</th>
+                <th scope="col" className="num">Value each</th>
+                <th scope="col">Expires</th>
+                <th scope="col">Note</th>
+              </tr>
+            </thead>
+            <tbody>
+              {batches.data.batches.length === 0 && (
+                <tr>
+                  <td colSpan={7}>No batches yet.</td>
+                </tr>
+              )}
+              {batches.data.batches.map((b) => (
+                <tr key={b.batchId}>
+                  <td>{when(b.createdAtMs)}</td>
+                  <td>
+                    <code>{b.batchId}</code>
+                  </td>
+                  <td className="num">{b.count}</td>
+                  <td className="num">{b.redeemed}</td>
+                  <td className="num">{usd(b.valueMicros)}</td>
+                  <td>{b.expiresAtMs ? when(b.expiresAtMs) : "never"}</td>
+                  <td>{b.note}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
     </>
   );
 }

@@ -149,7 +149,7 @@ export default function Usage() {
       {!data && !error && <p role="status">Loading…</p>}
       {data && (
         <>
-          <BarChart title={`${METRICS[m]} per day (UTC), last ${days} days`} series={series} points={points} format={format} />
+          <BarChart title={`${METRICS[m]} per day (UTC), last ${days} days`} series={series} points={points} format={format} integer={m === "tokens" || m === "calls"} />
           <div className="scroll">
             <table>
               <caption>

@@ -175,7 +175,16 @@ describe("Budgets", () => {
 describe("Redemption codes", () => {
   it("shows a generated batch once, with copy", async () => {
     const generateCodes = vi.fn(async () => ({ batchId: "cb_1", codes: ["tgc_AAA", "tgc_BBB"] }));
-    withSession({ billing: { generateCodes } }, "owner", true, <Codes />);
+    let made = false;
+    const listCodeBatches = async () => ({
+      batches: made ? [{ batchId: "cb_1", count: 2, redeemed: 0, valueMicros: 5_000_000n, expiresAtMs: 0n, note: "", createdAtMs: 1n }] : [],
+    });
+    generateCodes.mockImplementation(async () => {
+      made = true;
+      return { batchId: "cb_1", codes: ["tgc_AAA", "tgc_BBB"] };
+    });
+    withSession({ billing: { generateCodes }, console: { listCodeBatches } }, "owner", true, <Codes />);
+    await screen.findByText("No batches yet.");
     const form = screen.getByRole("form", { name: "Generate redemption codes" });
     fireEvent.change(within(form).getByLabelText(/Number of codes/), { target: { value: "2" } });
     fireEvent.change(within(form).getByLabelText(/Value of each/), { target: { value: "5" } });
@@ -184,6 +193,8 @@ describe("Redemption codes", () => {
     expect(list.textContent).toBe("tgc_AAAtgc_BBB");
     expect(generateCodes).toHaveBeenCalledWith({ count: 2, valueMicros: 5_000_000n, expiresAtMs: 0n, note: "" });
     expect(screen.getByRole("button", { name: "Copy all codes" })).toBeTruthy();
+    const row = await screen.findByRole("row", { name: /cb_1/ });
+    expect(row.textContent).not.toContain("tgc_");
     fireEvent.click(screen.getByRole("button", { name: "I have saved them" }));
     expect(screen.queryByTestId("new-codes")).toBeNull();
   });

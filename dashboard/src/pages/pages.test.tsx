@@ -88,6 +88,22 @@ describe("Providers page", () => {
   });
 });
 
+describe("Provider connection test", () => {
+  it("shows the outcome next to the provider, without changing its rotation state", async () => {
+    const testProvider = vi.fn(async () => ({ ok: false, statusCode: 401, latencyMs: 12n, message: "401: the provider rejected the key", url: "" }));
+    const api = {
+      providers: { listProviders: async () => ({ providers: [provider] }), listProviderHealth: async () => ({ providers: [] }) },
+      console: { testProvider },
+    };
+    withSession(api, "admin", <Providers />);
+    const row = await screen.findByRole("row", { name: /openai-main/ });
+    fireEvent.click(within(row).getByRole("button", { name: "Test openai-main" }));
+    expect((await within(row).findByText(/^Failed:/)).textContent).toBe("Failed: 401: the provider rejected the key (12 ms)");
+    expect(testProvider).toHaveBeenCalledWith({ tenant: "acme", provider: "pv_1" });
+    expect(within(row).getByText("in rotation")).toBeTruthy();
+  });
+});
+
 describe("Keys page", () => {
   it("shows a new key once, with a copy button, until dismissed", async () => {
     const keys: { id: string; name: string; prefix: string; createdAtMs: bigint; expiresAtMs: bigint; revokedAtMs: bigint; allowedProviderIds: string[] }[] = [];
