@@ -160,6 +160,10 @@ async function main() {
     await row.waitFor();
     const rowText = await row.innerText();
     check(rowText.includes("abcd") && !rowText.includes(upstreamKey), "the provider shows the key's last 4, never the key");
+    await row.getByRole("button", { name: "Test e2e-upstream" }).click();
+    await row.getByText(/^Works: 200: the provider accepted the key/).waitFor();
+    check(!(await row.innerText()).includes(upstreamKey), "the connection test reaches the mock with the stored key (200)");
+    await shoot(page, "providers");
 
     // Add a model served by it.
     await page.getByRole("link", { name: "Models & routes" }).click();
@@ -369,6 +373,12 @@ async function main() {
     await redeem.getByRole("button", { name: "Redeem" }).click();
     await page.getByRole("alert").filter({ hasText: "this code is not valid" }).waitFor();
     check((await page.getByTestId("balance").innerText()) === usdText(afterTopUp + 4_000_000n), "the owner redeems a code once; the balance shows it");
+    await pageOp.reload();
+    const batchRow = pageOp.getByRole("table", { name: /Batches/ }).getByRole("row").filter({ hasText: "$4.000000" });
+    await batchRow.waitFor();
+    const batchCells = await batchRow.getByRole("cell").allInnerTexts();
+    check(batchCells[2] === "2" && batchCells[3] === "1" && !(await pageOp.content()).includes(codes[1]),
+      "the batch list counts the redeemed code and shows no code");
     await shoot(page, "billing-tenant");
 
     await pageOp.getByRole("link", { name: "Tenants" }).click();
