@@ -224,6 +224,15 @@ async function main() {
     const csv = decodeURIComponent(csvHref.split(",").slice(1).join(","));
     check(csv.startsWith("started_at_ms,request_id,api,model") && csv.includes(",e2e-model,"), "the request log exports as CSV");
     await shoot(page, "usage");
+    // At phone width the navigation folds behind the Menu button.
+    await page.setViewportSize({ width: 390, height: 844 });
+    check(!(await page.getByRole("link", { name: "Budgets" }).isVisible()), "on a phone the navigation is folded");
+    await page.getByRole("button", { name: "Menu" }).click();
+    await page.getByRole("link", { name: "Budgets" }).waitFor({ state: "visible" });
+    await page.screenshot({ path: path.join(artifacts, "menu-phone.png") });
+    await page.getByRole("link", { name: "Usage" }).click();
+    check(!(await page.getByRole("link", { name: "Budgets" }).isVisible()), "the Menu opens the navigation and a choice folds it again");
+    await page.setViewportSize({ width: 1280, height: 720 });
     await page.getByLabel("Failed calls only").check();
     await page.getByText("No requests match.").waitFor();
     check(page.url().includes("errors=1"), "the request log filters failed calls (and the filter is in the URL)");
