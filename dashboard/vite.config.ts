@@ -13,5 +13,6 @@ export default defineConfig({
   test: {
     environment: "jsdom",
     include: ["src/**/*.test.tsx", "src/**/*.test.ts"],
+    setupFiles: ["src/test-setup.ts"],
   },
 });

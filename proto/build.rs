@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "tollgate/sync/v1/sync.proto",
                 "tollgate/admin/v1/cache.proto",
                 "tollgate/admin/v1/dp_groups.proto",
+                "tollgate/admin/v1/dashboard.proto",
             ],
             &["."],
         )?;

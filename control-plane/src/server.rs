@@ -215,6 +215,12 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
                 admin.clone(),
             ),
         )
+        .add_service(
+            tollgate_proto::admin::v1::console_service_server::ConsoleServiceServer::with_interceptor(
+                crate::api::console::ConsoleApi::new(state.clone()),
+                admin.clone(),
+            ),
+        )
         .add_service(DataPlaneServiceServer::with_interceptor(
             DataPlaneApi::new(state.clone()),
             admin.clone(),

@@ -76,6 +76,33 @@ async function eventually(what, fn, timeout = T) {
   throw new Error(`timed out: ${what}${last ? ` (${last})` : ""}`);
 }
 
+/** "$1,234.500000" → 1234500000n (what the dashboard shows, read back exactly). */
+function micros(text) {
+  const m = /^(-)?\$([\d,]+)\.(\d{6})$/.exec(text.trim());
+  if (!m) throw new Error(`not a dollar amount: ${text}`);
+  const v = BigInt(m[2].replace(/,/g, "")) * 1_000_000n + BigInt(m[3]);
+  return m[1] ? -v : v;
+}
+
+function usdText(v) {
+  const abs = v < 0n ? -v : v;
+  return `${v < 0n ? "-" : ""}$${(abs / 1_000_000n).toLocaleString("en-US")}.${(abs % 1_000_000n).toString().padStart(6, "0")}`;
+}
+
+/**
+ * Screenshots of a page at laptop and phone widths, under e2e/artifacts/
+ * (not committed), to look at: layout breakage shows there first.
+ */
+async function shoot(page, name) {
+  mkdirSync(artifacts, { recursive: true });
+  const before = page.viewportSize();
+  for (const [label, size] of [["laptop", { width: 1366, height: 900 }], ["phone", { width: 390, height: 844 }]]) {
+    await page.setViewportSize(size);
+    await page.screenshot({ path: path.join(artifacts, `${name}-${label}.png`), fullPage: true });
+  }
+  if (before) await page.setViewportSize(before);
+}
+
 async function main() {
   const upstreamKey = "sk-e2e-upstream-key-0000abcd";
   const mockUrl = await start(
@@ -133,6 +160,10 @@ async function main() {
     await row.waitFor();
     const rowText = await row.innerText();
     check(rowText.includes("abcd") && !rowText.includes(upstreamKey), "the provider shows the key's last 4, never the key");
+    await row.getByRole("button", { name: "Test e2e-upstream" }).click();
+    await row.getByText(/^Works: 200: the provider accepted the key/).waitFor();
+    check(!(await row.innerText()).includes(upstreamKey), "the connection test reaches the mock with the stored key (200)");
+    await shoot(page, "providers");
 
     // Add a model served by it.
     await page.getByRole("link", { name: "Models & routes" }).click();
@@ -165,7 +196,7 @@ async function main() {
     check(answer.choices?.length === 1, "the call through the data plane succeeds");
     const tokens = answer.usage.prompt_tokens + answer.usage.completion_tokens;
 
-    // The call shows on the usage page, with its tokens and cost.
+    // The call shows on the usage page: in the chart, the table and the request log.
     await page.getByRole("link", { name: "Usage" }).click();
     const usageRow = await eventually("the call appears on the usage page", async () => {
       await page.getByRole("button", { name: "Refresh" }).click();
@@ -173,17 +204,58 @@ async function main() {
       return (await r.count()) === 1 ? r : null;
     });
     const cells = await usageRow.getByRole("cell").allInnerTexts();
+    const n = (t) => Number(t.replace(/,/g, ""));
     check(cells[1] === "1", "usage counts one call for e2e-model");
-    check(Number(cells[3].replace(/,/g, "")) + Number(cells[4].replace(/,/g, "")) === tokens, "usage shows the call's tokens");
-    check(/^\$\d+\.\d{6}$/.test(cells[5]), `usage shows the call's cost (${cells[5]})`);
-    const rec = page.getByRole("table", { name: /Latest requests/ }).getByRole("row").filter({ hasText: "e2e-model" });
-    check((await rec.count()) === 1 && (await rec.innerText()).includes("200"), "the request log lists the call with status 200");
+    check(cells.slice(3, 8).reduce((a, t) => a + n(t), 0) === tokens, "usage shows the call's tokens by bucket");
+    check(/^\$\d+\.\d{6}$/.test(cells[8]), `usage shows the call's cost (${cells[8]})`);
+    await page.getByLabel("Chart", { exact: true }).selectOption("calls");
+    check(page.url().includes("metric=calls"), "the chart choice is in the URL (bookmarkable)");
+    const todayLabel = new Date().toISOString().slice(5, 10);
+    const bar = page.getByRole("table", { name: /Calls per day/ }).getByRole("row").filter({ hasText: todayLabel });
+    check((await bar.locator("td").allTextContents()).join("|") === "1|0", "the calls chart has today's call (1 succeeded, 0 failed)");
+    const svgBars = page.getByTestId("bar");
+    check((await svgBars.count()) === 7, "the chart draws one bar per day of the window");
+    check((await svgBars.last().locator("rect").count()) === 1, "today's bar is drawn");
+    const log = page.getByRole("table", { name: /Requests \(metadata only/ });
+    const rec = log.getByRole("row").filter({ hasText: "e2e-model" });
+    await rec.waitFor();
+    check((await rec.count()) === 1 && (await rec.innerText()).includes("200") && (await rec.innerText()).includes("e2e-key"), "the request log lists the call with status 200 and its key's name");
     const csvHref = await page.getByRole("link", { name: /Export CSV \(1 rows\)/ }).getAttribute("href");
     const csv = decodeURIComponent(csvHref.split(",").slice(1).join(","));
-    check(csv.startsWith("started_at_ms,request_id,model") && csv.includes(",e2e-model,"), "the request log exports as CSV");
-    await page.getByLabel("Outcome", { exact: true }).selectOption("error");
-    await page.getByText("No requests yet.").waitFor();
-    check(true, "the request log filters by outcome");
+    check(csv.startsWith("started_at_ms,request_id,api,model") && csv.includes(",e2e-model,"), "the request log exports as CSV");
+    await shoot(page, "usage");
+    // At phone width the navigation folds behind the Menu button.
+    await page.setViewportSize({ width: 390, height: 844 });
+    check(!(await page.getByRole("link", { name: "Budgets" }).isVisible()), "on a phone the navigation is folded");
+    await page.getByRole("button", { name: "Menu" }).click();
+    await page.getByRole("link", { name: "Budgets" }).waitFor({ state: "visible" });
+    await page.screenshot({ path: path.join(artifacts, "menu-phone.png") });
+    await page.getByRole("link", { name: "Usage" }).click();
+    check(!(await page.getByRole("link", { name: "Budgets" }).isVisible()), "the Menu opens the navigation and a choice folds it again");
+    await page.setViewportSize({ width: 1280, height: 720 });
+    await page.getByLabel("Failed calls only").check();
+    await page.getByText("No requests match.").waitFor();
+    check(page.url().includes("errors=1"), "the request log filters failed calls (and the filter is in the URL)");
+    await page.reload();
+    await page.getByText("No requests match.").waitFor();
+    check(await page.getByLabel("Failed calls only").isChecked(), "a bookmarked filtered view opens with its filter");
+    await page.getByLabel("Failed calls only").uncheck();
+    await rec.waitFor();
+
+    // A budget for the tenant, set in the UI.
+    await page.getByRole("link", { name: "Budgets" }).click();
+    const bform = page.getByRole("form", { name: "Set a budget" });
+    await bform.getByLabel(/Hard limit/).fill("ten");
+    await bform.getByRole("button", { name: "Save budget" }).click();
+    await bform.getByText(/Enter an amount in dollars/).waitFor();
+    check(true, "a bad budget amount is explained next to the field");
+    await bform.getByLabel(/Hard limit/).fill("10");
+    await bform.getByLabel(/Alert threshold/).fill("8");
+    await bform.getByRole("button", { name: "Save budget" }).click();
+    await page.getByRole("status").filter({ hasText: "Budget set: $10.000000 per month, alert at $8.000000." }).waitFor();
+    const brow = page.getByRole("table", { name: /Budgets of demo/ }).getByRole("row").filter({ hasText: "month" });
+    check((await brow.innerText()).includes("$10.000000"), "the month budget is listed with its hard limit");
+    await shoot(page, "budgets");
 
     // The overview counts it too.
     await page.getByRole("link", { name: "Overview" }).click();
@@ -191,6 +263,10 @@ async function main() {
     await today.waitFor();
     const facts = await today.locator("dd").allInnerTexts();
     check(facts[1] === "1" && facts[2] === "0.0%" && facts[3] === String(tokens), `the overview shows today's call, error rate and tokens (${facts.join(" | ")})`);
+    // `tollgate dev` seeds demo with a starting credit.
+    const startBalance = micros(await page.getByTestId("overview-balance").innerText());
+    check(startBalance === 10_000_000n, `the overview shows the balance (${usdText(startBalance)})`);
+    await shoot(page, "overview");
 
     // Change the route's policy in the UI and see the data plane enforce it:
     // a 200 ms total timeout cuts the mock's 600 ms answers.
@@ -213,10 +289,24 @@ async function main() {
     check(cut.status === 504 && cut.elapsed < 590 && typeof cut.err.error?.message === "string",
       `the saved policy is enforced: ${cut.status} after ${cut.elapsed} ms (${cut.err.error?.message})`);
 
+    // Revoke the key in the UI (asked twice) and see the data plane refuse it.
+    await page.getByRole("link", { name: "Caller keys" }).click();
+    await page.getByRole("button", { name: "Revoke e2e-key" }).click();
+    await shoot(page, "keys-confirm");
+    await page.getByRole("button", { name: "Really revoke e2e-key" }).click();
+    await page.getByRole("status").filter({ hasText: "Key e2e-key revoked." }).waitFor();
+    const refused = await eventually("the data plane refuses the revoked key", async () => {
+      const r = await fetch(`${dev.proxy}/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body,
+      });
+      return r.status === 401 ? r.json() : null;
+    });
+    check(refused.error?.code === "invalid_api_key", "the revoked key is refused with 401 invalid_api_key");
+
     // Expected failures (the wrong password) log nothing else; the app runs
     // under the CP's Content-Security-Policy without violations.
-    const unexpected = consoleErrors.filter((t) => /Content Security Policy|Uncaught|TypeError/.test(t));
-    check(unexpected.length === 0, `no script errors or CSP violations (${unexpected.join("; ")})`);
 
     // Another tenant's owner sees none of it.
     const pwFile = path.join(tmp, "b.password");
@@ -257,6 +347,49 @@ async function main() {
     const node = pageOp.getByRole("row").filter({ hasText: "dev-dp" });
     await node.waitFor();
     check((await node.getByRole("cell").nth(1).innerText()) === "yes", "the operator sees the connected data plane");
+
+    // Top up demo's balance as the operator and see it, in the account and the statement.
+    await pageOp.getByLabel("Tenant", { exact: true }).selectOption("demo");
+    await pageOp.getByRole("link", { name: "Balance & ledger" }).click();
+    const topup = pageOp.getByRole("form", { name: "Add to the balance" });
+    await topup.getByLabel("Amount (USD)").fill("25.50");
+    await topup.getByLabel(/Reference/).fill("inv-e2e-1");
+    await topup.getByRole("button", { name: "Add entry" }).click();
+    const afterTopUp = startBalance + 25_500_000n;
+    await pageOp.getByRole("status").filter({ hasText: `Added $25.500000 (topup); balance ${usdText(afterTopUp)}.` }).waitFor();
+    await eventually("the balance shows the top-up", async () => (await pageOp.getByTestId("balance").innerText()) === usdText(afterTopUp));
+    const stmt = pageOp.getByRole("table", { name: /Ledger of demo/ }).getByRole("row").filter({ hasText: "inv-e2e-1" });
+    await stmt.waitFor();
+    check((await stmt.innerText()).includes("$25.500000"), "the operator tops up demo and sees the balance and the statement line");
+    await shoot(pageOp, "billing-operator");
+
+    // Redemption codes: generated once by the operator, redeemed by demo's owner.
+    await pageOp.getByRole("link", { name: "Redemption codes" }).click();
+    const gform = pageOp.getByRole("form", { name: "Generate redemption codes" });
+    await gform.getByLabel(/Number of codes/).fill("2");
+    await gform.getByLabel(/Value of each/).fill("4");
+    await gform.getByRole("button", { name: "Generate codes" }).click();
+    const codes = (await pageOp.getByTestId("new-codes").locator("code").allInnerTexts()).map((c) => c.trim());
+    check(codes.length === 2 && codes.every((c) => c.startsWith("tgc_")), "the operator sees the two new codes once");
+    await shoot(pageOp, "codes");
+    await page.getByRole("link", { name: "Balance & ledger" }).click();
+    check((await page.getByRole("form", { name: "Add to the balance" }).count()) === 0, "a tenant owner gets no top-up form");
+    const redeem = page.getByRole("form", { name: "Redeem a code" });
+    await redeem.getByLabel("Code").fill(codes[0]);
+    await redeem.getByRole("button", { name: "Redeem" }).click();
+    await page.getByRole("status").filter({ hasText: `Code redeemed: $4.000000 added; balance ${usdText(afterTopUp + 4_000_000n)}.` }).waitFor();
+    await redeem.getByLabel("Code").fill(codes[0]);
+    await redeem.getByRole("button", { name: "Redeem" }).click();
+    await page.getByRole("alert").filter({ hasText: "this code is not valid" }).waitFor();
+    check((await page.getByTestId("balance").innerText()) === usdText(afterTopUp + 4_000_000n), "the owner redeems a code once; the balance shows it");
+    await pageOp.reload();
+    const batchRow = pageOp.getByRole("table", { name: /Batches/ }).getByRole("row").filter({ hasText: "$4.000000" });
+    await batchRow.waitFor();
+    const batchCells = await batchRow.getByRole("cell").allInnerTexts();
+    check(batchCells[2] === "2" && batchCells[3] === "1" && !(await pageOp.content()).includes(codes[1]),
+      "the batch list counts the redeemed code and shows no code");
+    await shoot(page, "billing-tenant");
+
     await pageOp.getByRole("link", { name: "Tenants" }).click();
     await pageOp.getByRole("row").filter({ hasText: "other" }).waitFor();
     const tform = pageOp.getByRole("form", { name: "Create a tenant" });
@@ -269,6 +402,14 @@ async function main() {
     await pageOp.getByRole("status").filter({ hasText: "Tenant third created" }).waitFor();
     await eventually("the new tenant is selected", async () => (await pageOp.getByLabel("Tenant", { exact: true }).inputValue()) === "third");
     check(true, "the new tenant is selected");
+    for (const p of ["Guardrails", "Cache"]) {
+      await page.getByRole("link", { name: p }).click();
+      await page.getByRole("heading", { name: p, level: 1 }).waitFor();
+      await page.getByRole("button", { name: /^(Create guardrail|Save policy)$/ }).waitFor();
+      await shoot(page, p.toLowerCase());
+    }
+    const unexpected = consoleErrors.filter((t) => /Content Security Policy|Uncaught|TypeError/.test(t));
+    check(unexpected.length === 0, `no script errors or CSP violations (${unexpected.join("; ")})`);
     console.log("dashboard e2e: all checks passed");
   } catch (e) {
     mkdirSync(artifacts, { recursive: true });

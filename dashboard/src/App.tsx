@@ -13,8 +13,20 @@ const Usage = lazy(() => import("./pages/Usage"));
 const DataPlanes = lazy(() => import("./pages/DataPlanes"));
 const Users = lazy(() => import("./pages/Users"));
 const Tenants = lazy(() => import("./pages/Tenants"));
+const Billing = lazy(() => import("./pages/Billing"));
+const Codes = lazy(() => import("./pages/Codes"));
+const Budgets = lazy(() => import("./pages/Budgets"));
+const Guardrails = lazy(() => import("./pages/Guardrails"));
+const Cache = lazy(() => import("./pages/Cache"));
 
-type Page = { path: string; title: string; element: ReactNode; show: (s: Session) => boolean };
+type Page = {
+  path: string;
+  title: string;
+  element: ReactNode;
+  show: (s: Session) => boolean;
+  /** Installation-wide: shown without a selected tenant. */
+  operatorOnly?: boolean;
+};
 
 const PAGES: Page[] = [
   { path: "/", title: "Overview", element: <Overview />, show: () => true },
@@ -22,9 +34,17 @@ const PAGES: Page[] = [
   { path: "/models", title: "Models & routes", element: <Models />, show: () => true },
   { path: "/keys", title: "Caller keys", element: <Keys />, show: () => true },
   { path: "/usage", title: "Usage", element: <Usage />, show: () => true },
-  { path: "/data-planes", title: "Data planes", element: <DataPlanes />, show: (s) => s.isOperator },
+  { path: "/billing", title: "Balance & ledger", element: <Billing />, show: () => true },
+  { path: "/budgets", title: "Budgets", element: <Budgets />, show: () => true },
+  { path: "/guardrails", title: "Guardrails", element: <Guardrails />, show: () => true },
+  { path: "/cache", title: "Cache", element: <Cache />, show: () => true },
+  // SLOT(ratelimit): { path: "/rate-limits", title: "Rate limits", … } once rate_limits.proto is on main.
+  { path: "/codes", title: "Redemption codes", element: <Codes />, show: (s) => s.isOperator && can(s.role, "write"), operatorOnly: true },
+  { path: "/data-planes", title: "Data planes", element: <DataPlanes />, show: (s) => s.isOperator, operatorOnly: true },
+  // SLOT(scale): { path: "/dp-groups", title: "Data-plane groups", … } once dp_groups.proto is on main.
+  // SLOT(observability): a "Status" link to the public /status page once status.proto is on main.
   { path: "/users", title: "Users", element: <Users />, show: (s) => can(s.role, "users") },
-  { path: "/tenants", title: "Tenants", element: <Tenants />, show: (s) => s.isOperator },
+  { path: "/tenants", title: "Tenants", element: <Tenants />, show: (s) => s.isOperator, operatorOnly: true },
 ];
 
 function usePath(): [string, (to: string) => void] {
@@ -50,6 +70,7 @@ export function App() {
   const [tenants, setTenants] = useState<string[]>([]);
   const [tenant, setTenant] = useState("");
   const [path, navigate] = usePath();
+  const [menuOpen, setMenuOpen] = useState(false);
   const api = useMemo(() => makeApi(token), [token]);
 
   const signOut = useCallback(async (reason?: string) => {
@@ -126,6 +147,9 @@ export function App() {
         Skip to content
       </a>
       <header>
+        <button type="button" className="menu" aria-expanded={menuOpen} aria-controls="nav" onClick={() => setMenuOpen(!menuOpen)}>
+          Menu
+        </button>
         <strong className="brand">Tollgate</strong>
         {session.isOperator ? (
           <label>
@@ -146,7 +170,7 @@ export function App() {
           Sign out
         </button>
       </header>
-      <nav aria-label="Main">
+      <nav id="nav" aria-label="Main" className={menuOpen ? "open" : undefined}>
         <ul>
           {pages.map((p) => (
             <li key={p.path}>
@@ -155,6 +179,7 @@ export function App() {
                 aria-current={p.path === path ? "page" : undefined}
                 onClick={(e) => {
                   e.preventDefault();
+                  setMenuOpen(false);
                   navigate(p.path);
                 }}
               >
@@ -165,7 +190,7 @@ export function App() {
         </ul>
       </nav>
       <main id="main" tabIndex={-1}>
-        {!tenant && page && !["/data-planes", "/tenants"].includes(page.path) ? (
+        {!tenant && page && !page.operatorOnly ? (
           <p>No tenant yet. Create one on the Tenants page or with `tollgate tenant create NAME`.</p>
         ) : page ? (
           <Suspense fallback={<p role="status">Loading…</p>}>

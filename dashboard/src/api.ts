@@ -14,6 +14,11 @@ import {
   UsageService,
 } from "./gen/tollgate/admin/v1/admin_pb";
 import { AuthService } from "./gen/tollgate/admin/v1/auth_pb";
+import { BillingService } from "./gen/tollgate/admin/v1/billing_pb";
+import { CachePolicyService } from "./gen/tollgate/admin/v1/cache_pb";
+import { ConsoleService } from "./gen/tollgate/admin/v1/dashboard_pb";
+import { GuardrailService } from "./gen/tollgate/admin/v1/guardrails_pb";
+import { UsageQueryService } from "./gen/tollgate/admin/v1/usage_query_pb";
 
 export type Api = {
   auth: Client<typeof AuthService>;
@@ -24,6 +29,11 @@ export type Api = {
   keys: Client<typeof KeyService>;
   usage: Client<typeof UsageService>;
   dataPlanes: Client<typeof DataPlaneService>;
+  billing: Client<typeof BillingService>;
+  usageQuery: Client<typeof UsageQueryService>;
+  guardrails: Client<typeof GuardrailService>;
+  cache: Client<typeof CachePolicyService>;
+  console: Client<typeof ConsoleService>;
 };
 
 /** Clients that send `authorization: Bearer <token>` when a token is set. */
@@ -47,6 +57,11 @@ export function makeApi(token: string | null, baseUrl = window.location.origin):
     keys: c(KeyService),
     usage: c(UsageService),
     dataPlanes: c(DataPlaneService),
+    billing: c(BillingService),
+    usageQuery: c(UsageQueryService),
+    guardrails: c(GuardrailService),
+    cache: c(CachePolicyService),
+    console: c(ConsoleService),
   };
 }
 

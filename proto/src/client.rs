@@ -10,6 +10,7 @@ use tonic::{Request, Status};
 
 use crate::admin::v1::billing_service_client::BillingServiceClient;
 use crate::admin::v1::data_plane_group_service_client::DataPlaneGroupServiceClient;
+use crate::admin::v1::console_service_client::ConsoleServiceClient;
 use crate::admin::v1::guardrail_service_client::GuardrailServiceClient;
 use crate::admin::v1::{
     auth_service_client::AuthServiceClient, cache_policy_service_client::CachePolicyServiceClient,
@@ -82,6 +83,7 @@ pub struct AdminClient {
     pub billing: BillingServiceClient<Authed>,
     pub cache: CachePolicyServiceClient<Authed>,
     pub dp_groups: DataPlaneGroupServiceClient<Authed>,
+    pub console: ConsoleServiceClient<Authed>,
 }
 
 impl AdminClient {
@@ -105,6 +107,7 @@ impl AdminClient {
             guardrails: GuardrailServiceClient::with_interceptor(channel.clone(), auth.clone()),
             billing: BillingServiceClient::with_interceptor(channel.clone(), auth.clone()),
             cache: CachePolicyServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            console: ConsoleServiceClient::with_interceptor(channel.clone(), auth.clone()),
             data_planes: DataPlaneServiceClient::with_interceptor(channel.clone(), auth.clone()),
             dp_groups: DataPlaneGroupServiceClient::with_interceptor(channel.clone(), auth.clone()),
             auth: AuthServiceClient::with_interceptor(channel, auth),

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod billing;
 pub mod cache;
+pub mod console;
 pub mod data_planes;
 pub mod dp_groups;
 pub mod guardrails;

@@ -17,6 +17,7 @@ mod budgets;
 mod cache_policies;
 mod codes;
 pub(crate) mod dp_groups;
+mod console;
 mod guardrails;
 mod keys;
 mod leases;
@@ -47,6 +48,7 @@ pub use billing::{Account, LedgerEntry, LedgerQuery, NewLedgerEntry, StoredPrice
 pub use budgets::{Budget, BudgetAlert};
 pub use cache_policies::{CachePolicyRow, CacheScope, CacheSettings};
 pub use dp_groups::{dp_token_hash, ActiveDpToken, DpGroup, DpToken, DP_GROUP_PREFIX};
+pub use console::CodeBatchRow;
 pub use guardrails::{Guardrail, GuardrailAttachment, NewGuardrail};
 pub use keys::{CallerKey, NewCallerKey};
 pub use leases::LeaseGrant;

@@ -102,3 +102,181 @@ async fn dashboard_and_grpc_web_share_the_admin_port() {
         .unwrap();
     cp.shutdown().await.unwrap();
 }
+
+/// A stand-in provider: `GET /v1/models` answers 200 for one key, 401 else.
+async fn model_list_upstream(good_key: &'static str) -> String {
+    use axum::http::{HeaderMap, StatusCode};
+    let app = axum::Router::new().route(
+        "/v1/models",
+        axum::routing::get(move |headers: HeaderMap| async move {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if auth == format!("Bearer {good_key}") {
+                (StatusCode::OK, r#"{"object":"list","data":[]}"#)
+            } else {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    r#"{"error":{"message":"bad key"}}"#,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/v1")
+}
+
+#[tokio::test]
+async fn test_provider_reports_the_upstream_answer_without_the_key() {
+    let cp = crate::harness::Cp::start().await;
+    let mut op = AdminClient::connect(&cp.running().url, &cp.running().admin_token)
+        .await
+        .unwrap();
+    op.tenants
+        .create_tenant(pb::CreateTenantRequest {
+            name: "acme".into(),
+        })
+        .await
+        .unwrap();
+    let upstream = model_list_upstream("sk-good-key-1234").await;
+    // A port nothing listens on: bind, read the port, close.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/v1", l.local_addr().unwrap())
+    };
+    for (name, kind, base, key) in [
+        ("good", "openai", upstream.as_str(), "sk-good-key-1234"),
+        ("bad", "openai", upstream.as_str(), "sk-wrong-key-9999"),
+        ("down", "openai", closed.as_str(), "sk-good-key-1234"),
+        ("builtin", "mock", "", ""),
+    ] {
+        op.providers
+            .add_provider(pb::AddProviderRequest {
+                tenant: "acme".into(),
+                name: name.into(),
+                kind: kind.into(),
+                base_url: base.into(),
+                api_key: key.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let test = |provider: &str| {
+        let mut op = op.clone();
+        let provider = provider.to_owned();
+        async move {
+            op.console
+                .test_provider(pb::TestProviderRequest {
+                    tenant: "acme".into(),
+                    provider,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let good = test("good").await;
+    assert_eq!(
+        (
+            good.ok,
+            good.status_code,
+            good.message.as_str(),
+            good.url.as_str()
+        ),
+        (
+            true,
+            200,
+            "200: the provider accepted the key",
+            format!("{upstream}/models").as_str()
+        )
+    );
+    let bad = test("bad").await;
+    assert_eq!(
+        (bad.ok, bad.status_code, bad.message.as_str()),
+        (false, 401, "401: the provider rejected the key")
+    );
+    let down = test("down").await;
+    assert_eq!(
+        (down.ok, down.status_code, down.message.as_str()),
+        (false, 0, "could not connect to the provider")
+    );
+    assert!(test("builtin").await.ok);
+    for r in [&good, &bad, &down] {
+        let shown = format!("{r:?}");
+        assert!(!shown.contains("sk-good-key") && !shown.contains("sk-wrong-key"));
+    }
+    // Testing reports; it does not take a credential out of rotation.
+    let health = op
+        .providers
+        .list_provider_health(pb::ListProviderHealthRequest {
+            tenant: "acme".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(health.providers.iter().all(|h| !h.disabled));
+    let e = op
+        .console
+        .test_provider(pb::TestProviderRequest {
+            tenant: "acme".into(),
+            provider: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test]
+async fn code_batches_are_listed_for_operators_without_the_codes() {
+    let cp = crate::harness::Cp::start().await;
+    let mut op = AdminClient::connect(&cp.running().url, &cp.running().admin_token)
+        .await
+        .unwrap();
+    op.tenants
+        .create_tenant(pb::CreateTenantRequest {
+            name: "acme".into(),
+        })
+        .await
+        .unwrap();
+    let made = op
+        .billing
+        .generate_codes(pb::GenerateCodesRequest {
+            count: 3,
+            value_micros: 2_500_000,
+            expires_at_ms: 0,
+            note: "launch".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    op.billing
+        .redeem_code(pb::RedeemCodeRequest {
+            tenant: "acme".into(),
+            code: made.codes[0].clone(),
+        })
+        .await
+        .unwrap();
+    let list = op
+        .console
+        .list_code_batches(pb::ListCodeBatchesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.batches.len(), 1);
+    let b = &list.batches[0];
+    assert_eq!(
+        (
+            b.batch_id.as_str(),
+            b.count,
+            b.redeemed,
+            b.value_micros,
+            b.note.as_str()
+        ),
+        (made.batch_id.as_str(), 3, 1, 2_500_000, "launch")
+    );
+    assert!(!format!("{list:?}").contains(&made.codes[1]));
+}

@@ -343,6 +343,10 @@ async fn session_of_tenant_a_cannot_see_or_change_tenant_b() {
                 scope: "tenant".into(),
                 target: String::new(),
             })),
+            code!(a.console.test_provider(pb::TestProviderRequest {
+                tenant: t.clone(),
+                provider: "pb".into(),
+            })),
             code!(a
                 .auth
                 .list_users(pb::ListUsersRequest { tenant: t.clone() })),
@@ -389,12 +393,20 @@ async fn session_of_tenant_a_cannot_see_or_change_tenant_b() {
             value_micros: 1_000_000,
             ..Default::default()
         })),
+        code!(a.console.list_code_batches(pb::ListCodeBatchesRequest {})),
     ];
     for (i, c) in owner_may_not.iter().enumerate() {
         assert_eq!(*c, Code::PermissionDenied, "billing call #{i}");
     }
     assert_eq!(
         code!(a.providers.delete_provider(pb::DeleteProviderRequest {
+            tenant: own.clone(),
+            provider: b.provider_id.clone(),
+        })),
+        Code::NotFound
+    );
+    assert_eq!(
+        code!(a.console.test_provider(pb::TestProviderRequest {
             tenant: own.clone(),
             provider: b.provider_id.clone(),
         })),

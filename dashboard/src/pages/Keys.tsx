@@ -2,6 +2,7 @@ import { useState } from "react";
 import { errorText } from "../api";
 import { ConfirmButton } from "../components/ConfirmButton";
 import { CopyButton } from "../components/CopyButton";
+import { Field } from "../components/Field";
 import { Notice, type NoticeState } from "../components/Notice";
 import { useLoad } from "../components/useLoad";
 import { when } from "../format";
@@ -13,7 +14,32 @@ export default function Keys() {
   const [created, setCreated] = useState<{ name: string; secret: string } | null>(null);
   const [name, setName] = useState("");
   const [days, setDays] = useState("");
-  const { data, error, reload } = useLoad(() => api.keys.listKeys({ tenant }), [api, tenant]);
+  const [providers, setProviders] = useState<string[]>([]);
+  const [models, setModels] = useState<string[]>([]);
+  const [errors, setErrors] = useState<Record<string, string>>({});
+  const [busy, setBusy] = useState(false);
+  const { data, error, reload } = useLoad(async () => {
+    const [k, p, m, g] = await Promise.all([
+      api.keys.listKeys({ tenant }),
+      api.providers.listProviders({ tenant }),
+      api.models.listModels({ tenant }),
+      api.guardrails.listGuardrails({ tenant }),
+    ]);
+    // Model allowlists are `model` guardrails attached to the key.
+    const allow = new Map<string, string[]>();
+    for (const gr of g.guardrails) {
+      if (gr.kind !== "model") continue;
+      let names: string[] = [];
+      try {
+        names = (JSON.parse(gr.settings) as { allow?: string[] }).allow ?? [];
+      } catch {
+        continue;
+      }
+      for (const a of gr.attachments) if (a.scope === "key") allow.set(a.targetId, [...(allow.get(a.targetId) ?? []), ...names]);
+    }
+    return { keys: k.keys, providers: p.providers, models: m.models, allow };
+  }, [api, tenant]);
+  const providerName = (id: string) => data?.providers.find((p) => p.id === id)?.name ?? id;
 
   return (
     <>
@@ -41,6 +67,8 @@ export default function Keys() {
               <th scope="col">Prefix</th>
               <th scope="col">Created</th>
               <th scope="col">Expires</th>
+              <th scope="col">Providers</th>
+              <th scope="col">Models</th>
               <th scope="col">State</th>
               {can(role, "createKey") && <th scope="col">Actions</th>}
             </tr>
@@ -48,7 +76,7 @@ export default function Keys() {
           <tbody>
             {data.keys.length === 0 && (
               <tr>
-                <td colSpan={6}>No keys yet.</td>
+                <td colSpan={8}>No keys yet.</td>
               </tr>
             )}
             {data.keys.map((k) => (
@@ -59,6 +87,8 @@ export default function Keys() {
                 </td>
                 <td>{when(k.createdAtMs)}</td>
                 <td>{k.expiresAtMs ? when(k.expiresAtMs) : "never"}</td>
+                <td>{k.allowedProviderIds.length ? k.allowedProviderIds.map(providerName).join(", ") : "all"}</td>
+                <td>{data.allow.get(k.id)?.join(", ") ?? "all"}</td>
                 <td>{k.revokedAtMs ? `revoked ${when(k.revokedAtMs)}` : "active"}</td>
                 {/* Members may revoke the keys they created; the API says so otherwise. */}
                 {can(role, "createKey") && (
@@ -85,35 +115,92 @@ export default function Keys() {
           </tbody>
         </table>
       )}
-      {can(role, "createKey") && (
+      {can(role, "createKey") && data && (
         <form
           aria-label="Create a caller key"
+          noValidate
           onSubmit={async (e) => {
             e.preventDefault();
+            const errs: Record<string, string> = {};
+            if (!/^\S{1,200}$/.test(name.trim())) errs.name = "A name without spaces.";
+            else if (data.keys.some((k) => k.name === name.trim())) errs.name = `A key named ${name.trim()} exists already.`;
+            const d = days.trim() ? Number(days) : 0;
+            if (!Number.isInteger(d) || d < 0) errs.days = "Expiry must be a whole number of days (empty: never).";
+            setErrors(errs);
+            if (Object.keys(errs).length) return;
+            setBusy(true);
+            const keyName = name.trim();
             try {
-              const d = days.trim() ? Number(days) : 0;
-              if (!Number.isInteger(d) || d < 0) throw new Error("Expiry must be a whole number of days (empty: never).");
               const expiresAtMs = d ? BigInt(Date.now() + d * 86_400_000) : 0n;
-              const r = await api.keys.createKey({ tenant, name, expiresAtMs });
-              setCreated({ name: r.key?.name ?? name, secret: r.secret });
+              // A model allowlist is a `model` guardrail attached to the key:
+              // made first, attached before the key is shown, and undone if
+              // any step fails, so a key is never handed out unrestricted.
+              const guard = models.length
+                ? await api.guardrails.createGuardrail({ tenant, name: `key-${keyName}-models`, kind: "model", action: "block", direction: "input", settings: JSON.stringify({ allow: models }) })
+                : null;
+              let r;
+              try {
+                r = await api.keys.createKey({ tenant, name: keyName, expiresAtMs, providers });
+                if (guard) await api.guardrails.attachGuardrail({ tenant, guardrail: guard.id, scope: "key", target: r.key?.id ?? keyName });
+              } catch (err) {
+                if (r) await api.keys.revokeKey({ tenant, key: r.key?.id ?? keyName }).catch(() => undefined);
+                if (guard) await api.guardrails.deleteGuardrail({ tenant, guardrail: guard.id }).catch(() => undefined);
+                throw err;
+              }
+              setCreated({ name: r.key?.name ?? keyName, secret: r.secret });
               setNotice(null);
               setName("");
+              setProviders([]);
+              setModels([]);
               await reload();
             } catch (err) {
               setNotice({ kind: "error", text: errorText(err) });
+            } finally {
+              setBusy(false);
             }
           }}
         >
           <h2>Create a caller key</h2>
-          <label>
-            Name
-            <input required value={name} onChange={(e) => setName(e.target.value)} />
-          </label>
-          <label>
-            Expires after (days, empty: never)
+          <Field label="Name" error={errors.name}>
+            <input value={name} onChange={(e) => setName(e.target.value)} />
+          </Field>
+          <Field label="Expires after (days, empty: never)" error={errors.days}>
             <input inputMode="numeric" value={days} onChange={(e) => setDays(e.target.value)} />
-          </label>
-          <button type="submit">Create key</button>
+          </Field>
+          <fieldset>
+            <legend>Providers (none ticked: all)</legend>
+            {data.providers.length === 0 && <span className="hint">No providers yet.</span>}
+            {data.providers.map((p) => (
+              <label key={p.id} className="inline">
+                <input
+                  type="checkbox"
+                  checked={providers.includes(p.name)}
+                  onChange={(e) => setProviders(e.target.checked ? [...providers, p.name] : providers.filter((x) => x !== p.name))}
+                />{" "}
+                {p.name}
+              </label>
+            ))}
+          </fieldset>
+          {can(role, "write") && (<fieldset>
+            <legend>Models (none ticked: all)</legend>
+            {data.models.length === 0 && <span className="hint">No models yet.</span>}
+            {data.models.map((m) => (
+              <label key={m.id} className="inline">
+                <input
+                  type="checkbox"
+                  checked={models.includes(m.name)}
+                  onChange={(e) => setModels(e.target.checked ? [...models, m.name] : models.filter((x) => x !== m.name))}
+                />{" "}
+                {m.name}
+              </label>
+            ))}
+          </fieldset>)}
+          <button type="submit" disabled={busy}>
+            Create key
+          </button>
+          <p className="hint" style={{ flexBasis: "100%" }}>
+            Spending limits: set a budget on the Budgets page (per tenant). Keys cannot be regenerated: create a new one, then revoke the old.
+          </p>
         </form>
       )}
     </>

@@ -1,3 +1,4 @@
+import { Fragment } from "react";
 import { useLoad } from "../components/useLoad";
 import { num, usd } from "../format";
 import { useSession } from "../session";
@@ -17,9 +18,11 @@ type Totals = { calls: bigint; errors: bigint; tokens: bigint; cost: bigint };
 export default function Overview() {
   const { api, tenant } = useSession();
   const { data, error } = useLoad(async () => {
-    const [today, month] = await Promise.all([
+    const [today, month, account, budgets] = await Promise.all([
       api.usage.getUsage({ tenant, sinceMs: BigInt(startOfDayUtc()) }),
       api.usage.getUsage({ tenant, sinceMs: BigInt(startOfMonthUtc()) }),
+      api.billing.getAccount({ tenant }),
+      api.billing.listBudgets({ tenant }),
     ]);
     const sum = (rows: typeof today.rows): Totals =>
       rows.reduce(
@@ -32,7 +35,7 @@ export default function Overview() {
         { calls: 0n, errors: 0n, tokens: 0n, cost: 0n },
       );
     const top = [...month.rows].sort((a, b) => Number(b.calls - a.calls)).slice(0, 5);
-    return { today: sum(today.rows), month: sum(month.rows), top };
+    return { today: sum(today.rows), month: sum(month.rows), top, account, budgets: budgets.budgets };
   }, [api, tenant]);
 
   if (error) return <p role="alert" className="notice error">{error}</p>;
@@ -41,6 +44,29 @@ export default function Overview() {
   return (
     <>
       <div className="cards">
+        <section className="card" aria-label="Balance">
+          <h2>Balance</h2>
+          <dl>
+            <dt>Balance</dt>
+            <dd data-testid="overview-balance">{usd(data.account.balanceMicros)}</dd>
+            <dt>Spendable</dt>
+            <dd>{usd(data.account.spendableMicros)}</dd>
+            {data.budgets.map((b) => (
+              <Fragment key={b.id}>
+                <dt>Budget ({b.period})</dt>
+                <dd>
+                  {usd(b.spentMicros)} of {usd(b.amountMicros)}
+                </dd>
+              </Fragment>
+            ))}
+            {data.account.frozen && (
+              <>
+                <dt>State</dt>
+                <dd className="warn">frozen</dd>
+              </>
+            )}
+          </dl>
+        </section>
         {(
           [
             ["Today (UTC)", data.today],
@@ -88,7 +114,6 @@ export default function Overview() {
           ))}
         </tbody>
       </table>
-      <p className="hint">Balance and budgets appear here once billing is enabled on this control plane.</p>
     </>
   );
 }

@@ -19,6 +19,17 @@ export default function Providers() {
     return { providers: p.providers, health: new Map(h.providers.map((x) => [x.providerId, x])) };
   }, [api, tenant]);
   const writable = can(role, "write");
+  const [tests, setTests] = useState<Record<string, { busy: boolean; text?: string; ok?: boolean }>>({});
+  const test = async (id: string) => {
+    setTests((t) => ({ ...t, [id]: { busy: true } }));
+    try {
+      const r = await api.console.testProvider({ tenant, provider: id });
+      const text = `${r.ok ? "Works" : "Failed"}: ${r.message}${r.statusCode || r.latencyMs ? ` (${r.latencyMs} ms)` : ""}`;
+      setTests((t) => ({ ...t, [id]: { busy: false, ok: r.ok, text } }));
+    } catch (e) {
+      setTests((t) => ({ ...t, [id]: { busy: false, ok: false, text: errorText(e) } }));
+    }
+  };
 
   const act = async (what: () => Promise<unknown>, ok: string) => {
     try {
@@ -78,10 +89,18 @@ export default function Providers() {
                     ) : (
                       "in rotation"
                     )}
+                    {tests[p.id]?.text && (
+                      <div role="status" className={tests[p.id]?.ok ? "test-ok" : "warn"}>
+                        {tests[p.id]?.text}
+                      </div>
+                    )}
                   </td>
                   <td>{when(p.createdAtMs)}</td>
                   {writable && (
                     <td>
+                      <button type="button" disabled={tests[p.id]?.busy} onClick={() => void test(p.id)}>
+                        {tests[p.id]?.busy ? "Testing…" : `Test ${p.name}`}
+                      </button>
                       {h?.disabled && (
                         <button
                           type="button"

@@ -88,21 +88,42 @@ describe("Providers page", () => {
   });
 });
 
+describe("Provider connection test", () => {
+  it("shows the outcome next to the provider, without changing its rotation state", async () => {
+    const testProvider = vi.fn(async () => ({ ok: false, statusCode: 401, latencyMs: 12n, message: "401: the provider rejected the key", url: "" }));
+    const api = {
+      providers: { listProviders: async () => ({ providers: [provider] }), listProviderHealth: async () => ({ providers: [] }) },
+      console: { testProvider },
+    };
+    withSession(api, "admin", <Providers />);
+    const row = await screen.findByRole("row", { name: /openai-main/ });
+    fireEvent.click(within(row).getByRole("button", { name: "Test openai-main" }));
+    expect((await within(row).findByText(/^Failed:/)).textContent).toBe("Failed: 401: the provider rejected the key (12 ms)");
+    expect(testProvider).toHaveBeenCalledWith({ tenant: "acme", provider: "pv_1" });
+    expect(within(row).getByText("in rotation")).toBeTruthy();
+  });
+});
+
 describe("Keys page", () => {
   it("shows a new key once, with a copy button, until dismissed", async () => {
-    const keys: { id: string; name: string; prefix: string; createdAtMs: bigint; expiresAtMs: bigint; revokedAtMs: bigint }[] = [];
+    const keys: { id: string; name: string; prefix: string; createdAtMs: bigint; expiresAtMs: bigint; revokedAtMs: bigint; allowedProviderIds: string[] }[] = [];
     const createKey = vi.fn(async ({ name }: { name: string }) => {
-      const key = { id: "ck_1", name, prefix: "tg-AbCd", createdAtMs: 1n, expiresAtMs: 0n, revokedAtMs: 0n };
+      const key = { id: "ck_1", name, prefix: "tg-AbCd", createdAtMs: 1n, expiresAtMs: 0n, revokedAtMs: 0n, allowedProviderIds: [] as string[] };
       keys.push(key);
       return { key, secret: "tg-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefg" };
     });
-    const api = { keys: { listKeys: async () => ({ keys: [...keys] }), createKey, revokeKey: vi.fn() } };
+    const api = {
+      keys: { listKeys: async () => ({ keys: [...keys] }), createKey, revokeKey: vi.fn() },
+      providers: { listProviders: async () => ({ providers: [] }) },
+      models: { listModels: async () => ({ models: [] }) },
+      guardrails: { listGuardrails: async () => ({ guardrails: [] }) },
+    };
     withSession(api, "member", <Keys />);
     const form = await screen.findByRole("form", { name: "Create a caller key" });
     fireEvent.change(within(form).getByLabelText("Name"), { target: { value: "backend" } });
     fireEvent.submit(form);
     expect((await screen.findByTestId("new-key")).textContent).toBe("tg-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefg");
-    expect(createKey).toHaveBeenCalledWith({ tenant: "acme", name: "backend", expiresAtMs: 0n });
+    expect(createKey).toHaveBeenCalledWith({ tenant: "acme", name: "backend", expiresAtMs: 0n, providers: [] });
     expect(screen.getByRole("button", { name: "Copy key" })).toBeTruthy();
     // Members may revoke (their own) keys; viewers see no revoke at all.
     expect(await screen.findByRole("row", { name: /backend/ })).toBeTruthy();
