@@ -13,6 +13,8 @@ if ! "$ROOT/.venv/bin/python" -c 'import yaml, pytest' 2>/dev/null; then
     say "installing the deploy tests' Python packages (PyYAML)"
     "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check -r tests/deploy/requirements.txt
 fi
+# Compose's schema check (Debian's docker-compose validates without a daemon).
+command -v docker-compose >/dev/null || apt_install docker-compose
 TOLLGATE_HELM_LIB="$(ensure_helm_lib "$ROOT/.venv/bin/python")"
 export TOLLGATE_HELM_LIB
 exec "$ROOT/.venv/bin/python" -m pytest -q tests/deploy "$@"
