@@ -142,6 +142,7 @@ def test_commit_reaches_the_build_script():
 def test_dockerignore_keeps_what_the_build_copies():
     ignored = [l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines() if l.strip() and not l.startswith("#")]
     assert ".git" in ignored and "**/target" in ignored and "**/node_modules" in ignored
+    assert "deploy/compose/secrets" in ignored, "compose secrets must stay out of the build context"
     for word, rest in instructions():
         if word == "COPY" and "--from" not in rest:
             for src in rest.split()[:-1]:
