@@ -94,3 +94,33 @@ ensure_chromium() {
     # Dashboard end-to-end tests drive Debian's chromium (no browser downloads).
     command -v chromium >/dev/null || apt_install chromium
 }
+
+# --- Helm's library for the chart lint (deploy branch) ------------------------
+HELM_SDKPY_VERSION=0.1.32
+
+ensure_helm_lib() {
+    # ensure_helm_lib PYTHON : prints the path of libhelm_sdkpy.so, Helm v4
+    # built as a C library and shipped in the helm-sdkpy wheel on PyPI (no
+    # helm binary comes from the allowed registries). The wheel is fetched
+    # once into the user's cache; tests/deploy loads the library with ctypes.
+    local python="$1"
+    local dir="${XDG_CACHE_HOME:-$HOME/.cache}/tollgate/helm-sdkpy-$HELM_SDKPY_VERSION"
+    local lib="$dir/helm_sdkpy/_lib/linux-amd64/libhelm_sdkpy.so"
+    if [ ! -f "$lib" ]; then
+        if [ "$(uname -m)" != x86_64 ]; then
+            echo "helm-sdkpy ships libhelm for linux-amd64 only" >&2
+            return 1
+        fi
+        say "fetching Helm's library (helm-sdkpy $HELM_SDKPY_VERSION wheel from PyPI)"
+        local tmp
+        tmp="$(mktemp -d)"
+        "$python" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+            --python-version 3.12 --platform manylinux2014_x86_64 \
+            "helm-sdkpy==$HELM_SDKPY_VERSION" -d "$tmp" >&2
+        mkdir -p "$dir.tmp"
+        "$python" -m zipfile -e "$tmp"/helm_sdkpy-*.whl "$dir.tmp"
+        rm -rf "$tmp" "$dir"
+        mv "$dir.tmp" "$dir"
+    fi
+    printf '%s\n' "$lib"
+}

@@ -30,6 +30,9 @@ else
     cargo test --workspace --no-fail-fast
 fi
 
+say "deploy artifacts: Dockerfile, compose, Helm chart, docs vs --help (tests/deploy)"
+tests/deploy/run.sh
+
 say "Python SDK end-to-end tests"
 "$ROOT/.venv/bin/python" -m pytest -q tests/python
 

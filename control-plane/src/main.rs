@@ -16,7 +16,7 @@ enum LogFormat {
 
 /// Tollgate control plane: admin API, config push and usage ingestion.
 #[derive(Parser)]
-#[command(name = "tollgate-cp", version)]
+#[command(name = "tollgate-cp", version, long_version = env!("TOLLGATE_LONG_VERSION"))]
 struct Args {
     /// Directory for the database, master key, tokens and cp.url.
     #[arg(long, env = "TOLLGATE_DATA_DIR")]

@@ -17,7 +17,7 @@ enum LogFormat {
 /// Tollgate data plane: an OpenAI-compatible gateway configured by the
 /// control plane (--cp, --token) or a static YAML file (--config).
 #[derive(Parser)]
-#[command(name = "tollgate-dp", version)]
+#[command(name = "tollgate-dp", version, long_version = env!("TOLLGATE_LONG_VERSION"))]
 #[command(group(ArgGroup::new("source").required(true).args(["cp", "config"])))]
 struct Args {
     /// Control-plane URL, e.g. http://127.0.0.1:7400.

@@ -21,6 +21,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "tollgate",
     version,
+    long_version = env!("TOLLGATE_LONG_VERSION"),
     about = "Tollgate AI gateway: admin CLI and local dev gateway"
 )]
 struct Cli {

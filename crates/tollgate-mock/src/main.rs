@@ -9,6 +9,7 @@ use tollgate_mock::{MockOptions, MockServer};
 #[derive(Parser, Debug)]
 #[command(
     version,
+    long_version = env!("TOLLGATE_LONG_VERSION"),
     about = "Mock model provider (OpenAI, Azure, Anthropic and Gemini wire formats) for tests, demos and benchmarks"
 )]
 struct Args {
