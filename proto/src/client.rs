@@ -10,6 +10,7 @@ use tonic::{Request, Status};
 
 use crate::admin::v1::billing_service_client::BillingServiceClient;
 use crate::admin::v1::guardrail_service_client::GuardrailServiceClient;
+use crate::admin::v1::status_service_client::StatusServiceClient;
 use crate::admin::v1::{
     auth_service_client::AuthServiceClient, cache_policy_service_client::CachePolicyServiceClient,
     data_plane_service_client::DataPlaneServiceClient, key_service_client::KeyServiceClient,
@@ -80,6 +81,8 @@ pub struct AdminClient {
     pub guardrails: GuardrailServiceClient<Authed>,
     pub billing: BillingServiceClient<Authed>,
     pub cache: CachePolicyServiceClient<Authed>,
+    /// Status page incidents (operator only).
+    pub status: StatusServiceClient<Authed>,
 }
 
 impl AdminClient {
@@ -103,6 +106,7 @@ impl AdminClient {
             guardrails: GuardrailServiceClient::with_interceptor(channel.clone(), auth.clone()),
             billing: BillingServiceClient::with_interceptor(channel.clone(), auth.clone()),
             cache: CachePolicyServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            status: StatusServiceClient::with_interceptor(channel.clone(), auth.clone()),
             data_planes: DataPlaneServiceClient::with_interceptor(channel.clone(), auth.clone()),
             auth: AuthServiceClient::with_interceptor(channel, auth),
         })

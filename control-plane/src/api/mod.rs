@@ -7,6 +7,7 @@ pub mod billing;
 pub mod cache;
 pub mod data_planes;
 pub mod guardrails;
+pub mod incidents;
 pub mod keys;
 pub mod models;
 pub mod providers;

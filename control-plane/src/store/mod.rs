@@ -23,6 +23,7 @@ mod models;
 mod providers;
 mod routes;
 mod snapshot_data;
+pub mod status;
 mod tenants;
 #[cfg(test)]
 pub(crate) mod test_backends;

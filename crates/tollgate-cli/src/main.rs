@@ -7,6 +7,7 @@ mod cache;
 mod client;
 mod dev;
 mod guardrail;
+mod incident;
 mod output;
 mod route;
 mod usage;
@@ -85,6 +86,9 @@ enum Command {
     /// Users who sign in to the dashboard and admin API.
     #[command(subcommand)]
     User(user::UserCmd),
+    /// Incidents on the public status page (operator only).
+    #[command(subcommand)]
+    Incident(incident::IncidentCmd),
     /// Billing: prices, balances, top-ups, statements, codes (billing.rs).
     #[command(flatten)]
     Billing(billing::BillingCmd),
@@ -119,5 +123,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status => admin::status(&mut admin, cli.json).await,
         Command::User(c) => user::user(&mut admin, c, cli.json).await,
         Command::Billing(c) => billing::run(&mut admin, c, cli.json).await,
+        Command::Incident(c) => incident::incident(&mut admin, c, cli.json).await,
     }
 }
