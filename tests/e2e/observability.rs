@@ -106,8 +106,7 @@ async fn prometheus_scrape_shows_exact_counts_of_a_traffic_mix() {
             .iter()
             .filter(|d| d.as_str() != "[DONE]")
             .map(|d| serde_json::from_str::<Value>(d).unwrap())
-            .filter(|v| v["usage"].is_object())
-            .last()
+            .rfind(|v| v["usage"].is_object())
             .unwrap();
         input += last_usage["usage"]["prompt_tokens"].as_i64().unwrap();
         output += last_usage["usage"]["completion_tokens"].as_i64().unwrap();
