@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "tollgate/admin/v1/cache.proto",
                 "tollgate/admin/v1/dp_groups.proto",
                 "tollgate/admin/v1/dashboard.proto",
+                "tollgate/admin/v1/status.proto",
             ],
             &["."],
         )?;

@@ -17,8 +17,10 @@ pub mod push;
 pub mod secret;
 pub mod secrets_files;
 pub mod server;
+pub mod status_page;
 pub mod store;
 pub mod sync_service;
+pub mod telemetry;
 pub mod usage_retention;
 
 pub use config::{ControlPlaneConfig, MasterKeySource, DEFAULT_LISTEN};

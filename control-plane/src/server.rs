@@ -163,10 +163,19 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
     }
     dp_tokens.spawn_reloader(store.clone(), shutdown_rx.clone());
     let dp = crate::dp_auth::DpAuth(dp_tokens.clone());
+    // Telemetry: Prometheus metrics and the public status page.
+    let cp_metrics = crate::telemetry::CpMetrics::new()?;
+    let public = crate::status_page::PublicState::new(
+        store.clone(),
+        cp_metrics.clone(),
+        registry.clone(),
+        snapshots.clone(),
+    );
     let sync = SyncServiceServer::new(
         SyncApi::new(store.clone(), snapshots, registry, shutdown_rx.clone())
             .with_billing(config.billing)
-            .with_tokens(dp_tokens.clone()),
+            .with_tokens(dp_tokens.clone())
+            .with_metrics(cp_metrics),
     )
     .max_decoding_message_size(MAX_SYNC_MESSAGE)
     .max_encoding_message_size(MAX_SYNC_MESSAGE);
@@ -231,6 +240,12 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
                 admin.clone(),
             ),
         )
+        .add_service(
+            tollgate_proto::admin::v1::status_service_server::StatusServiceServer::with_interceptor(
+                crate::api::incidents::IncidentApi::new(state.clone()),
+                admin.clone(),
+            ),
+        )
         // Sign-in needs no token; the other auth calls check their own.
         .add_service(AuthServiceServer::with_interceptor(
             UserApi::new(state),
@@ -244,7 +259,8 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
     let app = services
         .routes()
         .into_axum_router()
-        .route_layer(tonic_web::GrpcWebLayer::new());
+        .route_layer(tonic_web::GrpcWebLayer::new())
+        .merge(crate::status_page::router(public));
     let dashboard_dir = crate::dashboard::resolve_dir(config.dashboard_dir.as_deref());
     if let Some(dir) = &dashboard_dir {
         tracing::info!(dir = %dir.display(), "serving the dashboard");

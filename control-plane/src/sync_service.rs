@@ -42,6 +42,8 @@ pub struct SyncApi {
     /// the built-in shared group (the interceptor decides who gets in).
     tokens: Option<Arc<DpTokenTable>>,
     groups: Arc<GroupSnapshots>,
+    /// Usage ingestion counters (telemetry).
+    metrics: Option<Arc<crate::telemetry::CpMetrics>>,
 }
 
 impl SyncApi {
@@ -71,7 +73,14 @@ impl SyncApi {
             billing: crate::billing::BillingConfig::default(),
             tokens: None,
             groups: Arc::new(GroupSnapshots::default()),
+            metrics: None,
         }
+    }
+
+    /// Counts ingested usage in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::telemetry::CpMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -175,11 +184,18 @@ impl SyncService for SyncApi {
             .enumerate()
             .map(|(i, r)| usage_from_proto(i, r, &batch.node_id, received_at_ms))
             .collect::<Result<Vec<_>, Status>>()?;
-        let duplicates = self
-            .store
-            .insert_usage_records(&records)
-            .await
-            .map_err(store_status)?;
+        let stored = self.store.insert_usage_records(&records).await;
+        if let Some(m) = &self.metrics {
+            match &stored {
+                Ok(d) => {
+                    m.usage_duplicates.inc_by(u64::from(*d));
+                    m.usage_stored
+                        .inc_by((records.len() as u64).saturating_sub(u64::from(*d)));
+                }
+                Err(_) => m.usage_failed_batches.inc(),
+            }
+        }
+        let duplicates = stored.map_err(store_status)?;
         Ok(Response::new(pb::UsageBatchAck {
             stored_ids: records.into_iter().map(|r| r.id).collect(),
             duplicates,

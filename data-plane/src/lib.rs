@@ -39,6 +39,7 @@ pub mod routing;
 pub mod server;
 pub mod stream;
 pub mod sync;
+pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -127,6 +128,12 @@ pub struct DataPlaneConfig {
     pub lease_settings: billing::LeaseSettings,
     /// Memory bound of the response cache; 0 disables it.
     pub cache_max_bytes: u64,
+    /// Admin listener for `/metrics`, `/healthz`, `/readyz`; `None`:
+    /// `/metrics` is served on the proxy port.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Metrics options (tenant label), fixed by the first data plane of the
+    /// process.
+    pub metrics: telemetry::MetricsOptions,
 }
 
 /// A usage sink given to [`DataPlaneConfig::usage_sink`].
@@ -157,6 +164,8 @@ impl DataPlaneConfig {
             usage_sink: None,
             lease_settings: billing::LeaseSettings::default(),
             cache_max_bytes: cache::DEFAULT_MAX_BYTES,
+            metrics_listen: None,
+            metrics: telemetry::MetricsOptions::default(),
         }
     }
 
@@ -178,6 +187,8 @@ pub struct PreparedDataPlane {
     pub url: String,
     pub addr: SocketAddr,
     pub node_id: String,
+    /// `http://ADDR:PORT` of the admin listener (`--metrics-listen`).
+    pub admin_url: Option<String>,
     store: Arc<ConfigStore>,
     server: Server,
     drain: Arc<Drain>,
@@ -204,6 +215,17 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    telemetry::configure(config.metrics);
+    let admin_listener = match config.metrics_listen {
+        Some(a) => {
+            let l = std::net::TcpListener::bind(a)
+                .with_context(|| format!("cannot listen on {a} (--metrics-listen)"))?;
+            l.set_nonblocking(true)?;
+            Some(l)
+        }
+        None => None,
+    };
+    let sync_state = telemetry::SyncState::new(telemetry::SyncStatus::Static);
     let node_id = config.node_id.clone().unwrap_or_else(|| {
         let id = uuid::Uuid::new_v4().simple().to_string();
         format!("dp-{}", &id[..12])
@@ -318,7 +340,11 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
                     }
                     .boxed()
                 }));
-                let source = Box::new(GrpcSource::new(endpoint, auth, node_id.clone()));
+                sync_state.set(telemetry::SyncStatus::Disconnected);
+                let source = Box::new(
+                    GrpcSource::new(endpoint, auth, node_id.clone())
+                        .with_sync_state(sync_state.clone()),
+                );
                 (source, sink, applier)
             }
             ConfigSourceSpec::File(path) => {
@@ -363,6 +389,15 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
             clock.clone(),
         ))
     });
+    let telemetry = Arc::new(telemetry::Telemetry {
+        store: store.clone(),
+        sync: sync_state,
+        spool: spool.clone(),
+        leases: leases.clone(),
+        drain: drain.clone(),
+        clock: clock.clone(),
+        metrics_on_proxy: admin_listener.is_none(),
+    });
     let gateway = Arc::new(Gateway {
         store: store.clone(),
         providers: providers::Providers::new(client),
@@ -376,6 +411,7 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
         health,
         billing: leases,
         cache: response_cache,
+        telemetry: telemetry.clone(),
     });
 
     // Draining happens before Pingora is told to stop (see WatchShutdown),
@@ -395,6 +431,19 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
     );
     proxy.add_tcp(&addr_str);
     server.add_service(PreboundService::new(proxy, addr_str, listener));
+    let mut admin_url = None;
+    if let Some(l) = admin_listener {
+        let admin_addr = l.local_addr()?;
+        let admin_str = admin_addr.to_string();
+        let mut admin = pingora_core::services::listening::Service::new(
+            "tollgate-admin".to_string(),
+            telemetry::admin::AdminApp { telemetry },
+        );
+        admin.add_tcp(&admin_str);
+        admin.threads = Some(1);
+        server.add_service(PreboundService::new(admin, admin_str, l));
+        admin_url = Some(format!("http://{admin_addr}"));
+    }
     let mut background = background_service("tollgate-sync", BackgroundTasks::new(tasks));
     background.threads = Some(1);
     server.add_service(background);
@@ -403,6 +452,7 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
         url: format!("http://{addr}"),
         addr,
         node_id,
+        admin_url,
         store,
         server,
         drain,

@@ -76,6 +76,14 @@ struct Args {
     cache_max_bytes: u64,
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Admin listener for Prometheus `/metrics`, `/healthz` and `/readyz`
+    /// (e.g. 127.0.0.1:9480). Without it `/metrics` is on the proxy port.
+    #[arg(long, env = "TOLLGATE_DP_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Add a `tenant` label (tenant id) to per-call metrics; use only with
+    /// a bounded number of tenants (docs/observability.md).
+    #[arg(long, env = "TOLLGATE_DP_METRICS_TENANT_LABEL")]
+    metrics_tenant_label: bool,
 }
 
 /// Never prints the token.
@@ -143,6 +151,8 @@ fn main() -> anyhow::Result<()> {
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace_secs);
     config.usage_spool_max_bytes = args.usage_spool_max_bytes;
     config.cache_max_bytes = args.cache_max_bytes;
+    config.metrics_listen = args.metrics_listen;
+    config.metrics.tenant_label = args.metrics_tenant_label;
     if let Some(dir) = &config.data_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
@@ -151,6 +161,9 @@ fn main() -> anyhow::Result<()> {
     let dp = tollgate_dp::prepare(config)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     spawn_signal_handler(stop_tx)?;
+    if let Some(admin) = &dp.admin_url {
+        println!("tollgate-dp metrics: {admin}/metrics");
+    }
     // Tests and scripts wait for this exact line on stdout.
     println!("tollgate-dp ready: {}", dp.url);
     dp.run(stop_rx)

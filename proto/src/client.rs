@@ -9,9 +9,10 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
 use crate::admin::v1::billing_service_client::BillingServiceClient;
-use crate::admin::v1::data_plane_group_service_client::DataPlaneGroupServiceClient;
 use crate::admin::v1::console_service_client::ConsoleServiceClient;
+use crate::admin::v1::data_plane_group_service_client::DataPlaneGroupServiceClient;
 use crate::admin::v1::guardrail_service_client::GuardrailServiceClient;
+use crate::admin::v1::status_service_client::StatusServiceClient;
 use crate::admin::v1::{
     auth_service_client::AuthServiceClient, cache_policy_service_client::CachePolicyServiceClient,
     data_plane_service_client::DataPlaneServiceClient, key_service_client::KeyServiceClient,
@@ -84,6 +85,8 @@ pub struct AdminClient {
     pub cache: CachePolicyServiceClient<Authed>,
     pub dp_groups: DataPlaneGroupServiceClient<Authed>,
     pub console: ConsoleServiceClient<Authed>,
+    /// Status page incidents (operator only).
+    pub status: StatusServiceClient<Authed>,
 }
 
 impl AdminClient {
@@ -108,6 +111,7 @@ impl AdminClient {
             billing: BillingServiceClient::with_interceptor(channel.clone(), auth.clone()),
             cache: CachePolicyServiceClient::with_interceptor(channel.clone(), auth.clone()),
             console: ConsoleServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            status: StatusServiceClient::with_interceptor(channel.clone(), auth.clone()),
             data_planes: DataPlaneServiceClient::with_interceptor(channel.clone(), auth.clone()),
             dp_groups: DataPlaneGroupServiceClient::with_interceptor(channel.clone(), auth.clone()),
             auth: AuthServiceClient::with_interceptor(channel, auth),

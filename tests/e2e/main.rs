@@ -11,6 +11,7 @@ mod errors;
 mod guardrails;
 mod https_upstream;
 mod metadata_only;
+mod observability;
 mod proxy;
 mod routing;
 mod sync;

@@ -9,6 +9,7 @@ pub mod console;
 pub mod data_planes;
 pub mod dp_groups;
 pub mod guardrails;
+pub mod incidents;
 pub mod keys;
 pub mod models;
 pub mod providers;

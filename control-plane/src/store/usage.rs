@@ -183,6 +183,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let mut duplicates = 0_u32;
         let mut rollups = super::usage_rollup::RollupBatch::default();
+        let mut status = super::status::StatusBatch::default();
         for r in records {
             let done = sqlx::query(&format!(
                 "INSERT INTO usage_records ({RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
@@ -229,11 +230,15 @@ impl Store {
                 duplicates += 1;
             } else {
                 rollups.add(r);
+                status.add(r);
                 // Billing: charged once, with the record (store/billing.rs).
                 super::billing::charge_usage(&mut tx, r).await?;
             }
         }
         rollups.upsert(&mut tx).await?;
+        status
+            .upsert(&mut tx, tollgate_core::time::now_ms())
+            .await?;
         tx.commit().await?;
         Ok(duplicates)
     }

@@ -13,6 +13,7 @@ mod isolation;
 mod lifecycle;
 mod postgres;
 mod routes;
+mod status_page;
 mod sync;
 mod tenant_users;
 mod usage;

@@ -456,6 +456,18 @@ async fn session_of_tenant_a_cannot_see_or_change_tenant_b() {
             .get_config_status(pb::GetConfigStatusRequest {})),
         Code::PermissionDenied
     );
+    // Status page incidents are installation-wide (observability).
+    assert_eq!(
+        code!(a.status.create_incident(pb::CreateIncidentRequest {
+            title: "fake outage".into(),
+            ..Default::default()
+        })),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        code!(a.status.list_incidents(pb::ListIncidentsRequest::default())),
+        Code::PermissionDenied
+    );
     assert_eq!(
         code!(a.auth.list_users(pb::ListUsersRequest {
             tenant: String::new()

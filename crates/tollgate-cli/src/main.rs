@@ -8,6 +8,7 @@ mod client;
 mod dev;
 mod dp_group;
 mod guardrail;
+mod incident;
 mod output;
 mod route;
 mod usage;
@@ -87,6 +88,9 @@ enum Command {
     /// Users who sign in to the dashboard and admin API.
     #[command(subcommand)]
     User(user::UserCmd),
+    /// Incidents on the public status page (operator only).
+    #[command(subcommand)]
+    Incident(incident::IncidentCmd),
     /// Billing: prices, balances, top-ups, statements, codes (billing.rs).
     #[command(flatten)]
     Billing(billing::BillingCmd),
@@ -125,5 +129,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(c) => user::user(&mut admin, c, cli.json).await,
         Command::Billing(c) => billing::run(&mut admin, c, cli.json).await,
         Command::DpGroup(c) => dp_group::dp_group(&mut admin, c, cli.json).await,
+        Command::Incident(c) => incident::incident(&mut admin, c, cli.json).await,
     }
 }

@@ -179,6 +179,7 @@ enum Endpoint {
     CountTokens,
     Embeddings,
     Responses,
+    Metrics,
 }
 
 impl Endpoint {
@@ -193,6 +194,7 @@ impl Endpoint {
             Endpoint::CountTokens => "messages.count_tokens",
             Endpoint::Embeddings => "embeddings",
             Endpoint::Responses => "responses",
+            Endpoint::Metrics => "metrics",
         }
     }
 }
@@ -213,6 +215,7 @@ fn endpoint(method: &::http::Method, path: &str) -> Result<Endpoint, GatewayErro
         "/v1/embeddings" => (Endpoint::Embeddings, &[::http::Method::POST]),
         "/v1/responses" => (Endpoint::Responses, &[::http::Method::POST]),
         "/v1/messages/count_tokens" => (Endpoint::CountTokens, &[::http::Method::POST]),
+        "/metrics" => (Endpoint::Metrics, &[::http::Method::GET]),
         _ => return Err(GatewayError::UnknownRoute(path.to_string())),
     };
     if allowed.contains(method) {
@@ -240,6 +243,8 @@ pub struct Gateway {
     pub billing: Option<Arc<crate::billing::LeaseBook>>,
     /// The response cache; `None` when disabled (`--cache-max-bytes 0`).
     pub cache: Option<Arc<crate::cache::ResponseCache>>,
+    /// Metrics and health reporting (telemetry).
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 impl Gateway {
@@ -285,8 +290,8 @@ impl Gateway {
         ctx.endpoint = ep.usage_name();
         match ep {
             Endpoint::Health => {
-                let body = bytes::Bytes::from_static(br#"{"status":"ok"}"#);
-                response::write_json(session, ctx, 200, body).await?;
+                let body = self.telemetry.health_body("ok");
+                response::write_json(session, ctx, 200, body.into()).await?;
             }
             Endpoint::Ready => {
                 if self.drain.is_draining() {
@@ -296,8 +301,15 @@ impl Gateway {
                 if version == 0 && !self.store.is_ready() {
                     return Err(GatewayError::NotReady("no configuration loaded yet").into());
                 }
-                let body = format!(r#"{{"status":"ready","config_version":{version}}}"#);
+                let body = self.telemetry.health_body("ready");
                 response::write_json(session, ctx, 200, body.into()).await?;
+            }
+            Endpoint::Metrics => {
+                // With an admin listener, metrics stay off the proxy port.
+                if !self.telemetry.metrics_on_proxy {
+                    return Err(GatewayError::UnknownRoute("/metrics".into()).into());
+                }
+                self.telemetry.write_metrics(session, ctx).await?;
             }
             Endpoint::Models => {
                 let tenant = self.authenticate(session, ctx)?;
@@ -467,6 +479,7 @@ impl Gateway {
             }
         }
         crate::access_log::log(session, ctx, latency_ms);
+        crate::telemetry::record_call(ctx, latency_ms);
         if let Some(record) = record {
             self.sink.submit(record);
         }

@@ -27,6 +27,8 @@ pub struct GrpcSource {
     endpoint: Endpoint,
     auth: BearerAuth,
     node_id: String,
+    /// Connected or not, for `/readyz` and `/metrics` (telemetry).
+    sync_state: Option<Arc<crate::telemetry::SyncState>>,
 }
 
 impl std::fmt::Debug for GrpcSource {
@@ -69,6 +71,19 @@ impl GrpcSource {
             endpoint,
             auth,
             node_id,
+            sync_state: None,
+        }
+    }
+
+    /// Reports whether the subscription is up to `state`.
+    pub fn with_sync_state(mut self, state: Arc<crate::telemetry::SyncState>) -> Self {
+        self.sync_state = Some(state);
+        self
+    }
+
+    fn set_sync(&self, status: crate::telemetry::SyncStatus) {
+        if let Some(s) = &self.sync_state {
+            s.set(status);
         }
     }
 
@@ -100,6 +115,7 @@ impl GrpcSource {
             .map_err(|s| format!("subscribe: {} {}", s.code(), s.message()))?
             .into_inner();
         tracing::info!(node_id = %self.node_id, "subscribed to the control plane");
+        self.set_sync(crate::telemetry::SyncStatus::Connected);
         loop {
             let msg = inbound
                 .message()
@@ -162,6 +178,7 @@ impl ConfigSource for GrpcSource {
                 _ = shutdown_requested(&mut shutdown) => return,
                 r = self.session(&applier, &mut received) => r,
             };
+            self.set_sync(crate::telemetry::SyncStatus::Disconnected);
             if received > 0 {
                 backoff.reset();
             }
