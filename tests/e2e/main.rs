@@ -9,6 +9,7 @@ mod chaos;
 mod errors;
 mod guardrails;
 mod https_upstream;
+mod limits;
 mod metadata_only;
 mod proxy;
 mod routing;
