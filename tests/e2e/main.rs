@@ -13,6 +13,7 @@ mod limits;
 mod metadata_only;
 mod proxy;
 mod routing;
+mod secret_grep;
 mod sync;
 mod usage;
 mod usage_query;
