@@ -17,6 +17,7 @@ mod budgets;
 mod cache_policies;
 mod codes;
 mod guardrails;
+pub mod key_rotation;
 mod keys;
 mod leases;
 mod models;
