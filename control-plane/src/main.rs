@@ -67,6 +67,20 @@ struct Args {
     /// seconds (checked every 5 s); unset: never.
     #[arg(long, env = "TOLLGATE_FREEZE_INACTIVE_AFTER_SECS")]
     freeze_inactive_after_secs: Option<u64>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Re-encrypt every stored provider credential under a new master key
+    /// (one transaction), then replace <data-dir>/master.key when the key
+    /// lives there. Stop the control plane first; safe to re-run.
+    RotateMasterKey {
+        /// File holding the base64 of the new 32-byte key.
+        #[arg(long)]
+        new_key_file: PathBuf,
+    },
 }
 
 impl std::fmt::Debug for Args {
@@ -125,6 +139,17 @@ async fn main() -> anyhow::Result<()> {
         (None, Some(k)) => MasterKeySource::Base64(k),
         (None, None) => MasterKeySource::DataDir,
     };
+    if let Some(Command::RotateMasterKey { new_key_file }) = &args.command {
+        let summary = tollgate_cp::rotate::rotate_master_key(
+            &args.data_dir,
+            args.database_url.clone(),
+            &master_key,
+            new_key_file,
+        )
+        .await?;
+        println!("{summary}");
+        return Ok(());
+    }
     let token_origin = |overridden: bool, file: &str, var: &str, dir: &std::path::Path| {
         if overridden {
             format!("from {var}")

@@ -134,6 +134,8 @@ pub struct DataPlaneConfig {
     /// Metrics options (tenant label), fixed by the first data plane of the
     /// process.
     pub metrics: telemetry::MetricsOptions,
+    /// Header, body, JSON and connection limits (docs/security.md).
+    pub request_limits: http::limits::RequestLimits,
 }
 
 /// A usage sink given to [`DataPlaneConfig::usage_sink`].
@@ -166,6 +168,7 @@ impl DataPlaneConfig {
             cache_max_bytes: cache::DEFAULT_MAX_BYTES,
             metrics_listen: None,
             metrics: telemetry::MetricsOptions::default(),
+            request_limits: http::limits::RequestLimits::default(),
         }
     }
 
@@ -211,6 +214,10 @@ impl std::fmt::Debug for PreparedDataPlane {
 /// Fails on a bad file, an unusable control-plane URL or token, or a busy
 /// port. Installs no signal handler.
 pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
+    config
+        .request_limits
+        .validate()
+        .map_err(|e| anyhow::anyhow!("request limits: {e}"))?;
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     listener.set_nonblocking(true)?;
@@ -405,6 +412,7 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
         limits: Limits {
             max_body_bytes: config.max_body_bytes,
             upstream_timeout: config.upstream_timeout,
+            request: config.request_limits,
         },
         drain: drain.clone(),
         clock,
@@ -424,11 +432,13 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     let addr_str = addr.to_string();
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(
-        &server.configuration,
-        proxy::TollgateProxy { gateway },
-        "tollgate-proxy",
+    // Connection-level limits (header size/count and deadline, idle
+    // keep-alive, connection cap) wrap Pingora's HTTP application.
+    let app = http::conn_guard::GuardedApp::new(
+        pingora_proxy::http_proxy(&server.configuration, proxy::TollgateProxy { gateway }),
+        config.request_limits,
     );
+    let mut proxy = pingora_core::services::listening::Service::new("tollgate-proxy".into(), app);
     proxy.add_tcp(&addr_str);
     server.add_service(PreboundService::new(proxy, addr_str, listener));
     let mut admin_url = None;

@@ -84,6 +84,31 @@ struct Args {
     /// a bounded number of tenants (docs/observability.md).
     #[arg(long, env = "TOLLGATE_DP_METRICS_TENANT_LABEL")]
     metrics_tenant_label: bool,
+    // Request limits (docs/security.md); defaults in RequestLimits::default.
+    /// Deepest accepted JSON nesting of a request body (400).
+    #[arg(long, default_value_t = 64)]
+    max_json_depth: usize,
+    /// Most entries in `messages` (or a Responses `input` list) (400).
+    #[arg(long, default_value_t = 4096)]
+    max_messages: usize,
+    /// Most request header lines (431; at most 256).
+    #[arg(long, default_value_t = 100)]
+    max_headers: usize,
+    /// Largest request line + headers in bytes (431).
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_header_bytes: usize,
+    /// Time a client has to send a request header (408), in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    header_read_timeout_ms: u64,
+    /// Time a client has to send a request body (408), in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    body_read_timeout_ms: u64,
+    /// Idle time after which a kept-alive client connection is closed.
+    #[arg(long, default_value_t = 75)]
+    keepalive_timeout_secs: u64,
+    /// Most client connections open at once (503 over it).
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
 }
 
 /// Never prints the token.
@@ -153,6 +178,16 @@ fn main() -> anyhow::Result<()> {
     config.cache_max_bytes = args.cache_max_bytes;
     config.metrics_listen = args.metrics_listen;
     config.metrics.tenant_label = args.metrics_tenant_label;
+    config.request_limits = tollgate_dp::http::limits::RequestLimits {
+        max_json_depth: args.max_json_depth,
+        max_messages: args.max_messages,
+        max_headers: args.max_headers,
+        max_header_bytes: args.max_header_bytes,
+        header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+        body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
+        keepalive_idle_timeout: Duration::from_secs(args.keepalive_timeout_secs),
+        max_connections: args.max_connections,
+    };
     if let Some(dir) = &config.data_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;

@@ -84,8 +84,15 @@ impl Proc {
                 ),
             }
         };
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep draining stdout so the child never blocks on a full pipe; the
+        // lines are kept beside the log (the secret-grep test scans them).
+        let mut stdout_log = std::fs::File::create(log.with_extension("stdout.log"))?;
+        tokio::spawn(async move {
+            use std::io::Write;
+            while let Ok(Some(l)) = lines.next_line().await {
+                let _ = writeln!(stdout_log, "{l}");
+            }
+        });
         Ok(Proc { child, url, log })
     }
 

@@ -19,6 +19,7 @@ mod codes;
 mod console;
 pub(crate) mod dp_groups;
 mod guardrails;
+pub mod key_rotation;
 mod keys;
 mod leases;
 mod models;

@@ -98,6 +98,22 @@ pub enum GatewayError {
     /// A bug or an impossible state inside the gateway.
     #[error("internal error")]
     Internal,
+    // --- request limits (security; see http/limits.rs) ---
+    /// The JSON body nests arrays/objects deeper than the limit.
+    #[error("JSON nested deeper than {limit} levels")]
+    JsonTooDeep { limit: usize },
+    /// More entries in `field` (messages, input) than the limit.
+    #[error("more than {limit} entries in {field}")]
+    TooManyMessages { limit: usize, field: &'static str },
+    /// Too many request headers, or a header section too large.
+    #[error("request header fields too large")]
+    HeaderTooLarge,
+    /// The client did not send its request header or body in time.
+    #[error("request {0} not received in time")]
+    RequestTimeout(&'static str),
+    /// The data plane already holds its maximum of client connections.
+    #[error("too many connections")]
+    TooManyConnections,
 }
 
 /// The wire protocol a caller speaks on a route (and the shape its errors
@@ -134,6 +150,10 @@ impl GatewayError {
             | GatewayError::UpstreamThrottled { status, .. }
             | GatewayError::UpstreamNative { status, .. } => *status,
             GatewayError::Internal => 500,
+            GatewayError::JsonTooDeep { .. } | GatewayError::TooManyMessages { .. } => 400,
+            GatewayError::HeaderTooLarge => 431,
+            GatewayError::RequestTimeout(_) => 408,
+            GatewayError::TooManyConnections => 503,
         }
     }
 
@@ -162,6 +182,11 @@ impl GatewayError {
             | GatewayError::UpstreamThrottled { .. }
             | GatewayError::UpstreamNative { .. } => "upstream_error",
             GatewayError::Internal => "server_error",
+            GatewayError::JsonTooDeep { .. }
+            | GatewayError::TooManyMessages { .. }
+            | GatewayError::HeaderTooLarge
+            | GatewayError::RequestTimeout(_) => "invalid_request_error",
+            GatewayError::TooManyConnections => "service_unavailable",
         }
     }
 
@@ -191,6 +216,11 @@ impl GatewayError {
             | GatewayError::UpstreamNative { .. } => "upstream_status",
             GatewayError::NoTargetAvailable(_) => "no_target_available",
             GatewayError::Internal => "internal_error",
+            GatewayError::JsonTooDeep { .. } => "json_too_deep",
+            GatewayError::TooManyMessages { .. } => "too_many_messages",
+            GatewayError::HeaderTooLarge => "request_header_too_large",
+            GatewayError::RequestTimeout(_) => "request_timeout",
+            GatewayError::TooManyConnections => "too_many_connections",
         }
     }
 
@@ -198,6 +228,7 @@ impl GatewayError {
         match self {
             GatewayError::InvalidRequest { param, .. } => *param,
             GatewayError::ModelNotFound(_) => Some("model"),
+            GatewayError::TooManyMessages { field, .. } => Some(*field),
             _ => None,
         }
     }
@@ -252,6 +283,21 @@ impl GatewayError {
                 "No provider for model '{m}' is available right now (all are failing or out of rotation). Retry later."
             ),
             GatewayError::Internal => "Internal gateway error.".into(),
+            GatewayError::JsonTooDeep { limit } => format!(
+                "The request body nests JSON arrays and objects deeper than the limit of {limit} levels."
+            ),
+            GatewayError::TooManyMessages { limit, field } => {
+                format!("'{field}' has more than the limit of {limit} entries.")
+            }
+            GatewayError::HeaderTooLarge => {
+                "The request headers are too many or too large.".into()
+            }
+            GatewayError::RequestTimeout(part) => {
+                format!("The request {part} was not received in time.")
+            }
+            GatewayError::TooManyConnections => {
+                "The gateway has too many open connections. Retry later.".into()
+            }
         }
     }
 
@@ -398,7 +444,8 @@ fn native_error_parts(format: ApiFormat, status: u16, body: &[u8]) -> (String, S
 /// The Anthropic `error.type` for a status.
 pub fn anthropic_error_type(status: u16) -> &'static str {
     match status {
-        400 | 405 => "invalid_request_error",
+        400 | 405 | 431 => "invalid_request_error",
+        408 => "timeout_error",
         401 => "authentication_error",
         402 => "billing_error",
         403 => "permission_error",

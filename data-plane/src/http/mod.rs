@@ -1,7 +1,9 @@
 //! The HTTP edge: request identification, caller credentials, bounded body
 //! reading, response writing and the error mapping.
 
+pub mod conn_guard;
 pub mod errors;
+pub mod limits;
 pub mod response;
 
 use bytes::{Bytes, BytesMut};

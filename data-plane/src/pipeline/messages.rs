@@ -13,7 +13,7 @@ use super::relay::relay;
 use super::{CallContext, Failure, Gateway};
 use crate::config::ProviderKind;
 use crate::http::errors::GatewayError;
-use crate::http::{self, response, BodyError};
+use crate::http::response;
 use crate::providers::anthropic::{inbound, CallerHeaders};
 use crate::stream::AnthropicMeter;
 use pingora_proxy::Session;
@@ -37,12 +37,10 @@ impl Gateway {
         &self,
         session: &mut Session,
     ) -> Result<(Map<String, Value>, usize), Failure> {
-        let limit = self.limits.max_body_bytes;
-        let body = http::read_body(session, limit).await.map_err(|e| match e {
-            BodyError::TooLarge => Failure::Reply(GatewayError::BodyTooLarge { limit }),
-            BodyError::Downstream(e) => Failure::Downstream(e),
-        })?;
-        Ok((parse(&body)?, body.len()))
+        let body = self.read_request_body(session).await?;
+        let map = parse(&body)?;
+        self.limits.request.check_items(&map, "messages")?;
+        Ok((map, body.len()))
     }
 
     /// `POST /v1/messages`.

@@ -22,6 +22,7 @@ mod embeddings;
 mod exchanges;
 mod failover;
 mod guard;
+mod intake;
 mod messages;
 mod relay;
 mod responses;
@@ -34,7 +35,7 @@ use tollgate_core::usage::Usage;
 
 use crate::config::{CallerKey, CompiledConfig, ConfigStore, Route, TenantRuntime};
 use crate::http::errors::{ApiFormat, GatewayError};
-use crate::http::{self, response, BodyError};
+use crate::http::{self, response};
 use crate::metering::{UsageRecord, UsageSink};
 use crate::providers::Providers;
 use crate::routing::health::HealthSink;
@@ -166,6 +167,8 @@ impl From<Box<pingora_core::Error>> for Failure {
 pub struct Limits {
     pub max_body_bytes: usize,
     pub upstream_timeout: Duration,
+    /// Depth, message count, header and slow-client limits (security).
+    pub request: crate::http::limits::RequestLimits,
 }
 
 /// The routes the gateway answers.
@@ -368,12 +371,9 @@ impl Gateway {
     /// `POST /v1/chat/completions`.
     async fn chat(&self, session: &mut Session, ctx: &mut CallContext) -> Result<(), Failure> {
         let tenant = self.authenticate(session, ctx)?;
-        let limit = self.limits.max_body_bytes;
-        let body = http::read_body(session, limit).await.map_err(|e| match e {
-            BodyError::TooLarge => Failure::Reply(GatewayError::BodyTooLarge { limit }),
-            BodyError::Downstream(e) => Failure::Downstream(e),
-        })?;
+        let body = self.read_request_body(session).await?;
         let mut chat = ChatRequest::parse(&body)?;
+        self.limits.request.check_items(&chat.body, "messages")?;
         ctx.stream = chat.stream;
         ctx.include_usage = chat.include_usage;
 

@@ -21,6 +21,7 @@ impl Gateway {
     ) -> Result<(), Failure> {
         let tenant = self.authenticate(session, ctx)?;
         let (mut body, body_len) = self.read_json(session).await?;
+        self.limits.request.check_items(&body, "input")?;
         let model = request::validate(&body)?;
         let stream = body.get("stream") == Some(&Value::Bool(true));
         ctx.stream = stream;
