@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "tollgate/admin/v1/billing.proto",
                 "tollgate/sync/v1/sync.proto",
                 "tollgate/admin/v1/cache.proto",
+                "tollgate/admin/v1/rate_limits.proto",
             ],
             &["."],
         )?;

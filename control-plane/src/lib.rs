@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod dashboard;
 pub mod data_planes;
 pub mod push;
+pub mod quota;
 pub mod secret;
 pub mod secrets_files;
 pub mod server;

@@ -37,6 +37,8 @@ pub struct SyncApi {
     registry: Arc<DataPlaneRegistry>,
     shutdown: watch::Receiver<bool>,
     billing: crate::billing::BillingConfig,
+    /// Rate-limit quota slices granted per window (docs/rate-limits.md).
+    quota: Arc<crate::quota::QuotaLedger>,
 }
 
 impl SyncApi {
@@ -58,6 +60,7 @@ impl SyncApi {
             registry,
             shutdown,
             billing: crate::billing::BillingConfig::default(),
+            quota: Arc::new(crate::quota::QuotaLedger::new()),
         }
     }
 }
@@ -183,6 +186,17 @@ impl SyncService for SyncApi {
             .await
             .map_err(store_status)?;
         Ok(Response::new(pb::LeaseReturnAck {}))
+    }
+
+    async fn acquire_quota(
+        &self,
+        request: Request<pb::QuotaRequest>,
+    ) -> Result<Response<pb::QuotaGrants>, Status> {
+        let r = request.into_inner();
+        if r.node_id.is_empty() {
+            return Err(Status::invalid_argument("node_id is required"));
+        }
+        Ok(Response::new(self.quota.acquire(&r.asks, now_ms())?))
     }
 
     async fn report_target_health(

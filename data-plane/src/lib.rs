@@ -34,6 +34,7 @@ pub mod metering;
 pub mod pipeline;
 pub mod providers;
 pub mod proxy;
+pub mod ratelimit;
 pub mod responses;
 pub mod routing;
 pub mod server;
@@ -127,6 +128,8 @@ pub struct DataPlaneConfig {
     pub lease_settings: billing::LeaseSettings,
     /// Memory bound of the response cache; 0 disables it.
     pub cache_max_bytes: u64,
+    /// Rate limits: local share and waiting (docs/rate-limits.md).
+    pub quota_settings: ratelimit::QuotaSettings,
 }
 
 /// A usage sink given to [`DataPlaneConfig::usage_sink`].
@@ -157,6 +160,7 @@ impl DataPlaneConfig {
             usage_sink: None,
             lease_settings: billing::LeaseSettings::default(),
             cache_max_bytes: cache::DEFAULT_MAX_BYTES,
+            quota_settings: ratelimit::QuotaSettings::default(),
         }
     }
 
@@ -226,6 +230,7 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
         extra_roots.clone(),
     ));
     let mut tasks: Vec<BackgroundTask> = Vec::new();
+    store.targets.limiters.hub.configure(config.quota_settings);
     let mut usage: Option<UsageShutdown> = None;
     let mut spool: Option<Arc<Spool>> = None;
     let mut leases: Option<Arc<billing::LeaseBook>> = None;
@@ -312,6 +317,27 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
                             Box::new(transport),
                             lease_node,
                             refills,
+                            shutdown,
+                        )
+                        .await;
+                    }
+                    .boxed()
+                }));
+                // Rate limits: quota slices from the control plane.
+                let (quota_tx, quota_rx) = tokio::sync::mpsc::channel(4096);
+                let hub = store.targets.limiters.hub.clone();
+                hub.attach(quota_tx);
+                let (quota_endpoint, quota_auth) = (endpoint.clone(), auth.clone());
+                let quota_node = node_id.clone();
+                tasks.push(Box::new(move |shutdown| {
+                    async move {
+                        let transport =
+                            ratelimit::quota::GrpcQuotaTransport::new(&quota_endpoint, quota_auth);
+                        ratelimit::quota::run(
+                            hub,
+                            Box::new(transport),
+                            quota_node,
+                            quota_rx,
                             shutdown,
                         )
                         .await;

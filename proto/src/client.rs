@@ -10,6 +10,7 @@ use tonic::{Request, Status};
 
 use crate::admin::v1::billing_service_client::BillingServiceClient;
 use crate::admin::v1::guardrail_service_client::GuardrailServiceClient;
+use crate::admin::v1::rate_limit_service_client::RateLimitServiceClient;
 use crate::admin::v1::{
     auth_service_client::AuthServiceClient, cache_policy_service_client::CachePolicyServiceClient,
     data_plane_service_client::DataPlaneServiceClient, key_service_client::KeyServiceClient,
@@ -80,6 +81,7 @@ pub struct AdminClient {
     pub guardrails: GuardrailServiceClient<Authed>,
     pub billing: BillingServiceClient<Authed>,
     pub cache: CachePolicyServiceClient<Authed>,
+    pub rate_limits: RateLimitServiceClient<Authed>,
 }
 
 impl AdminClient {
@@ -103,6 +105,7 @@ impl AdminClient {
             guardrails: GuardrailServiceClient::with_interceptor(channel.clone(), auth.clone()),
             billing: BillingServiceClient::with_interceptor(channel.clone(), auth.clone()),
             cache: CachePolicyServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            rate_limits: RateLimitServiceClient::with_interceptor(channel.clone(), auth.clone()),
             data_planes: DataPlaneServiceClient::with_interceptor(channel.clone(), auth.clone()),
             auth: AuthServiceClient::with_interceptor(channel, auth),
         })

@@ -11,6 +11,7 @@ mod guardrails;
 mod https_upstream;
 mod metadata_only;
 mod proxy;
+mod ratelimit;
 mod routing;
 mod sync;
 mod usage;

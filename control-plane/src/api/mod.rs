@@ -10,6 +10,7 @@ pub mod guardrails;
 pub mod keys;
 pub mod models;
 pub mod providers;
+pub mod rate_limits;
 pub mod routes;
 pub mod status;
 pub mod tenants;

@@ -38,6 +38,8 @@ pub struct TenantData {
     pub account: Option<(u32, bool)>,
     /// Response cache policies (tenant, model and key scopes).
     pub cache_policies: Vec<super::CachePolicyRow>,
+    /// Rate limits with their tiers resolved (tenant, model and key scopes).
+    pub rate_limits: Vec<super::EffectiveRateLimit>,
 }
 
 /// The configuration at `version` (or newer: the version is read first, so
@@ -122,6 +124,7 @@ impl Store {
         let prices = super::billing::load_prices(&mut tx).await?;
         let accounts = super::billing::load_accounts(&mut tx).await?;
         let cache_policies = Store::all_cache_policies(&mut tx).await?;
+        let rate_limits = Store::all_effective_rate_limits(&mut tx).await?;
         tx.commit().await?;
 
         // Group once by tenant instead of filtering per tenant.
@@ -136,6 +139,7 @@ impl Store {
             .map(|(tenant, bps, frozen)| (tenant, (bps, frozen)))
             .collect();
         let mut cache_policies = group_by_tenant(cache_policies, |p| &p.tenant_id);
+        let mut rate_limits = group_by_tenant(rate_limits, |r| &r.tenant_id);
         let tenants = tenants
             .into_iter()
             .map(|tenant| TenantData {
@@ -147,6 +151,7 @@ impl Store {
                 prices: prices.remove(&tenant.id).unwrap_or_default(),
                 account: accounts.remove(&tenant.id),
                 cache_policies: cache_policies.remove(&tenant.id).unwrap_or_default(),
+                rate_limits: rate_limits.remove(&tenant.id).unwrap_or_default(),
                 tenant,
             })
             .collect();

@@ -328,6 +328,7 @@ pub fn parse_yaml(
             guardrails: Vec::new(),
             billing: None,
             cache_policy: t.cache.as_ref().map(FileCachePolicy::to_proto),
+            rate_limits: Vec::new(),
         });
     }
     Ok(pb::Snapshot {

@@ -22,6 +22,7 @@ mod embeddings;
 mod exchanges;
 mod failover;
 mod guard;
+mod limit;
 mod messages;
 mod relay;
 mod responses;
@@ -85,6 +86,8 @@ pub struct CallContext {
     in_flight: Option<drain::InFlight>,
     /// Worst-case cost reserved from the tenant's lease; settled in `finish`.
     pub reservation: Option<crate::billing::Reservation>,
+    /// Rate limits: the response headers and the call's admission.
+    pub rate_limit: crate::ratelimit::CallLimits,
 }
 
 impl Default for CallContext {
@@ -111,6 +114,7 @@ impl Default for CallContext {
             cache_hit_cost_bps: None,
             in_flight: None,
             reservation: None,
+            rate_limit: Default::default(),
         }
     }
 }
@@ -269,7 +273,7 @@ impl Gateway {
         ctx: &mut CallContext,
         e: GatewayError,
     ) -> pingora_core::Result<()> {
-        ctx.error_code = Some(e.code());
+        ctx.error_code = Some(e.log_code());
         response::write_error(session, ctx, &e).await
     }
 
@@ -377,6 +381,9 @@ impl Gateway {
         };
         self.guard_input(ctx, &tenant, target, &mut chat.body)
             .await?;
+        // Rate limits of the key, the model and the tenant (429 otherwise).
+        let max_output = crate::billing::max_output_tokens(&chat.body);
+        self.rate_limit(ctx, route, body.len(), max_output).await?;
         // Billing: the worst-case cost over the route's targets must be
         // covered by the tenant's lease (402 otherwise).
         self.admit(
@@ -454,6 +461,7 @@ impl Gateway {
         }
         let latency_ms = i64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let record = self.usage_record(ctx, latency_ms);
+        limit::settle(ctx);
         if let (Some(r), Some(book)) = (ctx.reservation.take(), &self.billing) {
             book.settle(r, ctx.cost_micros().unwrap_or(0));
         }
