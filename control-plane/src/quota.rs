@@ -30,10 +30,16 @@ struct Window {
     granted: u64,
 }
 
+/// (limiter, dimension, window start).
+type WindowKey = (String, String, i64);
+
+/// Grants per window, and when expired windows were last dropped.
+type Windows = (HashMap<WindowKey, Window>, i64);
+
 /// Grants per (limiter, dimension, window start).
 #[derive(Debug, Default)]
 pub struct QuotaLedger {
-    windows: Mutex<(HashMap<(String, String, i64), Window>, i64)>,
+    windows: Mutex<Windows>,
 }
 
 impl QuotaLedger {
