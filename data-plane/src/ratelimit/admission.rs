@@ -153,11 +153,21 @@ async fn admit_all(
             }
             let mut w = c.roll(now_ms());
             if !c.try_take(amount) {
-                if !c.is_exhausted() {
+                // Twice: a refill already in flight when this call started
+                // waiting may have been sized before its need was known.
+                let mut taken = false;
+                for _ in 0..2 {
+                    if c.is_exhausted() {
+                        break;
+                    }
                     hub.obtain(&l.state, index, limit, amount).await;
+                    w = c.roll(now_ms());
+                    if c.try_take(amount) {
+                        taken = true;
+                        break;
+                    }
                 }
-                w = c.roll(now_ms());
-                if !c.try_take(amount) {
+                if !taken {
                     let reset = c.reset_ms(now_ms());
                     return reject(adm, l, *dim, limit, reset);
                 }
