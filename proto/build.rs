@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "tollgate/admin/v1/dp_groups.proto",
                 "tollgate/admin/v1/dashboard.proto",
                 "tollgate/admin/v1/status.proto",
+                "tollgate/admin/v1/rate_limits.proto",
             ],
             &["."],
         )?;

@@ -14,6 +14,7 @@ pub mod dashboard;
 pub mod data_planes;
 pub mod dp_auth;
 pub mod push;
+pub mod quota;
 pub mod rotate;
 pub mod secret;
 pub mod secrets_files;

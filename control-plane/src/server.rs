@@ -230,6 +230,12 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
                 admin.clone(),
             ),
         )
+        .add_service(
+            tollgate_proto::admin::v1::rate_limit_service_server::RateLimitServiceServer::with_interceptor(
+                crate::api::rate_limits::RateLimitApi::new(state.clone()),
+                admin.clone(),
+            ),
+        )
         .add_service(DataPlaneServiceServer::with_interceptor(
             DataPlaneApi::new(state.clone()),
             admin.clone(),

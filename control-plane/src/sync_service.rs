@@ -44,6 +44,8 @@ pub struct SyncApi {
     groups: Arc<GroupSnapshots>,
     /// Usage ingestion counters (telemetry).
     metrics: Option<Arc<crate::telemetry::CpMetrics>>,
+    /// Rate-limit quota slices granted per window (docs/rate-limits.md).
+    quota: Arc<crate::quota::QuotaLedger>,
 }
 
 impl SyncApi {
@@ -74,6 +76,7 @@ impl SyncApi {
             tokens: None,
             groups: Arc::new(GroupSnapshots::default()),
             metrics: None,
+            quota: Arc::new(crate::quota::QuotaLedger::new()),
         }
     }
 
@@ -252,6 +255,17 @@ impl SyncService for SyncApi {
             .await
             .map_err(store_status)?;
         Ok(Response::new(pb::LeaseReturnAck {}))
+    }
+
+    async fn acquire_quota(
+        &self,
+        request: Request<pb::QuotaRequest>,
+    ) -> Result<Response<pb::QuotaGrants>, Status> {
+        let r = request.into_inner();
+        if r.node_id.is_empty() {
+            return Err(Status::invalid_argument("node_id is required"));
+        }
+        Ok(Response::new(self.quota.acquire(&r.asks, now_ms())?))
     }
 
     async fn report_target_health(

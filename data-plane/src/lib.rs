@@ -34,6 +34,7 @@ pub mod metering;
 pub mod pipeline;
 pub mod providers;
 pub mod proxy;
+pub mod ratelimit;
 pub mod responses;
 pub mod routing;
 pub mod server;
@@ -136,6 +137,8 @@ pub struct DataPlaneConfig {
     pub metrics: telemetry::MetricsOptions,
     /// Header, body, JSON and connection limits (docs/security.md).
     pub request_limits: http::limits::RequestLimits,
+    /// Rate limits: local share and waiting (docs/rate-limits.md).
+    pub quota_settings: ratelimit::QuotaSettings,
 }
 
 /// A usage sink given to [`DataPlaneConfig::usage_sink`].
@@ -169,6 +172,7 @@ impl DataPlaneConfig {
             metrics_listen: None,
             metrics: telemetry::MetricsOptions::default(),
             request_limits: http::limits::RequestLimits::default(),
+            quota_settings: ratelimit::QuotaSettings::default(),
         }
     }
 
@@ -255,6 +259,7 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
         extra_roots.clone(),
     ));
     let mut tasks: Vec<BackgroundTask> = Vec::new();
+    store.targets.limiters.hub.configure(config.quota_settings);
     let mut usage: Option<UsageShutdown> = None;
     let mut spool: Option<Arc<Spool>> = None;
     let mut leases: Option<Arc<billing::LeaseBook>> = None;
@@ -348,6 +353,27 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
                     .boxed()
                 }));
                 sync_state.set(telemetry::SyncStatus::Disconnected);
+                // Rate limits: quota slices from the control plane.
+                let (quota_tx, quota_rx) = tokio::sync::mpsc::channel(4096);
+                let hub = store.targets.limiters.hub.clone();
+                hub.attach(quota_tx);
+                let (quota_endpoint, quota_auth) = (endpoint.clone(), auth.clone());
+                let quota_node = node_id.clone();
+                tasks.push(Box::new(move |shutdown| {
+                    async move {
+                        let transport =
+                            ratelimit::quota::GrpcQuotaTransport::new(&quota_endpoint, quota_auth);
+                        ratelimit::quota::run(
+                            hub,
+                            Box::new(transport),
+                            quota_node,
+                            quota_rx,
+                            shutdown,
+                        )
+                        .await;
+                    }
+                    .boxed()
+                }));
                 let source = Box::new(
                     GrpcSource::new(endpoint, auth, node_id.clone())
                         .with_sync_state(sync_state.clone()),

@@ -74,6 +74,11 @@ struct Args {
     /// cached (docs/cache.md).
     #[arg(long, env = "TOLLGATE_DP_CACHE_MAX_BYTES", default_value_t = tollgate_dp::cache::DEFAULT_MAX_BYTES)]
     cache_max_bytes: u64,
+    /// Rate limits: data planes expected to share each limit. Without the
+    /// control plane a data plane admits ceil(limit / N) per window, and
+    /// each caps concurrency at the same share (docs/rate-limits.md).
+    #[arg(long, env = "TOLLGATE_DP_RATELIMIT_EXPECTED_DPS", default_value_t = 1)]
+    ratelimit_expected_dps: u32,
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
     /// Admin listener for Prometheus `/metrics`, `/healthz` and `/readyz`
@@ -188,6 +193,7 @@ fn main() -> anyhow::Result<()> {
         keepalive_idle_timeout: Duration::from_secs(args.keepalive_timeout_secs),
         max_connections: args.max_connections,
     };
+    config.quota_settings.expected_data_planes = args.ratelimit_expected_dps.max(1);
     if let Some(dir) = &config.data_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;

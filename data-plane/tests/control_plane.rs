@@ -140,6 +140,14 @@ impl SyncService for FakeCp {
         Err(Status::unimplemented("no billing in this fake"))
     }
 
+    async fn acquire_quota(
+        &self,
+        request: Request<pb::QuotaRequest>,
+    ) -> Result<Response<pb::QuotaGrants>, Status> {
+        authorized(&request)?;
+        Err(Status::unimplemented("no rate limits in this fake"))
+    }
+
     async fn return_lease(
         &self,
         request: Request<pb::LeaseReturn>,

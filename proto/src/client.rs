@@ -12,6 +12,7 @@ use crate::admin::v1::billing_service_client::BillingServiceClient;
 use crate::admin::v1::console_service_client::ConsoleServiceClient;
 use crate::admin::v1::data_plane_group_service_client::DataPlaneGroupServiceClient;
 use crate::admin::v1::guardrail_service_client::GuardrailServiceClient;
+use crate::admin::v1::rate_limit_service_client::RateLimitServiceClient;
 use crate::admin::v1::status_service_client::StatusServiceClient;
 use crate::admin::v1::{
     auth_service_client::AuthServiceClient, cache_policy_service_client::CachePolicyServiceClient,
@@ -87,6 +88,7 @@ pub struct AdminClient {
     pub console: ConsoleServiceClient<Authed>,
     /// Status page incidents (operator only).
     pub status: StatusServiceClient<Authed>,
+    pub rate_limits: RateLimitServiceClient<Authed>,
 }
 
 impl AdminClient {
@@ -112,6 +114,7 @@ impl AdminClient {
             cache: CachePolicyServiceClient::with_interceptor(channel.clone(), auth.clone()),
             console: ConsoleServiceClient::with_interceptor(channel.clone(), auth.clone()),
             status: StatusServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            rate_limits: RateLimitServiceClient::with_interceptor(channel.clone(), auth.clone()),
             data_planes: DataPlaneServiceClient::with_interceptor(channel.clone(), auth.clone()),
             dp_groups: DataPlaneGroupServiceClient::with_interceptor(channel.clone(), auth.clone()),
             auth: AuthServiceClient::with_interceptor(channel, auth),

@@ -14,6 +14,7 @@ mod limits;
 mod metadata_only;
 mod observability;
 mod proxy;
+mod ratelimit;
 mod routing;
 mod secret_grep;
 mod sync;

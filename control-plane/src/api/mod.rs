@@ -13,6 +13,7 @@ pub mod incidents;
 pub mod keys;
 pub mod models;
 pub mod providers;
+pub mod rate_limits;
 pub mod routes;
 pub mod status;
 pub mod tenants;

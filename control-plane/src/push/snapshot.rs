@@ -177,6 +177,7 @@ pub async fn build_snapshot(
                 .collect(),
             guardrails: t.guardrails.iter().map(guardrail_config).collect(),
             cache_policy: cache_policy_of(t, CacheScope::Tenant, ""),
+            rate_limits: crate::quota::rate_limit_rules(t),
         });
     }
     if let Some((provider_id, source)) = first_failure {

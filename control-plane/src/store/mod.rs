@@ -24,6 +24,7 @@ mod keys;
 mod leases;
 mod models;
 mod providers;
+mod rate_limits;
 mod routes;
 mod snapshot_data;
 pub mod status;
@@ -56,6 +57,9 @@ pub use keys::{CallerKey, NewCallerKey};
 pub use leases::LeaseGrant;
 pub use models::{Model, NewModel};
 pub use providers::{NewProvider, Provider};
+pub use rate_limits::{
+    EffectiveRateLimit, LimitScope, RateLimitRow, RateLimitTierRow, RateLimitValues,
+};
 pub use routes::{NewRouteTarget, ProviderHealthRow, RouteTarget, RouteView, StoredRoutePolicy};
 pub use snapshot_data::{ConfigData, ProviderWithSecret, TenantData};
 pub use tenants::Tenant;

@@ -40,6 +40,8 @@ pub struct TenantData {
     pub cache_policies: Vec<super::CachePolicyRow>,
     /// Ids of its keys that have budgets of their own.
     pub budgeted_keys: std::collections::HashSet<String>,
+    /// Rate limits with their tiers resolved (tenant, model and key scopes).
+    pub rate_limits: Vec<super::EffectiveRateLimit>,
 }
 
 /// The configuration at `version` (or newer: the version is read first, so
@@ -125,6 +127,7 @@ impl Store {
         let accounts = super::billing::load_accounts(&mut tx).await?;
         let cache_policies = Store::all_cache_policies(&mut tx).await?;
         let budgeted = super::budgets::budgeted_keys(&mut tx).await?;
+        let rate_limits = Store::all_effective_rate_limits(&mut tx).await?;
         tx.commit().await?;
 
         // Group once by tenant instead of filtering per tenant.
@@ -139,6 +142,7 @@ impl Store {
             .map(|(tenant, bps, frozen)| (tenant, (bps, frozen)))
             .collect();
         let mut cache_policies = group_by_tenant(cache_policies, |p| &p.tenant_id);
+        let mut rate_limits = group_by_tenant(rate_limits, |r| &r.tenant_id);
         let tenants = tenants
             .into_iter()
             .map(|tenant| {
@@ -158,6 +162,7 @@ impl Store {
                     account: accounts.remove(&tenant.id),
                     cache_policies: cache_policies.remove(&tenant.id).unwrap_or_default(),
                     budgeted_keys,
+                    rate_limits: rate_limits.remove(&tenant.id).unwrap_or_default(),
                     tenant,
                 }
             })

@@ -316,6 +316,28 @@ async fn session_of_tenant_a_cannot_see_or_change_tenant_b() {
                 tenant: t.clone(),
                 ..Default::default()
             })),
+            code!(a.rate_limits.set_rate_limit(pb::SetRateLimitRequest {
+                tenant: t.clone(),
+                scope: Some(pb::RateLimitScope {
+                    kind: "tenant".into(),
+                    target: String::new(),
+                }),
+                limits: Some(pb::RateLimitValues {
+                    requests_per_minute: 1,
+                    ..Default::default()
+                }),
+                tier: String::new(),
+            })),
+            code!(a
+                .rate_limits
+                .list_rate_limits(pb::ListRateLimitsRequest { tenant: t.clone() })),
+            code!(a.rate_limits.clear_rate_limit(pb::ClearRateLimitRequest {
+                tenant: t.clone(),
+                scope: Some(pb::RateLimitScope {
+                    kind: "key".into(),
+                    target: b.key_id.clone(),
+                }),
+            })),
             code!(a.guardrails.create_guardrail(pb::CreateGuardrailRequest {
                 tenant: t.clone(),
                 name: "evil".into(),
@@ -427,6 +449,43 @@ async fn session_of_tenant_a_cannot_see_or_change_tenant_b() {
             model: b.model_id.clone(),
         })),
         Code::NotFound
+    );
+    // Rate limits: B's key or model named within A's tenant is not found;
+    // tiers belong to the operator.
+    for (kind, target) in [("key", &b.key_id), ("model", &b.model_id)] {
+        assert_eq!(
+            code!(a.rate_limits.set_rate_limit(pb::SetRateLimitRequest {
+                tenant: own.clone(),
+                scope: Some(pb::RateLimitScope {
+                    kind: kind.into(),
+                    target: target.clone(),
+                }),
+                limits: Some(pb::RateLimitValues {
+                    requests_per_minute: 1,
+                    ..Default::default()
+                }),
+                tier: String::new(),
+            })),
+            Code::NotFound,
+            "{kind}"
+        );
+    }
+    assert_eq!(
+        code!(a
+            .rate_limits
+            .set_rate_limit_tier(pb::SetRateLimitTierRequest {
+                name: "mine".into(),
+                limits: None,
+            })),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        code!(a
+            .rate_limits
+            .delete_rate_limit_tier(pb::DeleteRateLimitTierRequest {
+                name: "mine".into(),
+            })),
+        Code::PermissionDenied
     );
     assert_eq!(
         code!(a.keys.revoke_key(pb::RevokeKeyRequest {

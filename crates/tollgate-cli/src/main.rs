@@ -9,6 +9,7 @@ mod dev;
 mod dp_group;
 mod guardrail;
 mod incident;
+mod limit;
 mod output;
 mod route;
 mod usage;
@@ -83,6 +84,9 @@ enum Command {
     /// Response cache policies of a tenant, its models and its keys.
     #[command(subcommand)]
     Cache(cache::CacheCmd),
+    /// Rate limits (RPS/RPM/RPD, TPM/TPD, concurrency) and tiers.
+    #[command(subcommand)]
+    Limit(limit::LimitCmd),
     /// Config version and connected data planes.
     Status,
     /// Users who sign in to the dashboard and admin API.
@@ -125,6 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Guardrail(c) => guardrail::guardrail(&mut admin, c, cli.json).await,
         Command::Usage(a) => admin::usage(&mut admin, a, cli.json).await,
         Command::Cache(c) => cache::cache(&mut admin, c, cli.json).await,
+        Command::Limit(c) => limit::limit(&mut admin, c, cli.json).await,
         Command::Status => admin::status(&mut admin, cli.json).await,
         Command::User(c) => user::user(&mut admin, c, cli.json).await,
         Command::Billing(c) => billing::run(&mut admin, c, cli.json).await,

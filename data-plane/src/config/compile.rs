@@ -176,6 +176,7 @@ pub fn compile_with(
         keys,
         tenants,
         cache: crate::cache::CachePolicies::compile(snapshot),
+        rate_limits: crate::ratelimit::RateLimitTable::compile(snapshot, &registry.limiters),
     })
 }
 

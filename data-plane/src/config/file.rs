@@ -31,6 +31,35 @@ struct FileTenant {
     keys: Vec<FileKey>,
     /// Response cache policy of the tenant.
     cache: Option<FileCachePolicy>,
+    /// Rate limits of the tenant (docs/rate-limits.md).
+    rate_limits: Option<FileRateLimits>,
+}
+
+/// Rate limits of a tenant, model or key; unset or 0: not limited.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct FileRateLimits {
+    rps: u64,
+    rpm: u64,
+    rpd: u64,
+    tpm: u64,
+    tpd: u64,
+    concurrency: u64,
+}
+
+impl FileRateLimits {
+    fn to_rule(&self, scope: &str, target_id: String) -> pb::RateLimitRule {
+        pb::RateLimitRule {
+            scope: scope.into(),
+            target_id,
+            requests_per_second: self.rps,
+            requests_per_minute: self.rpm,
+            requests_per_day: self.rpd,
+            tokens_per_minute: self.tpm,
+            tokens_per_day: self.tpd,
+            max_concurrent: self.concurrency,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -103,6 +132,7 @@ struct FileModel {
     targets: Vec<FileTarget>,
     routing: Option<FilePolicy>,
     cache: Option<FileCachePolicy>,
+    rate_limits: Option<FileRateLimits>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,6 +192,7 @@ struct FileKey {
     #[serde(default)]
     expires_at_ms: i64,
     cache: Option<FileCachePolicy>,
+    rate_limits: Option<FileRateLimits>,
     /// Providers (of the tenant, by name) the key may be routed to; empty:
     /// all of them.
     #[serde(default)]
@@ -247,8 +278,16 @@ pub fn parse_yaml(
                 settings: p.settings.clone(),
             });
         }
+        let mut rate_limits: Vec<pb::RateLimitRule> = t
+            .rate_limits
+            .iter()
+            .map(|r| r.to_rule("tenant", String::new()))
+            .collect();
         let mut models = Vec::with_capacity(t.models.len());
         for m in &t.models {
+            if let Some(r) = &m.rate_limits {
+                rate_limits.push(r.to_rule("model", format!("{tenant_id}/{}", m.name)));
+            }
             let Some(provider) = m
                 .provider
                 .as_ref()
@@ -285,6 +324,9 @@ pub fn parse_yaml(
         }
         let mut keys = Vec::with_capacity(t.keys.len());
         for k in &t.keys {
+            if let Some(r) = &k.rate_limits {
+                rate_limits.push(r.to_rule("key", format!("{tenant_id}/{}", k.name)));
+            }
             let key_hash = match (&k.key_hash, &k.key) {
                 (Some(h), None) => h.to_ascii_lowercase(),
                 (None, Some(plain)) => tollgate_core::keys::hash_caller_key(plain),
@@ -330,6 +372,7 @@ pub fn parse_yaml(
             guardrails: Vec::new(),
             billing: None,
             cache_policy: t.cache.as_ref().map(FileCachePolicy::to_proto),
+            rate_limits,
         });
     }
     Ok(pb::Snapshot {
@@ -389,6 +432,29 @@ tenants:
         );
         assert!(c.tenants["acme"].active);
         assert_eq!(c.keys.len(), 2);
+    }
+
+    #[test]
+    fn rate_limits_on_tenant_model_and_key() {
+        let yaml = r#"
+tenants:
+  - name: acme
+    rate_limits: {rpm: 600, tpm: 90000}
+    providers:
+      - {name: up, kind: mock}
+    models:
+      - {name: m, provider: up, rate_limits: {concurrency: 4}}
+    keys:
+      - {name: k, key: tg-k, rate_limits: {rps: 2}}
+"#;
+        let snap = parse_yaml(yaml, 1, &env).unwrap();
+        let c = compile(&snap).unwrap();
+        let limits = c.rate_limits.for_key("acme/k").unwrap();
+        assert_eq!(limits.key.as_ref().unwrap().limits[0], 2);
+        let tenant = limits.tenant.as_ref().unwrap();
+        assert_eq!((tenant.limits[1], tenant.limits[3]), (600, 90_000));
+        assert_eq!(limits.models["acme/m"].max_concurrent, 4);
+        assert!(parse_yaml("tenants: [{name: a, rate_limits: {rpx: 1}}]", 1, &env).is_err());
     }
 
     #[test]

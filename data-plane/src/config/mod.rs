@@ -217,6 +217,8 @@ pub struct CompiledConfig {
     pub tenants: HashMap<String, Arc<TenantRuntime>>,
     /// Response cache policies (tenant / model / key).
     pub cache: crate::cache::CachePolicies,
+    /// Rate limits per caller key (docs/rate-limits.md).
+    pub rate_limits: crate::ratelimit::RateLimitTable,
 }
 
 /// The configuration currently served; empty until the first one arrives.

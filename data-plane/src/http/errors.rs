@@ -95,6 +95,16 @@ pub enum GatewayError {
     /// model (or that the caller named).
     #[error("the key may not use a provider for {0}")]
     ProviderNotAllowed(String),
+    /// A rate limit of the key, its tenant or the model refused the call
+    /// (docs/rate-limits.md). `log_code` names the limit that fired.
+    #[error("rate limit exceeded ({log_code})")]
+    RateLimited {
+        message: String,
+        /// OpenAI's `error.type`: "requests" or "tokens".
+        kind: &'static str,
+        log_code: &'static str,
+        retry_after_secs: u64,
+    },
     /// A bug or an impossible state inside the gateway.
     #[error("internal error")]
     Internal,
@@ -137,6 +147,7 @@ impl GatewayError {
             GatewayError::InsufficientBalance { .. } | GatewayError::KeyBudgetExceeded { .. } => {
                 402
             }
+            GatewayError::RateLimited { .. } => 429,
             GatewayError::ModelNotFound(_) | GatewayError::UnknownRoute(_) => 404,
             GatewayError::MethodNotAllowed { .. } => 405,
             GatewayError::InvalidRequest { .. } | GatewayError::ContentPolicy { .. } => 400,
@@ -173,6 +184,7 @@ impl GatewayError {
             GatewayError::InsufficientBalance { .. } | GatewayError::KeyBudgetExceeded { .. } => {
                 "insufficient_quota"
             }
+            GatewayError::RateLimited { kind, .. } => kind,
             GatewayError::NotReady(_) | GatewayError::NoTargetAvailable(_) => "service_unavailable",
             GatewayError::UpstreamConnect
             | GatewayError::UpstreamTimeout
@@ -200,6 +212,7 @@ impl GatewayError {
             GatewayError::ProviderNotAllowed(_) => "provider_not_allowed",
             GatewayError::InsufficientBalance { .. } => "insufficient_balance",
             GatewayError::KeyBudgetExceeded { .. } => "budget_exceeded",
+            GatewayError::RateLimited { .. } => "rate_limit_exceeded",
             GatewayError::ModelNotFound(_) => "model_not_found",
             GatewayError::UnknownRoute(_) => "unknown_route",
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -260,7 +273,8 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { method, path } => {
                 format!("Method {method} is not allowed on {path}.")
             }
-            GatewayError::InvalidRequest { message, .. } => message.clone(),
+            GatewayError::InvalidRequest { message, .. }
+            | GatewayError::RateLimited { message, .. } => message.clone(),
             GatewayError::ContentPolicy { guardrail } => format!(
                 "The content was blocked by the guardrail '{guardrail}' (content policy violation)."
             ),
@@ -365,6 +379,15 @@ impl GatewayError {
         )
     }
 
+    /// The code recorded in the usage record and access log: `code()`, or
+    /// for a rate-limit refusal the limit that fired.
+    pub fn log_code(&self) -> &'static str {
+        match self {
+            GatewayError::RateLimited { log_code, .. } => log_code,
+            _ => self.code(),
+        }
+    }
+
     /// The provider's `Retry-After`, in whole seconds rounded up, passed on
     /// to the caller when its answer is the final one.
     pub fn retry_after_secs(&self) -> Option<u64> {
@@ -372,6 +395,9 @@ impl GatewayError {
             GatewayError::UpstreamThrottled { retry_after_ms, .. } => {
                 Some(retry_after_ms.div_ceil(1000))
             }
+            GatewayError::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
             _ => None,
         }
     }

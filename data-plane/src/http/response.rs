@@ -41,6 +41,12 @@ pub fn head(
             h.insert_header("x-tollgate-cost-micros", cost)?;
         }
     }
+    // Rate limits of the key (docs/rate-limits.md), success or not.
+    if let Some(limits) = &ctx.rate_limit.headers {
+        for (name, value) in limits.pairs() {
+            h.insert_header(name, value)?;
+        }
+    }
     if let Some(cache) = ctx.cache {
         h.insert_header(crate::cache::control::CACHE_HEADER, cache.as_str())?;
     }

@@ -66,6 +66,14 @@ impl Gateway {
             shape: crate::guardrails::RequestShape::Anthropic,
         };
         self.guard_input(ctx, &tenant, target, &mut body).await?;
+        // Rate limits of the key, the model and the tenant (429 otherwise).
+        self.rate_limit(
+            ctx,
+            route,
+            body_len,
+            crate::billing::max_output_tokens(&body),
+        )
+        .await?;
         // Billing: the worst-case cost over the route's targets must be
         // covered by the tenant's lease (402 otherwise).
         self.admit(

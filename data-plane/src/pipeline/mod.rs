@@ -23,6 +23,7 @@ mod exchanges;
 mod failover;
 mod guard;
 mod intake;
+mod limit;
 mod messages;
 mod relay;
 mod responses;
@@ -88,6 +89,8 @@ pub struct CallContext {
     pub reservation: Option<crate::billing::Reservation>,
     /// Reservation from the key's budget lease (keys with budgets).
     pub key_reservation: Option<crate::billing::Reservation>,
+    /// Rate limits: the response headers and the call's admission.
+    pub rate_limit: crate::ratelimit::CallLimits,
 }
 
 impl Default for CallContext {
@@ -115,6 +118,7 @@ impl Default for CallContext {
             in_flight: None,
             reservation: None,
             key_reservation: None,
+            rate_limit: Default::default(),
         }
     }
 }
@@ -280,7 +284,7 @@ impl Gateway {
         ctx: &mut CallContext,
         e: GatewayError,
     ) -> pingora_core::Result<()> {
-        ctx.error_code = Some(e.code());
+        ctx.error_code = Some(e.log_code());
         response::write_error(session, ctx, &e).await
     }
 
@@ -392,6 +396,9 @@ impl Gateway {
         };
         self.guard_input(ctx, &tenant, target, &mut chat.body)
             .await?;
+        // Rate limits of the key, the model and the tenant (429 otherwise).
+        let max_output = crate::billing::max_output_tokens(&chat.body);
+        self.rate_limit(ctx, route, body.len(), max_output).await?;
         // Billing: the worst-case cost over the route's targets must be
         // covered by the tenant's lease (402 otherwise).
         self.admit(
@@ -469,6 +476,7 @@ impl Gateway {
         }
         let latency_ms = i64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let record = self.usage_record(ctx, latency_ms);
+        limit::settle(ctx);
         if let Some(book) = &self.billing {
             let cost = ctx.cost_micros().unwrap_or(0);
             if let Some(r) = ctx.reservation.take() {

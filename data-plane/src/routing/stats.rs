@@ -99,6 +99,8 @@ pub struct TargetRegistry {
     /// Upstream clients of routes with their own connect timeout; unset in
     /// unit tests (such routes then use the shared client).
     clients: std::sync::OnceLock<crate::providers::UpstreamClients>,
+    /// Rate-limit counters, carried across versions like health records.
+    pub limiters: crate::ratelimit::LimiterRegistry,
 }
 
 fn get_or_insert<T: Default>(map: &Mutex<HashMap<String, Weak<T>>>, key: String) -> Arc<T> {

@@ -188,7 +188,7 @@ impl Metrics {
             budget_rejections: counter_vec(
                 &r,
                 "tollgate_budget_rejections_total",
-                "Calls refused for money: insufficient_balance (402), tenant_frozen (403).",
+                "Calls refused for money: insufficient_balance and budget_exceeded (402), tenant_frozen (403).",
                 &["code"],
             ),
             budget: HandleCache::default(),

@@ -115,7 +115,9 @@ pub fn record_call(ctx: &CallContext, latency_ms: i64) {
         m.guardrails
             .with(&parts, || m.guardrail_counter(&parts), |c| c.inc());
     }
-    if let Some(code @ ("insufficient_balance" | "tenant_frozen")) = ctx.error_code {
+    if let Some(code @ ("insufficient_balance" | "budget_exceeded" | "tenant_frozen")) =
+        ctx.error_code
+    {
         m.budget
             .with(&[code], || m.budget_counter(code), |c| c.inc());
     }

@@ -1,0 +1,351 @@
+//! Rate limits through the real binaries (docs/rate-limits.md): a limit
+//! shared by two data planes through control-plane quota slices, token
+//! limits corrected by real usage, a concurrency limit with a slow
+//! upstream, OpenAI and Anthropic shaped 429s with `Retry-After` and the
+//! `x-ratelimit-*` headers, limits changed with the CLI reaching the data
+//! plane within a second, and refusals recorded with the limit that fired.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tollgate_e2e::{bin_path, http, pb, DataPlane, Gateway};
+use tollgate_mock::Fault;
+
+fn chat(text: &str, max_tokens: u64) -> serde_json::Value {
+    json!({"model": "gpt-test", "max_tokens": max_tokens,
+           "messages": [{"role": "user", "content": text}]})
+}
+
+async fn set_key_limits(gw: &Gateway, limits: pb::RateLimitValues) {
+    let mut admin = gw.admin().await;
+    admin
+        .rate_limits
+        .set_rate_limit(pb::SetRateLimitRequest {
+            tenant: "acme".into(),
+            scope: Some(pb::RateLimitScope {
+                kind: "key".into(),
+                target: "backend".into(),
+            }),
+            limits: Some(limits),
+            tier: String::new(),
+        })
+        .await
+        .unwrap();
+}
+
+/// Waits until every data plane at `urls` serves the latest version.
+async fn synced(gw: &Gateway, nodes: &[&str]) {
+    let v = gw.cp.version().await;
+    for n in nodes {
+        gw.cp.wait_for_ack(n, v).await;
+    }
+}
+
+fn header<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    r.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn now_ms() -> i64 {
+    tollgate_core::time::now_ms()
+}
+
+/// Two data planes, RPS 10 on the key, 16 callers hammering for 8 whole
+/// one-second windows: the control plane's slices hold the limit exactly
+/// (the documented bound with the control plane up: 0 over) and at least
+/// 95 % of what the limit allows is admitted. The same arithmetic holds for
+/// RPM (minute windows); seconds keep the test short.
+#[tokio::test]
+async fn two_data_planes_share_one_limit_without_exceeding_it() {
+    const LIMIT: i64 = 10;
+    const WINDOWS: i64 = 8;
+    let gw = Gateway::start().await;
+    let dp2 = DataPlane::start(
+        gw.cp.url(),
+        &gw.cp.dp_token,
+        &gw.dir.path().join("dp-2"),
+        "dp-2",
+        &[],
+    )
+    .await;
+    set_key_limits(
+        &gw,
+        pb::RateLimitValues {
+            requests_per_second: LIMIT as u64,
+            ..Default::default()
+        },
+    )
+    .await;
+    synced(&gw, &["dp-1", "dp-2"]).await;
+    // Start just after a window begins; stop sending just before the last
+    // one ends, so every admitted call falls in one of the WINDOWS windows.
+    let start = (now_ms() / 1_000 + 1) * 1_000 + 30;
+    let stop = start - 30 + WINDOWS * 1_000 - 120;
+    tokio::time::sleep(Duration::from_millis((start - now_ms()).max(0) as u64)).await;
+    let mut workers = Vec::new();
+    for url in [gw.dp.url().to_string(), dp2.url().to_string()] {
+        for _ in 0..8 {
+            let (url, key) = (url.clone(), gw.key.clone());
+            workers.push(tokio::spawn(async move {
+                let client = http();
+                let (mut ok, mut limited) = (0_i64, 0_i64);
+                while now_ms() < stop {
+                    let r = client
+                        .post(format!("{url}/v1/chat/completions"))
+                        .bearer_auth(&key)
+                        .json(&chat("hi", 5))
+                        .send()
+                        .await
+                        .unwrap();
+                    match r.status().as_u16() {
+                        200 => {
+                            assert_eq!(header(&r, "x-ratelimit-limit-requests"), Some("10"));
+                            ok += 1;
+                        }
+                        429 => {
+                            let retry: u64 = header(&r, "retry-after").unwrap().parse().unwrap();
+                            assert_eq!(retry, 1);
+                            limited += 1;
+                        }
+                        other => panic!("unexpected status {other}"),
+                    }
+                    let _ = r.bytes().await;
+                }
+                (ok, limited)
+            }));
+        }
+    }
+    let (mut ok, mut limited) = (0, 0);
+    for w in workers {
+        let (o, l) = w.await.unwrap();
+        ok += o;
+        limited += l;
+    }
+    let allowed = LIMIT * WINDOWS;
+    assert!(limited > 0, "the callers never hit the limit");
+    assert!(ok <= allowed, "{ok} admitted, limit {allowed}");
+    assert!(ok * 100 >= allowed * 95, "only {ok} of {allowed} admitted");
+}
+
+/// TPM on the key: each call is charged its estimate (body bytes +
+/// max_tokens) at admission and corrected to its real usage after the
+/// answer, so far more calls fit than the estimates alone would allow, and
+/// the headers show what is left exactly.
+#[tokio::test]
+async fn token_limit_is_corrected_by_real_usage() {
+    const TPM: i64 = 3_000;
+    const MAX_TOKENS: u64 = 400;
+    let gw = Gateway::start().await;
+    set_key_limits(
+        &gw,
+        pb::RateLimitValues {
+            tokens_per_minute: TPM as u64,
+            ..Default::default()
+        },
+    )
+    .await;
+    synced(&gw, &["dp-1"]).await;
+    // Not near the end of a minute: the whole test runs in one window.
+    while now_ms() % 60_000 > 45_000 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let long = "please repeat all of these words back to me in full ".repeat(8);
+    let body = chat(&long, MAX_TOKENS);
+    let estimate = serde_json::to_vec(&body).unwrap().len() as i64 + MAX_TOKENS as i64;
+    let mut used = 0_i64;
+    let mut admitted = 0;
+    loop {
+        let r = gw.post("/v1/chat/completions", &body).await;
+        let status = r.status().as_u16();
+        assert_eq!(header(&r, "x-ratelimit-limit-tokens"), Some("3000"));
+        let remaining: i64 = header(&r, "x-ratelimit-remaining-tokens")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let reset = header(&r, "x-ratelimit-reset-tokens").unwrap().to_string();
+        assert!(reset.ends_with('s'), "{reset}");
+        if status == 429 {
+            // Refused exactly when the next estimate no longer fits.
+            assert!(TPM - used < estimate, "used {used}, estimate {estimate}");
+            let v: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+            assert_eq!(v["error"]["type"], "tokens");
+            break;
+        }
+        assert_eq!(status, 200);
+        // At admission: the limit less what earlier calls really used and
+        // this call's estimate.
+        assert_eq!(remaining, TPM - used - estimate);
+        let v: serde_json::Value = r.json().await.unwrap();
+        let total = v["usage"]["total_tokens"].as_i64().unwrap();
+        assert!(total < estimate && total > 50, "{total}");
+        used += total;
+        admitted += 1;
+        assert!(admitted < 100);
+        // The correction happens when the call is logged, just after the
+        // answer: give it a moment.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Estimates alone would have admitted TPM / estimate calls.
+    assert!(
+        admitted > (TPM / estimate) as usize + 2,
+        "{admitted} admitted"
+    );
+}
+
+/// Concurrency 2 on the key with an upstream that takes a second: the
+/// third concurrent call is refused at once (OpenAI shape, and Anthropic
+/// shape on /v1/messages), slots come back when calls end — also when the
+/// caller hangs up — and refusals are recorded with the limit that fired
+/// at no cost.
+#[tokio::test]
+async fn concurrency_limit_with_a_slow_upstream() {
+    let gw = Gateway::start().await;
+    set_key_limits(
+        &gw,
+        pb::RateLimitValues {
+            max_concurrent: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    synced(&gw, &["dp-1"]).await;
+    gw.mock
+        .set_default(Fault::Latency(Duration::from_millis(1_000)));
+    let url = gw.dp.url().to_string();
+    let slow = |n: usize| {
+        let (url, key) = (url.clone(), gw.key.clone());
+        tokio::spawn(async move {
+            http()
+                .post(format!("{url}/v1/chat/completions"))
+                .bearer_auth(&key)
+                .json(&chat(&format!("slow {n}"), 5))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    let a = slow(1);
+    let b = slow(2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let r = gw.post("/v1/chat/completions", &chat("third", 5)).await;
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(r.status().as_u16(), 429);
+    assert_eq!(header(&r, "retry-after"), Some("1"));
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(v["error"]["type"], "requests");
+    let r = http()
+        .post(format!("{url}/v1/messages"))
+        .header("x-api-key", &gw.key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "gpt-test", "max_tokens": 5,
+                      "messages": [{"role": "user", "content": "third"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+    assert_eq!((a.await.unwrap(), b.await.unwrap()), (200, 200));
+
+    // A caller that hangs up still gives its slot back.
+    let gone = slow(3);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gone.abort();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let (c, d) = (slow(4), slow(5));
+    assert_eq!((c.await.unwrap(), d.await.unwrap()), (200, 200));
+
+    // The two refusals are in the metadata log with the limit that fired,
+    // and cost nothing.
+    let mut admin = gw.admin().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let records = admin
+            .usage
+            .list_usage_records(pb::ListUsageRecordsRequest {
+                tenant: "acme".into(),
+                limit: 100,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .records;
+        let refused: Vec<_> = records.iter().filter(|r| r.status_code == 429).collect();
+        if refused.len() >= 2 {
+            for r in refused {
+                assert_eq!(r.error_code, "rate_limit_exceeded:key:concurrency");
+                assert_eq!(r.cost_micros, 0);
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "{records:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `tollgate limit set` reaches the data plane within a second; responses
+/// of a limited key carry the headers, and `limit clear` removes them.
+#[tokio::test]
+async fn limits_set_with_the_cli_apply_within_a_second() {
+    let gw = Gateway::start().await;
+    let r = gw.post("/v1/chat/completions", &chat("hi", 5)).await;
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(header(&r, "x-ratelimit-limit-requests").is_none());
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(bin_path("tollgate"))
+            .args(["--cp", gw.cp.url(), "--token", &gw.cp.admin_token])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    cli(&[
+        "limit", "tier", "set", "--name", "free", "--rpm", "500", "--tpm", "90000",
+    ]);
+    cli(&[
+        "limit", "set", "--tenant", "acme", "--key", "backend", "--rpm", "3", "--tier", "free",
+    ]);
+    let set_at = Instant::now();
+    let r = loop {
+        let r = gw.post("/v1/chat/completions", &chat("hi", 5)).await;
+        if header(&r, "x-ratelimit-limit-requests").is_some() {
+            break r;
+        }
+        assert!(
+            set_at.elapsed() < Duration::from_secs(1),
+            "not applied within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(set_at.elapsed() < Duration::from_secs(1));
+    // The key's own RPM, and the tier's TPM where the key sets none.
+    assert_eq!(header(&r, "x-ratelimit-limit-requests"), Some("3"));
+    assert_eq!(header(&r, "x-ratelimit-limit-tokens"), Some("90000"));
+    let shown: serde_json::Value =
+        serde_json::from_str(&cli(&["--json", "limit", "show", "--tenant", "acme"])).unwrap();
+    assert_eq!(shown[0]["effective"]["rpm"], 3);
+    assert_eq!(shown[0]["effective"]["tpm"], 90_000);
+    cli(&["limit", "clear", "--tenant", "acme", "--key", "backend"]);
+    let cleared_at = Instant::now();
+    loop {
+        let r = gw.post("/v1/chat/completions", &chat("hi", 5)).await;
+        if r.status().as_u16() == 200 && header(&r, "x-ratelimit-limit-requests").is_none() {
+            break;
+        }
+        assert!(
+            cleared_at.elapsed() < Duration::from_secs(1),
+            "not cleared within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
