@@ -39,6 +39,11 @@ pub struct Plan {
     next_group: usize,
     /// A caller preference forces the whole order up front (rare path).
     preferred: Option<std::vec::IntoIter<usize>>,
+    /// The first group's target already drawn by the fast path; the rest
+    /// of that group is pooled only if the call fails over.
+    drawn_first: Option<(std::ops::Range<usize>, usize)>,
+    /// `drawn_first` is still to be handed out.
+    first_pending: bool,
 }
 
 impl Plan {
@@ -55,10 +60,19 @@ impl Plan {
         };
         let mut in_rotation = 0;
         let mut eligible = 0;
-        for t in &route.targets {
-            if t.in_rotation() && (preference.is_none() || rank(t).is_some()) {
+        let first_group = route.groups.first().cloned().unwrap_or(0..0);
+        let mut first_group_whole = true;
+        for (i, t) in route.targets.iter().enumerate() {
+            let ok = if t.in_rotation() && (preference.is_none() || rank(t).is_some()) {
                 in_rotation += 1;
-                eligible += usize::from(allow(t));
+                let allowed = allow(t);
+                eligible += usize::from(allowed);
+                allowed
+            } else {
+                false
+            };
+            if !ok && first_group.contains(&i) {
+                first_group_whole = false;
             }
         }
         let mut plan = Plan {
@@ -67,7 +81,29 @@ impl Plan {
             pool: Vec::new(),
             next_group: 0,
             preferred: None,
+            drawn_first: None,
+            first_pending: false,
         };
+        // Fast path: every target of the first group may be tried and the
+        // draw is by weight alone — one binary search, no pool.
+        if preference.is_none()
+            && route.policy.strategy == Strategy::Weighted
+            && first_group_whole
+            && !first_group.is_empty()
+        {
+            let cum = &route.cum_weights;
+            let base = match first_group.start {
+                0 => 0,
+                s => cum[s - 1],
+            };
+            let total = cum[first_group.end - 1] - base;
+            let r = base + rng.gen_range(0..total);
+            let i = first_group.start + cum[first_group.clone()].partition_point(|&c| c <= r);
+            plan.drawn_first = Some((first_group, i.min(route.targets.len() - 1)));
+            plan.first_pending = true;
+            plan.next_group = 1;
+            return plan;
+        }
         if preference.is_some() && eligible > 0 {
             let mut order = Vec::with_capacity(eligible);
             while let Some(i) = plan.draw(route, &allow, rng) {
@@ -90,6 +126,10 @@ impl Plan {
         allow: impl Fn(&Target) -> bool,
         rng: &mut R,
     ) -> Option<usize> {
+        if self.first_pending {
+            self.first_pending = false;
+            return self.drawn_first.as_ref().map(|(_, first)| *first);
+        }
         match self.preferred.as_mut() {
             Some(order) => order.next(),
             None => self.draw(route, &allow, rng),
@@ -102,6 +142,13 @@ impl Plan {
         allow: &impl Fn(&Target) -> bool,
         rng: &mut R,
     ) -> Option<usize> {
+        if let Some((group, first)) = self.drawn_first.take() {
+            // Failing over from the fast path's pick: the rest of its group.
+            self.pool.extend(group.filter(|&i| {
+                let t = &route.targets[i];
+                i != first && t.in_rotation() && allow(t)
+            }));
+        }
         while self.pool.is_empty() {
             let group = route.groups.get(self.next_group)?.clone();
             self.next_group += 1;

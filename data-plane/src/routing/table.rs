@@ -51,6 +51,9 @@ pub struct ModelRoute {
     pub targets: Vec<Target>,
     /// Ranges of `targets` with equal priority, lowest priority first.
     pub groups: Vec<Range<usize>>,
+    /// Running sums of the targets' weights (`cum_weights[i]` = weights of
+    /// `targets[..=i]`): a weighted draw is one binary search.
+    pub cum_weights: Vec<u64>,
     pub policy: RoutePolicy,
 }
 
@@ -71,11 +74,19 @@ impl ModelRoute {
                 start = i;
             }
         }
+        let cum_weights = targets
+            .iter()
+            .scan(0u64, |sum, t| {
+                *sum += u64::from(t.weight.max(1));
+                Some(*sum)
+            })
+            .collect();
         ModelRoute {
             model_id,
             public_name,
             targets,
             groups,
+            cum_weights,
             policy,
         }
     }
