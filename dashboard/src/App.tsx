@@ -18,6 +18,7 @@ const Codes = lazy(() => import("./pages/Codes"));
 const Budgets = lazy(() => import("./pages/Budgets"));
 const Guardrails = lazy(() => import("./pages/Guardrails"));
 const Cache = lazy(() => import("./pages/Cache"));
+const Prices = lazy(() => import("./pages/Prices"));
 
 type Page = {
   path: string;
@@ -35,6 +36,7 @@ const PAGES: Page[] = [
   { path: "/keys", title: "Caller keys", element: <Keys />, show: () => true },
   { path: "/usage", title: "Usage", element: <Usage />, show: () => true },
   { path: "/billing", title: "Balance & ledger", element: <Billing />, show: () => true },
+  { path: "/prices", title: "Prices", element: <Prices />, show: () => true },
   { path: "/budgets", title: "Budgets", element: <Budgets />, show: () => true },
   { path: "/guardrails", title: "Guardrails", element: <Guardrails />, show: () => true },
   { path: "/cache", title: "Cache", element: <Cache />, show: () => true },
