@@ -42,8 +42,8 @@ const PAGES: Page[] = [
   { path: "/cache", title: "Cache", element: <Cache />, show: () => true },
   // SLOT(ratelimit): { path: "/rate-limits", title: "Rate limits", … } once rate_limits.proto is on main.
   { path: "/codes", title: "Redemption codes", element: <Codes />, show: (s) => s.isOperator && can(s.role, "write"), operatorOnly: true },
-  { path: "/data-planes", title: "Data planes", element: <DataPlanes />, show: (s) => s.isOperator, operatorOnly: true },
-  // SLOT(scale): { path: "/dp-groups", title: "Data-plane groups", … } once dp_groups.proto is on main.
+  // Groups and registration tokens (dp_groups.proto) for everyone (tenant users: their tenant's groups); nodes for operators.
+  { path: "/data-planes", title: "Data planes", element: <DataPlanes />, show: () => true, operatorOnly: true },
   // SLOT(observability): a "Status" link to the public /status page once status.proto is on main.
   { path: "/users", title: "Users", element: <Users />, show: (s) => can(s.role, "users") },
   { path: "/tenants", title: "Tenants", element: <Tenants />, show: (s) => s.isOperator, operatorOnly: true },
