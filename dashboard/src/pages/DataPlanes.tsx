@@ -76,7 +76,7 @@ export function GroupTokens({ group, tenant, writable }: { group: DataPlaneGroup
               {data.tokens.map((t) => (
                 <tr key={t.id}>
                   <td>{t.name}</td>
-                  <td>
+                  <td className="nowrap">
                     <code>…{t.last4}</code>
                   </td>
                   <td>{when(t.createdAtMs)}</td>
@@ -239,7 +239,7 @@ export default function DataPlanes() {
                   <td>{g.name}</td>
                   <td>{g.tenantId ? `tenant ${data.tenantNames.get(g.tenantId) ?? (isOperator ? g.tenantId : tenant)} only` : "every tenant (shared)"}</td>
                   <td>{when(g.createdAtMs)}</td>
-                  <td>
+                  <td className="actions">
                     <button type="button" aria-expanded={open === g.id} onClick={() => setOpen(open === g.id ? null : g.id)}>
                       Tokens of {g.name}
                     </button>

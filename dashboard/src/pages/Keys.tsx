@@ -158,6 +158,7 @@ export default function Keys() {
       )}
       {error && <p role="alert" className="notice error">{error}</p>}
       {data && (
+        <div className="scroll">
         <table>
           <caption>Caller keys of {tenant}</caption>
           <thead>
@@ -226,6 +227,7 @@ export default function Keys() {
             ))}
           </tbody>
         </table>
+        </div>
       )}
       {can(role, "createKey") && data && (
         <form

@@ -13,7 +13,7 @@ const BUCKETS = [
   ["cacheRead", "Cache read"],
   ["cacheWrite", "Cache write"],
   ["output", "Output"],
-  ["reasoning", "Reasoning (empty: as output)"],
+  ["reasoning", "Reasoning"],
 ] as const;
 
 export type PriceInput = {
@@ -155,7 +155,7 @@ export default function Prices() {
                     <td className="num">{v?.maxOutputTokens ? num(v.maxOutputTokens) : "default"}</td>
                     <td>{when(p.updatedAtMs)}</td>
                     {writable && (
-                      <td>
+                      <td className="actions">
                         <button
                           type="button"
                           onClick={() =>
@@ -236,7 +236,7 @@ export default function Prices() {
             </select>
           </Field>
           {BUCKETS.map(([k, label]) => (
-            <Field key={k} label={`${label} (USD per million tokens)`} error={errors[k]}>
+            <Field key={k} label={`${label} (USD per million tokens${k === "reasoning" ? "; empty: as output" : k.startsWith("cache") ? "; empty: 0" : ""})`} error={errors[k]}>
               <input inputMode="decimal" value={form[k]} onChange={set(k)} />
             </Field>
           ))}
