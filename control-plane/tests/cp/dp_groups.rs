@@ -221,6 +221,7 @@ async fn tenant_scoped_data_plane_receives_only_its_tenant() {
             tenant_id: s.b_id.clone(),
             amount_micros: 1_000_000,
             lease_id: String::new(),
+            key_id: String::new(),
         })
         .await
         .unwrap_err();
