@@ -175,13 +175,52 @@ async function main() {
     await page.getByRole("status").filter({ hasText: "Model e2e-model added" }).waitFor();
     check(true, "a model is added");
 
+    // The operator (operator token) prices the model for demo: USD per million tokens.
+    const opToken = readFileSync(path.join(dataDir, "admin.token"), "utf8").trim();
+    const pageOp = await (await browser.newContext()).newPage();
+    pageOp.setDefaultTimeout(T);
+    pageOp.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
+    pageOp.on("pageerror", (e) => consoleErrors.push(String(e)));
+    await pageOp.goto(dev.dash);
+    await pageOp.getByText("Operator token", { exact: true }).click();
+    await pageOp.getByLabel(/Operator token \(/).fill(opToken);
+    await pageOp.getByRole("button", { name: "Use token" }).click();
+    await pageOp.getByText("Signed in as operator token").waitFor();
+    await pageOp.getByLabel("Tenant", { exact: true }).selectOption("demo");
+    await pageOp.getByRole("link", { name: "Prices" }).click();
+    const prform = pageOp.getByRole("form", { name: "Set a price" });
+    await prform.getByLabel("Model", { exact: true }).selectOption("e2e-model");
+    await prform.getByLabel("Input (USD per million tokens)").fill("1.5x");
+    await prform.getByRole("button", { name: "Save price" }).click();
+    await prform.getByText(/Enter a price in USD per million tokens, like 25 or 0.50/).waitFor();
+    check(true, "a bad price is explained next to the field");
+    await prform.getByLabel("Input (USD per million tokens)").fill("1.50");
+    await prform.getByLabel("Output (USD per million tokens)").fill("2.25");
+    await prform.getByLabel(/Max output tokens/).fill("64");
+    await prform.getByRole("button", { name: "Save price" }).click();
+    await pageOp.getByRole("status").filter({ hasText: "Price of e2e-model saved." }).waitFor();
+    const prow = pageOp.getByRole("table", { name: /Prices of demo/ }).getByRole("row").filter({ hasText: "e2e-model" });
+    const prowText = await prow.innerText();
+    check(prowText.includes("$1.50") && prowText.includes("$2.25") && prowText.includes("every target") && prowText.includes("64"),
+      `the price is listed as money per million tokens (${prowText.replace(/\s+/g, " ")})`);
+    await shoot(pageOp, "prices");
+    // The tenant's owner reads the price but cannot change it.
+    await page.getByRole("link", { name: "Prices" }).click();
+    await page.getByRole("table", { name: /Prices of demo/ }).getByRole("row").filter({ hasText: "$2.25" }).waitFor();
+    check((await page.getByRole("form", { name: "Set a price" }).count()) === 0, "a tenant owner sees the price and gets no price form");
+
     // Create a caller key; it is shown once.
     await page.getByRole("link", { name: "Caller keys" }).click();
     const kform = page.getByRole("form", { name: "Create a caller key" });
     await kform.getByLabel("Name", { exact: true }).fill("e2e-key");
+    await kform.getByLabel(/^Budget \(USD/).fill("5");
+    await kform.getByLabel("Budget period", { exact: true }).selectOption("month");
     await kform.getByRole("button", { name: "Create key" }).click();
     const key = (await page.getByTestId("new-key").innerText()).trim();
     check(key.startsWith("tg-"), "the new key is shown once on the page");
+    const krow = page.getByRole("table", { name: /Caller keys of demo/ }).getByRole("row").filter({ hasText: "e2e-key" });
+    await krow.getByText("$5.000000/month").waitFor();
+    check(true, "the key's own budget, set in the create flow, shows in its row");
 
     // Call through the data plane with that key (once it has the config).
     const body = JSON.stringify({ model: "e2e-model", messages: [{ role: "user", content: "hello from e2e" }] });
@@ -208,6 +247,10 @@ async function main() {
     check(cells[1] === "1", "usage counts one call for e2e-model");
     check(cells.slice(3, 8).reduce((a, t) => a + n(t), 0) === tokens, "usage shows the call's tokens by bucket");
     check(/^\$\d+\.\d{6}$/.test(cells[8]), `usage shows the call's cost (${cells[8]})`);
+    const cost = micros(cells[8]);
+    // At $1.50 / $2.25 per million tokens the call costs 1.5 µ$ per input and 2.25 µ$ per output token (rounded up).
+    const expected = (BigInt(answer.usage.prompt_tokens) * 1_500_000n + BigInt(answer.usage.completion_tokens) * 2_250_000n + 999_999n) / 1_000_000n;
+    check(cost > 0n && cost <= expected + 1n && cost >= expected - 1n, `the priced call costs ${cells[8]} (expected about ${usdText(expected)})`);
     await page.getByLabel("Chart", { exact: true }).selectOption("calls");
     check(page.url().includes("metric=calls"), "the chart choice is in the URL (bookmarkable)");
     const todayLabel = new Date().toISOString().slice(5, 10);
@@ -252,9 +295,12 @@ async function main() {
     await bform.getByLabel(/Hard limit/).fill("10");
     await bform.getByLabel(/Alert threshold/).fill("8");
     await bform.getByRole("button", { name: "Save budget" }).click();
-    await page.getByRole("status").filter({ hasText: "Budget set: $10.000000 per month, alert at $8.000000." }).waitFor();
-    const brow = page.getByRole("table", { name: /Budgets of demo/ }).getByRole("row").filter({ hasText: "month" });
+    await page.getByRole("status").filter({ hasText: "Budget of tenant set: $10.000000 per month, alert at $8.000000." }).waitFor();
+    const brow = page.getByRole("table", { name: /Budgets of demo/ }).getByRole("row").filter({ hasText: /^tenant/ });
     check((await brow.innerText()).includes("$10.000000"), "the month budget is listed with its hard limit");
+    const kbrow = page.getByRole("table", { name: /Budgets of demo/ }).getByRole("row").filter({ hasText: "key e2e-key" });
+    const kbText = await kbrow.innerText();
+    check(kbText.includes("$5.000000") && kbText.includes(usdText(cost)), `the key's budget is listed with the key's name and what the key spent (${kbText.replace(/\s+/g, " ")})`);
     await shoot(page, "budgets");
 
     // The overview counts it too.
@@ -265,7 +311,7 @@ async function main() {
     check(facts[1] === "1" && facts[2] === "0.0%" && facts[3] === String(tokens), `the overview shows today's call, error rate and tokens (${facts.join(" | ")})`);
     // `tollgate dev` seeds demo with a starting credit.
     const startBalance = micros(await page.getByTestId("overview-balance").innerText());
-    check(startBalance === 10_000_000n, `the overview shows the balance (${usdText(startBalance)})`);
+    check(startBalance === 10_000_000n - cost, `the overview shows the balance after the priced call (${usdText(startBalance)})`);
     await shoot(page, "overview");
 
     // Change the route's policy in the UI and see the data plane enforce it:
@@ -335,18 +381,40 @@ async function main() {
 
     // The operator signs in with the operator token: every tenant, the data
     // planes, and creating a tenant.
-    const opToken = readFileSync(path.join(dataDir, "admin.token"), "utf8").trim();
-    const pageOp = await (await browser.newContext()).newPage();
-    pageOp.setDefaultTimeout(T);
-    await pageOp.goto(dev.dash);
-    await pageOp.getByText("Operator token", { exact: true }).click();
-    await pageOp.getByLabel(/Operator token \(/).fill(opToken);
-    await pageOp.getByRole("button", { name: "Use token" }).click();
-    await pageOp.getByText("Signed in as operator token").waitFor();
     await pageOp.getByRole("link", { name: "Data planes" }).click();
     const node = pageOp.getByRole("row").filter({ hasText: "dev-dp" });
     await node.waitFor();
-    check((await node.getByRole("cell").nth(1).innerText()) === "yes", "the operator sees the connected data plane");
+    check((await node.getByRole("cell").nth(1).innerText()) === "yes" && (await node.getByRole("cell").nth(2).innerText()) === "shared",
+      "the operator sees the connected data plane in group shared");
+    // A data-plane group scoped to demo, and a registration token: shown once, then listed by its last 4.
+    await pageOp.getByLabel("Tenant", { exact: true }).selectOption("demo");
+    const dform = pageOp.getByRole("form", { name: "Create a data-plane group" });
+    await dform.getByLabel("Group name", { exact: true }).fill("demo-onprem");
+    await dform.getByLabel("Receives", { exact: true }).selectOption("tenant");
+    await dform.getByRole("button", { name: "Create group" }).click();
+    await pageOp.getByRole("status").filter({ hasText: "Group demo-onprem created (tenant demo only)." }).waitFor();
+    const tkform = pageOp.getByRole("form", { name: "Create a token for demo-onprem" });
+    await tkform.getByLabel("Token name", { exact: true }).fill("rack-1");
+    await tkform.getByRole("button", { name: "Create token" }).click();
+    const dpToken = (await pageOp.getByTestId("new-dp-token").innerText()).trim();
+    check(dpToken.length > 20, "the registration token is shown once");
+    await shoot(pageOp, "data-planes-operator");
+    await pageOp.getByRole("button", { name: "I have copied it" }).click();
+    const tokRow = pageOp.getByRole("table", { name: "Tokens of demo-onprem" }).getByRole("row").filter({ hasText: "rack-1" });
+    await tokRow.waitFor();
+    check((await tokRow.innerText()).includes(`…${dpToken.slice(-4)}`) && !(await pageOp.content()).includes(dpToken),
+      "the token is listed by its last 4 and the page no longer holds it");
+    // Demo's owner sees its group and the token (last 4), and another tenant's owner sees neither.
+    await page.getByRole("link", { name: "Data planes" }).click();
+    await page.getByRole("button", { name: "Tokens of demo-onprem" }).click();
+    const ownerTok = page.getByRole("table", { name: "Tokens of demo-onprem" }).getByRole("row").filter({ hasText: "rack-1" });
+    await ownerTok.waitFor();
+    check((await ownerTok.innerText()).includes(`…${dpToken.slice(-4)}`) && (await page.getByText("tenant demo only").count()) === 1,
+      "demo's owner sees its tenant-scoped group and the token by its last 4");
+    await shoot(page, "data-planes-tenant");
+    await pageB.getByRole("link", { name: "Data planes" }).click();
+    await pageB.getByText("No data-plane group for other").waitFor();
+    check(!(await pageB.content()).includes("demo-onprem"), "another tenant's owner does not see demo's group");
 
     // Top up demo's balance as the operator and see it, in the account and the statement.
     await pageOp.getByLabel("Tenant", { exact: true }).selectOption("demo");

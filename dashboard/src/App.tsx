@@ -18,6 +18,7 @@ const Codes = lazy(() => import("./pages/Codes"));
 const Budgets = lazy(() => import("./pages/Budgets"));
 const Guardrails = lazy(() => import("./pages/Guardrails"));
 const Cache = lazy(() => import("./pages/Cache"));
+const Prices = lazy(() => import("./pages/Prices"));
 
 type Page = {
   path: string;
@@ -35,13 +36,14 @@ const PAGES: Page[] = [
   { path: "/keys", title: "Caller keys", element: <Keys />, show: () => true },
   { path: "/usage", title: "Usage", element: <Usage />, show: () => true },
   { path: "/billing", title: "Balance & ledger", element: <Billing />, show: () => true },
+  { path: "/prices", title: "Prices", element: <Prices />, show: () => true },
   { path: "/budgets", title: "Budgets", element: <Budgets />, show: () => true },
   { path: "/guardrails", title: "Guardrails", element: <Guardrails />, show: () => true },
   { path: "/cache", title: "Cache", element: <Cache />, show: () => true },
   // SLOT(ratelimit): { path: "/rate-limits", title: "Rate limits", … } once rate_limits.proto is on main.
   { path: "/codes", title: "Redemption codes", element: <Codes />, show: (s) => s.isOperator && can(s.role, "write"), operatorOnly: true },
-  { path: "/data-planes", title: "Data planes", element: <DataPlanes />, show: (s) => s.isOperator, operatorOnly: true },
-  // SLOT(scale): { path: "/dp-groups", title: "Data-plane groups", … } once dp_groups.proto is on main.
+  // Groups and registration tokens (dp_groups.proto) for everyone (tenant users: their tenant's groups); nodes for operators.
+  { path: "/data-planes", title: "Data planes", element: <DataPlanes />, show: () => true, operatorOnly: true },
   // SLOT(observability): a "Status" link to the public /status page once status.proto is on main.
   { path: "/users", title: "Users", element: <Users />, show: (s) => can(s.role, "users") },
   { path: "/tenants", title: "Tenants", element: <Tenants />, show: (s) => s.isOperator, operatorOnly: true },

@@ -17,6 +17,7 @@ import { AuthService } from "./gen/tollgate/admin/v1/auth_pb";
 import { BillingService } from "./gen/tollgate/admin/v1/billing_pb";
 import { CachePolicyService } from "./gen/tollgate/admin/v1/cache_pb";
 import { ConsoleService } from "./gen/tollgate/admin/v1/dashboard_pb";
+import { DataPlaneGroupService } from "./gen/tollgate/admin/v1/dp_groups_pb";
 import { GuardrailService } from "./gen/tollgate/admin/v1/guardrails_pb";
 import { UsageQueryService } from "./gen/tollgate/admin/v1/usage_query_pb";
 
@@ -34,6 +35,7 @@ export type Api = {
   guardrails: Client<typeof GuardrailService>;
   cache: Client<typeof CachePolicyService>;
   console: Client<typeof ConsoleService>;
+  dpGroups: Client<typeof DataPlaneGroupService>;
 };
 
 /** Clients that send `authorization: Bearer <token>` when a token is set. */
@@ -62,6 +64,7 @@ export function makeApi(token: string | null, baseUrl = window.location.origin):
     guardrails: c(GuardrailService),
     cache: c(CachePolicyService),
     console: c(ConsoleService),
+    dpGroups: c(DataPlaneGroupService),
   };
 }
 

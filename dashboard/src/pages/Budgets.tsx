@@ -36,11 +36,17 @@ export default function Budgets() {
   const { api, tenant, role } = useSession();
   const [notice, setNotice] = useState<NoticeState>(null);
   const { data, error, reload } = useLoad(async () => {
-    const [b, a] = await Promise.all([api.billing.listBudgets({ tenant }), api.billing.listBudgetAlerts({ tenant })]);
-    return { budgets: b.budgets, alerts: a.alerts };
+    const [b, a, k] = await Promise.all([api.billing.listBudgets({ tenant }), api.billing.listBudgetAlerts({ tenant }), api.keys.listKeys({ tenant })]);
+    // Tenant budgets first, then each key's, by key name.
+    const names = new Map(k.keys.map((x) => [x.id, x.name]));
+    const budgets = [...b.budgets].sort((x, y) => (x.keyId ? 1 : 0) - (y.keyId ? 1 : 0) || (names.get(x.keyId) ?? "").localeCompare(names.get(y.keyId) ?? ""));
+    return { budgets, alerts: a.alerts, keys: k.keys.filter((x) => !x.revokedAtMs), names };
   }, [api, tenant]);
   const writable = can(role, "write");
   const [form, setForm] = useState<BudgetInput>({ period: "month", amount: "", soft: "", offset: "", webhook: "" });
+  // "": the tenant's budget; else a caller key's id.
+  const [key, setKey] = useState("");
+  const scope = (keyId: string) => (keyId ? `key ${data?.names.get(keyId) ?? keyId}` : "tenant");
   const [errors, setErrors] = useState<Partial<Record<keyof BudgetInput, string>>>({});
   const set = (k: keyof BudgetInput) => (e: { target: { value: string } }) => setForm({ ...form, [k]: e.target.value });
 
@@ -55,6 +61,7 @@ export default function Budgets() {
             <caption>Budgets of {tenant}</caption>
             <thead>
               <tr>
+                <th scope="col">Applies to</th>
                 <th scope="col">Period</th>
                 <th scope="col">Spent this period</th>
                 <th scope="col" className="num">Hard limit</th>
@@ -67,13 +74,14 @@ export default function Budgets() {
             <tbody>
               {data.budgets.length === 0 && (
                 <tr>
-                  <td colSpan={7}>No budgets: spend is limited only by the balance.</td>
+                  <td colSpan={8}>No budgets: spend is limited only by the balance.</td>
                 </tr>
               )}
               {data.budgets.map((b) => {
                 const pct = b.amountMicros > 0n ? Number((b.spentMicros * 1000n) / b.amountMicros) / 10 : 0;
                 return (
                   <tr key={b.id}>
+                    <td>{scope(b.keyId)}</td>
                     <td>{b.period}</td>
                     <td>
                       <meter min={0} max={100} value={Math.min(100, pct)} high={b.amountMicros ? Number((b.softMicros * 100n) / b.amountMicros) || 80 : 80} optimum={0} aria-label={`${b.period} budget used`} />{" "}
@@ -86,12 +94,12 @@ export default function Budgets() {
                     {writable && (
                       <td>
                         <ConfirmButton
-                          label={`Delete ${b.period} budget`}
-                          confirmLabel={`Really delete the ${b.period} budget`}
+                          label={`Delete ${b.period} budget of ${scope(b.keyId)}`}
+                          confirmLabel={`Really delete the ${b.period} budget of ${scope(b.keyId)}`}
                           onConfirm={async () => {
                             try {
-                              await api.billing.deleteBudget({ tenant, period: b.period });
-                              setNotice({ kind: "ok", text: `The ${b.period} budget is deleted.` });
+                              await api.billing.deleteBudget({ tenant, period: b.period, key: b.keyId });
+                              setNotice({ kind: "ok", text: `The ${b.period} budget of ${scope(b.keyId)} is deleted.` });
                               await reload();
                             } catch (e) {
                               setNotice({ kind: "error", text: errorText(e) });
@@ -120,8 +128,8 @@ export default function Budgets() {
             }
             setErrors({});
             try {
-              const b = await api.billing.setBudget({ tenant, period: form.period, amountMicros: c.amountMicros, softMicros: c.softMicros, utcOffsetMinutes: c.utcOffsetMinutes, webhookUrl: c.webhookUrl });
-              setNotice({ kind: "ok", text: `Budget set: ${usd(b.amountMicros)} per ${b.period}${b.softMicros ? `, alert at ${usd(b.softMicros)}` : ""}.` });
+              const b = await api.billing.setBudget({ tenant, key, period: form.period, amountMicros: c.amountMicros, softMicros: c.softMicros, utcOffsetMinutes: c.utcOffsetMinutes, webhookUrl: c.webhookUrl });
+              setNotice({ kind: "ok", text: `Budget of ${scope(b.keyId)} set: ${usd(b.amountMicros)} per ${b.period}${b.softMicros ? `, alert at ${usd(b.softMicros)}` : ""}.` });
               setForm({ ...form, amount: "", soft: "" });
               await reload();
             } catch (err) {
@@ -130,6 +138,16 @@ export default function Budgets() {
           }}
         >
           <h2>Set a budget (replaces the period's budget)</h2>
+          <Field label="Applies to">
+            <select value={key} onChange={(e) => setKey(e.target.value)}>
+              <option value="">the whole tenant</option>
+              {data?.keys.map((k) => (
+                <option key={k.id} value={k.id}>
+                  key {k.name}
+                </option>
+              ))}
+            </select>
+          </Field>
           <Field label="Period" error={errors.period}>
             <select value={form.period} onChange={set("period")}>
               {PERIODS.map((p) => (
@@ -137,7 +155,7 @@ export default function Budgets() {
               ))}
             </select>
           </Field>
-          <Field label="Hard limit (USD; calls beyond it get 402)" error={errors.amount}>
+          <Field label="Hard limit (USD; calls beyond it get 402 budget_exceeded)" error={errors.amount}>
             <input inputMode="decimal" value={form.amount} onChange={set("amount")} />
           </Field>
           <Field label="Alert threshold (USD, optional)" error={errors.soft}>
@@ -159,6 +177,7 @@ export default function Budgets() {
             <thead>
               <tr>
                 <th scope="col">When</th>
+                <th scope="col">Budget of</th>
                 <th scope="col">Period</th>
                 <th scope="col">Period start</th>
                 <th scope="col" className="num">Threshold</th>
@@ -169,12 +188,13 @@ export default function Budgets() {
             <tbody>
               {data.alerts.length === 0 && (
                 <tr>
-                  <td colSpan={6}>No alerts.</td>
+                  <td colSpan={7}>No alerts.</td>
                 </tr>
               )}
               {data.alerts.map((a) => (
                 <tr key={a.id}>
                   <td>{when(a.createdAtMs)}</td>
+                  <td>{scope(a.keyId)}</td>
                   <td>{a.period}</td>
                   <td>{when(a.periodStartMs)}</td>
                   <td className="num">{usd(a.thresholdMicros)}</td>

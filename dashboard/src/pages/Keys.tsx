@@ -5,8 +5,102 @@ import { CopyButton } from "../components/CopyButton";
 import { Field } from "../components/Field";
 import { Notice, type NoticeState } from "../components/Notice";
 import { useLoad } from "../components/useLoad";
-import { when } from "../format";
+import { parseUsd, usd, when } from "../format";
+import type { Budget } from "../gen/tollgate/admin/v1/billing_pb";
 import { can, useSession } from "../session";
+
+const PERIODS = ["day", "week", "month"];
+
+/** A key's budget typed in the create form or a row: empty amount = none. */
+export function checkKeyBudget(amount: string): bigint | null | string {
+  if (!amount.trim()) return null;
+  const v = parseUsd(amount);
+  if (typeof v === "string") return v;
+  if (v <= 0n) return "The budget must be more than $0 (empty: none).";
+  return v;
+}
+
+/** A key's own budgets: shown, set and deleted in its row. */
+function KeyBudgets({ keyId, keyName, budgets, writable, onDone }: { keyId: string; keyName: string; budgets: Budget[]; writable: boolean; onDone: (n: NoticeState) => Promise<void> }) {
+  const { api, tenant } = useSession();
+  const [open, setOpen] = useState(false);
+  const [period, setPeriod] = useState("month");
+  const [amount, setAmount] = useState("");
+  const [err, setErr] = useState<string | undefined>();
+  return (
+    <>
+      {budgets.length === 0 ? "none" : budgets.map((b) => (
+        <span key={b.id} className="key-budget">
+          {usd(b.amountMicros)}/{b.period} (spent {usd(b.spentMicros)})
+          {writable && (
+            <>
+              {" "}
+              <ConfirmButton
+                label={`Delete ${b.period} budget of ${keyName}`}
+                confirmLabel={`Really delete the ${b.period} budget of ${keyName}`}
+                onConfirm={async () => {
+                  try {
+                    await api.billing.deleteBudget({ tenant, period: b.period, key: keyId });
+                    await onDone({ kind: "ok", text: `The ${b.period} budget of key ${keyName} is deleted.` });
+                  } catch (e) {
+                    await onDone({ kind: "error", text: errorText(e) });
+                  }
+                }}
+              />
+            </>
+          )}
+        </span>
+      ))}
+      {writable && !open && (
+        <>
+          {" "}
+          <button type="button" onClick={() => setOpen(true)}>
+            Set budget of {keyName}
+          </button>
+        </>
+      )}
+      {writable && open && (
+        <form
+          className="inline-form"
+          aria-label={`Budget of ${keyName}`}
+          noValidate
+          onSubmit={async (e) => {
+            e.preventDefault();
+            const v = checkKeyBudget(amount);
+            if (v === null || typeof v === "string") {
+              setErr(v ?? "Enter a budget in dollars, like 25.");
+              return;
+            }
+            setErr(undefined);
+            try {
+              const b = await api.billing.setBudget({ tenant, key: keyId, period, amountMicros: v });
+              setOpen(false);
+              setAmount("");
+              await onDone({ kind: "ok", text: `Budget of key ${keyName} set: ${usd(b.amountMicros)} per ${b.period}.` });
+            } catch (e2) {
+              await onDone({ kind: "error", text: errorText(e2) });
+            }
+          }}
+        >
+          <Field label={`Budget period of ${keyName}`}>
+            <select value={period} onChange={(e) => setPeriod(e.target.value)}>
+              {PERIODS.map((p) => (
+                <option key={p}>{p}</option>
+              ))}
+            </select>
+          </Field>
+          <Field label={`Budget of ${keyName} (USD)`} error={err}>
+            <input inputMode="decimal" value={amount} onChange={(e) => setAmount(e.target.value)} />
+          </Field>
+          <button type="submit">Save</button>
+          <button type="button" onClick={() => setOpen(false)}>
+            Cancel
+          </button>
+        </form>
+      )}
+    </>
+  );
+}
 
 export default function Keys() {
   const { api, tenant, role } = useSession();
@@ -16,15 +110,20 @@ export default function Keys() {
   const [days, setDays] = useState("");
   const [providers, setProviders] = useState<string[]>([]);
   const [models, setModels] = useState<string[]>([]);
+  const [budget, setBudget] = useState("");
+  const [budgetPeriod, setBudgetPeriod] = useState("month");
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [busy, setBusy] = useState(false);
   const { data, error, reload } = useLoad(async () => {
-    const [k, p, m, g] = await Promise.all([
+    const [k, p, m, g, b] = await Promise.all([
       api.keys.listKeys({ tenant }),
       api.providers.listProviders({ tenant }),
       api.models.listModels({ tenant }),
       api.guardrails.listGuardrails({ tenant }),
+      api.billing.listBudgets({ tenant }),
     ]);
+    const budgets = new Map<string, Budget[]>();
+    for (const x of b.budgets) if (x.keyId) budgets.set(x.keyId, [...(budgets.get(x.keyId) ?? []), x]);
     // Model allowlists are `model` guardrails attached to the key.
     const allow = new Map<string, string[]>();
     for (const gr of g.guardrails) {
@@ -37,7 +136,7 @@ export default function Keys() {
       }
       for (const a of gr.attachments) if (a.scope === "key") allow.set(a.targetId, [...(allow.get(a.targetId) ?? []), ...names]);
     }
-    return { keys: k.keys, providers: p.providers, models: m.models, allow };
+    return { keys: k.keys, providers: p.providers, models: m.models, allow, budgets };
   }, [api, tenant]);
   const providerName = (id: string) => data?.providers.find((p) => p.id === id)?.name ?? id;
 
@@ -59,6 +158,7 @@ export default function Keys() {
       )}
       {error && <p role="alert" className="notice error">{error}</p>}
       {data && (
+        <div className="scroll">
         <table>
           <caption>Caller keys of {tenant}</caption>
           <thead>
@@ -69,6 +169,7 @@ export default function Keys() {
               <th scope="col">Expires</th>
               <th scope="col">Providers</th>
               <th scope="col">Models</th>
+              <th scope="col">Budget</th>
               <th scope="col">State</th>
               {can(role, "createKey") && <th scope="col">Actions</th>}
             </tr>
@@ -76,7 +177,7 @@ export default function Keys() {
           <tbody>
             {data.keys.length === 0 && (
               <tr>
-                <td colSpan={8}>No keys yet.</td>
+                <td colSpan={9}>No keys yet.</td>
               </tr>
             )}
             {data.keys.map((k) => (
@@ -89,6 +190,18 @@ export default function Keys() {
                 <td>{k.expiresAtMs ? when(k.expiresAtMs) : "never"}</td>
                 <td>{k.allowedProviderIds.length ? k.allowedProviderIds.map(providerName).join(", ") : "all"}</td>
                 <td>{data.allow.get(k.id)?.join(", ") ?? "all"}</td>
+                <td>
+                  <KeyBudgets
+                    keyId={k.id}
+                    keyName={k.name}
+                    budgets={data.budgets.get(k.id) ?? []}
+                    writable={can(role, "write") && !k.revokedAtMs}
+                    onDone={async (n) => {
+                      setNotice(n);
+                      await reload();
+                    }}
+                  />
+                </td>
                 <td>{k.revokedAtMs ? `revoked ${when(k.revokedAtMs)}` : "active"}</td>
                 {/* Members may revoke the keys they created; the API says so otherwise. */}
                 {can(role, "createKey") && (
@@ -114,6 +227,7 @@ export default function Keys() {
             ))}
           </tbody>
         </table>
+        </div>
       )}
       {can(role, "createKey") && data && (
         <form
@@ -126,6 +240,8 @@ export default function Keys() {
             else if (data.keys.some((k) => k.name === name.trim())) errs.name = `A key named ${name.trim()} exists already.`;
             const d = days.trim() ? Number(days) : 0;
             if (!Number.isInteger(d) || d < 0) errs.days = "Expiry must be a whole number of days (empty: never).";
+            const budgetMicros = checkKeyBudget(budget);
+            if (typeof budgetMicros === "string") errs.budget = budgetMicros;
             setErrors(errs);
             if (Object.keys(errs).length) return;
             setBusy(true);
@@ -142,6 +258,8 @@ export default function Keys() {
               try {
                 r = await api.keys.createKey({ tenant, name: keyName, expiresAtMs, providers });
                 if (guard) await api.guardrails.attachGuardrail({ tenant, guardrail: guard.id, scope: "key", target: r.key?.id ?? keyName });
+                // The key's own budget, set before the key is shown (402 budget_exceeded when used up).
+                if (typeof budgetMicros === "bigint") await api.billing.setBudget({ tenant, key: r.key?.id ?? keyName, period: budgetPeriod, amountMicros: budgetMicros });
               } catch (err) {
                 if (r) await api.keys.revokeKey({ tenant, key: r.key?.id ?? keyName }).catch(() => undefined);
                 if (guard) await api.guardrails.deleteGuardrail({ tenant, guardrail: guard.id }).catch(() => undefined);
@@ -152,6 +270,7 @@ export default function Keys() {
               setName("");
               setProviders([]);
               setModels([]);
+              setBudget("");
               await reload();
             } catch (err) {
               setNotice({ kind: "error", text: errorText(err) });
@@ -195,11 +314,25 @@ export default function Keys() {
               </label>
             ))}
           </fieldset>)}
+          {can(role, "write") && (
+            <>
+              <Field label="Budget (USD, optional; calls beyond it get 402)" error={errors.budget}>
+                <input inputMode="decimal" value={budget} onChange={(e) => setBudget(e.target.value)} />
+              </Field>
+              <Field label="Budget period">
+                <select value={budgetPeriod} onChange={(e) => setBudgetPeriod(e.target.value)}>
+                  {PERIODS.map((p) => (
+                    <option key={p}>{p}</option>
+                  ))}
+                </select>
+              </Field>
+            </>
+          )}
           <button type="submit" disabled={busy}>
             Create key
           </button>
           <p className="hint" style={{ flexBasis: "100%" }}>
-            Spending limits: set a budget on the Budgets page (per tenant). Keys cannot be regenerated: create a new one, then revoke the old.
+            A key's budget caps what it may spend per period on top of the tenant's budgets (Budgets page). Keys cannot be regenerated: create a new one, then revoke the old.
           </p>
         </form>
       )}

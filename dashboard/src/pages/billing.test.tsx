@@ -108,7 +108,7 @@ describe("Billing page", () => {
     fireEvent.submit(form);
     await screen.findByText("Code redeemed: $5.000000 added; balance $5.000000.");
     expect(redeemCode).toHaveBeenCalledWith({ tenant: "acme", code: "tgc_ABC" });
-    expect(screen.getByText("No entries yet.")).toBeTruthy();
+    expect(await screen.findByText("No entries yet.")).toBeTruthy();
   });
 
   it("pages through the statement without skipping or repeating entries that share a millisecond", async () => {
@@ -149,13 +149,17 @@ describe("Budgets", () => {
   });
 
   it("sets a budget and lists it with what was spent", async () => {
-    const budgets: { id: string; period: string; amountMicros: bigint; softMicros: bigint; spentMicros: bigint; utcOffsetMinutes: number; webhookUrl: string }[] = [];
-    const setBudget = vi.fn(async (r: { period: string; amountMicros: bigint; softMicros: bigint }) => {
-      const b = { id: "bg_1", period: r.period, amountMicros: r.amountMicros, softMicros: r.softMicros, spentMicros: 1_000_000n, utcOffsetMinutes: 0, webhookUrl: "" };
+    const budgets: { id: string; period: string; amountMicros: bigint; softMicros: bigint; spentMicros: bigint; utcOffsetMinutes: number; webhookUrl: string; keyId: string }[] = [];
+    const setBudget = vi.fn(async (r: { period: string; amountMicros: bigint; softMicros: bigint; key: string }) => {
+      const b = { id: `bg_${budgets.length}`, period: r.period, amountMicros: r.amountMicros, softMicros: r.softMicros, spentMicros: 1_000_000n, utcOffsetMinutes: 0, webhookUrl: "", keyId: r.key };
       budgets.push(b);
       return b;
     });
-    const api = { billing: { listBudgets: async () => ({ budgets: [...budgets] }), listBudgetAlerts: async () => ({ alerts: [] }), setBudget } };
+    const deleteBudget = vi.fn(async () => ({}));
+    const api = {
+      billing: { listBudgets: async () => ({ budgets: [...budgets] }), listBudgetAlerts: async () => ({ alerts: [{ id: "ba_1", period: "day", keyId: "ck_1", periodStartMs: 1n, thresholdMicros: 1n, spentMicros: 2n, createdAtMs: 1n, deliveredAtMs: 0n }] }), setBudget, deleteBudget },
+      keys: { listKeys: async () => ({ keys: [{ id: "ck_1", name: "ci-bot", revokedAtMs: 0n }] }) },
+    };
     withSession(api, "admin", false, <Budgets />);
     const form = await screen.findByRole("form", { name: "Set a budget" });
     fireEvent.change(within(form).getByLabelText(/Hard limit/), { target: { value: "abc" } });
@@ -165,10 +169,25 @@ describe("Budgets", () => {
     fireEvent.change(within(form).getByLabelText(/Hard limit/), { target: { value: "10" } });
     fireEvent.change(within(form).getByLabelText(/Alert threshold/), { target: { value: "8" } });
     fireEvent.submit(form);
-    await screen.findByText("Budget set: $10.000000 per month, alert at $8.000000.");
-    const row = await screen.findByRole("row", { name: /month/ });
+    await screen.findByText("Budget of tenant set: $10.000000 per month, alert at $8.000000.");
+    expect(setBudget.mock.calls[0][0].key).toBe("");
+    const row = await screen.findByRole("row", { name: /tenant month/ });
     expect(row.textContent).toContain("$1.000000 (10.0%)");
-    expect(screen.getByText("No alerts.")).toBeTruthy();
+    // A key's own budget: sent with the key's id, listed with the key's name.
+    fireEvent.change(within(form).getByLabelText("Applies to"), { target: { value: "ck_1" } });
+    fireEvent.change(within(form).getByLabelText(/Period/), { target: { value: "day" } });
+    fireEvent.change(within(form).getByLabelText(/Hard limit/), { target: { value: "2.5" } });
+    fireEvent.change(within(form).getByLabelText(/Alert threshold/), { target: { value: "" } });
+    fireEvent.submit(form);
+    await screen.findByText("Budget of key ci-bot set: $2.500000 per day.");
+    expect(setBudget.mock.calls[1][0]).toMatchObject({ key: "ck_1", period: "day", amountMicros: 2_500_000n });
+    const keyRow = await within(screen.getByRole("table", { name: /Budgets of/ })).findByRole("row", { name: /key ci-bot day/ });
+    expect(keyRow.textContent).toContain("$2.500000");
+    // The alert names the key too.
+    expect(within(screen.getByRole("table", { name: /alerts/ })).getByRole("row", { name: /key ci-bot day .*not delivered/ })).toBeTruthy();
+    fireEvent.click(within(keyRow).getByRole("button", { name: "Delete day budget of key ci-bot" }));
+    fireEvent.click(within(keyRow).getByRole("button", { name: "Really delete the day budget of key ci-bot" }));
+    await waitFor(() => expect(deleteBudget).toHaveBeenCalledWith({ tenant: "acme", period: "day", key: "ck_1" }));
   });
 });
 

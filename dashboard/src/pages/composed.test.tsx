@@ -61,6 +61,7 @@ describe("A key with a model allowlist", () => {
   const base = () => ({
     providers: { listProviders: async () => ({ providers: [] }) },
     models: { listModels: async () => ({ models: [{ id: "md_1", name: "gpt-4o-mini" }, { id: "md_2", name: "gpt-4o" }] }) },
+    billing: { listBudgets: async () => ({ budgets: [] }) },
   });
 
   it("is shown only after its model guardrail is attached", async () => {
@@ -114,6 +115,62 @@ describe("A key with a model allowlist", () => {
     expect((await screen.findByRole("alert")).textContent).toBe("internal database error; see the control plane log");
     expect(revokeKey).toHaveBeenCalledWith({ tenant: "acme", key: "ck_9" });
     expect(deleteGuardrail).toHaveBeenCalledWith({ tenant: "acme", guardrail: "gr_9" });
+    expect(screen.queryByTestId("new-key")).toBeNull();
+  });
+});
+
+describe("A key with a budget", () => {
+  const budgetApi = (setBudget: (r: { key: string; period: string; amountMicros: bigint }) => Promise<unknown>, revokeKey = vi.fn(async () => ({}))) => {
+    const budgets: unknown[] = [];
+    return {
+      providers: { listProviders: async () => ({ providers: [] }) },
+      models: { listModels: async () => ({ models: [] }) },
+      guardrails: { listGuardrails: async () => ({ guardrails: [] }) },
+      keys: {
+        listKeys: async () => ({ keys: budgets.length ? [{ id: "ck_9", name: "batch", prefix: "tg-x", createdAtMs: 1n, expiresAtMs: 0n, revokedAtMs: 0n, allowedProviderIds: [] }] : [] }),
+        createKey: async (r: { name: string }) => ({ key: { id: "ck_9", name: r.name }, secret: "tg-secret-9" }),
+        revokeKey,
+      },
+      billing: {
+        listBudgets: async () => ({ budgets: [...budgets] }),
+        setBudget: vi.fn(async (r: { key: string; period: string; amountMicros: bigint }) => {
+          const b = await setBudget(r);
+          budgets.push(b);
+          return b;
+        }),
+      },
+    };
+  };
+
+  it("gets its budget before it is shown, and lists it in its row", async () => {
+    const api = budgetApi(async (r) => ({ id: "bg_1", keyId: r.key, period: r.period, amountMicros: r.amountMicros, spentMicros: 0n, softMicros: 0n }));
+    withSession(api, <Keys />);
+    const form = await screen.findByRole("form", { name: "Create a caller key" });
+    fireEvent.change(within(form).getByLabelText("Name"), { target: { value: "batch" } });
+    fireEvent.change(within(form).getByLabelText(/^Budget \(USD/), { target: { value: "0" } });
+    fireEvent.submit(form);
+    expect(await within(form).findByText("The budget must be more than $0 (empty: none).")).toBeTruthy();
+    fireEvent.change(within(form).getByLabelText(/^Budget \(USD/), { target: { value: "7.25" } });
+    fireEvent.change(within(form).getByLabelText("Budget period"), { target: { value: "week" } });
+    fireEvent.submit(form);
+    expect((await screen.findByTestId("new-key")).textContent).toBe("tg-secret-9");
+    expect(api.billing.setBudget).toHaveBeenCalledWith({ tenant: "acme", key: "ck_9", period: "week", amountMicros: 7_250_000n });
+    const row = await screen.findByRole("row", { name: /batch/ });
+    expect(row.textContent).toContain("$7.250000/week (spent $0.000000)");
+  });
+
+  it("is revoked and never shown when its budget cannot be set", async () => {
+    const revokeKey = vi.fn(async () => ({}));
+    const api = budgetApi(async () => {
+      throw new ConnectError("amount_micros must be positive and at most 1000000000000000", Code.InvalidArgument);
+    }, revokeKey);
+    withSession(api, <Keys />);
+    const form = await screen.findByRole("form", { name: "Create a caller key" });
+    fireEvent.change(within(form).getByLabelText("Name"), { target: { value: "batch" } });
+    fireEvent.change(within(form).getByLabelText(/^Budget \(USD/), { target: { value: "5" } });
+    fireEvent.submit(form);
+    expect((await screen.findByRole("alert")).textContent).toMatch(/amount_micros must be positive/);
+    expect(revokeKey).toHaveBeenCalledWith({ tenant: "acme", key: "ck_9" });
     expect(screen.queryByTestId("new-key")).toBeNull();
   });
 });

@@ -117,6 +117,7 @@ describe("Keys page", () => {
       providers: { listProviders: async () => ({ providers: [] }) },
       models: { listModels: async () => ({ models: [] }) },
       guardrails: { listGuardrails: async () => ({ guardrails: [] }) },
+      billing: { listBudgets: async () => ({ budgets: [] }) },
     };
     withSession(api, "member", <Keys />);
     const form = await screen.findByRole("form", { name: "Create a caller key" });
@@ -128,6 +129,8 @@ describe("Keys page", () => {
     // Members may revoke (their own) keys; viewers see no revoke at all.
     expect(await screen.findByRole("row", { name: /backend/ })).toBeTruthy();
     expect(screen.getByRole("button", { name: "Revoke backend" })).toBeTruthy();
+    // Members cannot set budgets (SetBudget needs the admin role): no budget field.
+    expect(within(form).queryByLabelText(/Budget/)).toBeNull();
     fireEvent.click(screen.getByRole("button", { name: "I have copied it" }));
     expect(screen.queryByTestId("new-key")).toBeNull();
   });
