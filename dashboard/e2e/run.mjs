@@ -303,6 +303,27 @@ async function main() {
     check(kbText.includes("$5.000000") && kbText.includes(usdText(cost)), `the key's budget is listed with the key's name and what the key spent (${kbText.replace(/\s+/g, " ")})`);
     await shoot(page, "budgets");
 
+    // A rate limit on the seeded demo key, set in the UI (a bad number explained first).
+    await page.getByRole("link", { name: "Rate limits" }).click();
+    const lform = page.getByRole("form", { name: "Set rate limits" });
+    await lform.getByLabel("Applies to", { exact: true }).selectOption("key");
+    await lform.getByLabel("Key", { exact: true }).selectOption({ label: "demo" });
+    await lform.getByLabel("Requests / minute", { exact: true }).fill("-5");
+    await lform.getByRole("button", { name: "Save limits" }).click();
+    await lform.getByText("Must not be negative.").waitFor();
+    check(true, "a bad rate limit is explained next to the field");
+    await lform.getByLabel("Requests / minute", { exact: true }).fill("120");
+    await lform.getByRole("button", { name: "Save limits" }).click();
+    await page.getByRole("status").filter({ hasText: "Rate limits saved" }).waitFor();
+    const lrow = page.getByRole("table", { name: /Rate limits of demo/ }).getByRole("row").filter({ hasText: "key demo" });
+    const lcells = await lrow.getByRole("cell").allInnerTexts();
+    check(lcells[0] === "key demo" && lcells[3] === "120", `the demo key's RPM limit is listed (${lcells.join(" | ")})`);
+    const statusLink = page.getByRole("link", { name: /Status page/ });
+    check((await statusLink.getAttribute("href")) === "/status", "the navigation links to the public status page");
+    const statusPage = await fetch(new URL("/status", dev.dash));
+    check(statusPage.status === 200 && (await statusPage.text()).includes("<html"), "the control plane serves the public status page without a sign-in");
+    await shoot(page, "limits");
+
     // The overview counts it too.
     await page.getByRole("link", { name: "Overview" }).click();
     const today = page.getByRole("region", { name: "Today (UTC)" });
