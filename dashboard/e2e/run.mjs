@@ -204,6 +204,19 @@ async function main() {
     check(prowText.includes("$1.50") && prowText.includes("$2.25") && prowText.includes("every target") && prowText.includes("64"),
       `the price is listed as money per million tokens (${prowText.replace(/\s+/g, " ")})`);
     await shoot(pageOp, "prices");
+    // The operator posts an incident; the public status page shows it.
+    await pageOp.getByRole("link", { name: "Incidents" }).click();
+    const iform = pageOp.getByRole("form", { name: "Post an incident" });
+    await iform.getByLabel("Title", { exact: true }).fill("E2E degraded answers");
+    await iform.getByLabel("Components (comma-separated, e.g. openai, gpt-4o)").fill("e2e-model");
+    await iform.getByRole("button", { name: "Post incident" }).click();
+    await pageOp.getByRole("form", { name: "Update E2E degraded answers" }).waitFor();
+    await eventually("the public status page shows the incident", async () => {
+      const r = await fetch(new URL("/status", dev.dash));
+      return r.status === 200 && (await r.text()).includes("E2E degraded answers") ? true : null;
+    });
+    check(true, "an incident posted in the UI is on the public status page");
+    await shoot(pageOp, "incidents");
     // The tenant's owner reads the price but cannot change it.
     await page.getByRole("link", { name: "Prices" }).click();
     await page.getByRole("table", { name: /Prices of demo/ }).getByRole("row").filter({ hasText: "$2.25" }).waitFor();

@@ -122,14 +122,14 @@ export default function RateLimits() {
     <>
       <Notice notice={notice} />
       <p className="hint">
-        Every call must pass every limit that applies to it: its key&apos;s, its model&apos;s and the tenant&apos;s. Empty values are not limited here (or take the tier&apos;s value). Over a limit, calls get 429 with Retry-After.
+        Every call must pass every limit that applies to it: its key&apos;s, its model&apos;s and the tenant&apos;s. Empty values are not limited here (or take the tier&apos;s value). Over a limit, calls get 429 with Retry-After. The table shows the effective values (a set&apos;s own over its tier&apos;s); saving replaces the whole set of the chosen scope.
       </p>
       {error && <p role="alert" className="notice error">{error}</p>}
       {!data && !error && <p role="status">Loading…</p>}
       {data && (
         <div className="scroll">
           <table>
-            <caption>Rate limits of {tenant} (effective values: the set&apos;s own over its tier&apos;s)</caption>
+            <caption>Rate limits of {tenant}</caption>
             <thead>
               <tr>
                 <th scope="col">Applies to</th>
@@ -156,9 +156,9 @@ export default function RateLimits() {
                     <td>{where}</td>
                     <td>{l.tier || "—"}</td>
                     <LimitCells v={l.effective} />
-                    <td>{when(l.updatedAtMs)}</td>
+                    <td className="when">{when(l.updatedAtMs)}</td>
                     {writable && (
-                      <td>
+                      <td className="actions">
                         <ConfirmButton
                           label={`Clear limits of ${where}`}
                           confirmLabel={`Really clear the limits of ${where}`}
@@ -202,7 +202,6 @@ export default function RateLimits() {
           }}
         >
           <h2>Set rate limits</h2>
-          <p className="hint">Replaces the whole set of the chosen scope.</p>
           <Field label="Applies to">
             <select value={scope} onChange={(e) => { setScope(e.target.value); setTarget(""); }}>
               <option value="tenant">whole tenant</option>
@@ -239,7 +238,7 @@ export default function RateLimits() {
           <h2>Tiers</h2>
           <div className="scroll">
             <table>
-              <caption>Tiers (named sets of limits; a set&apos;s empty values take its tier&apos;s)</caption>
+              <caption>Tiers (named sets of limits)</caption>
               <thead>
                 <tr>
                   <th scope="col">Tier</th>
@@ -262,9 +261,9 @@ export default function RateLimits() {
                   <tr key={t.name}>
                     <td>{t.name}</td>
                     <LimitCells v={t.limits} />
-                    <td>{when(t.updatedAtMs)}</td>
+                    <td className="when">{when(t.updatedAtMs)}</td>
                     {tiersWritable && (
-                      <td>
+                      <td className="actions">
                         <ConfirmButton
                           label={`Delete tier ${t.name}`}
                           confirmLabel={`Really delete tier ${t.name}`}
