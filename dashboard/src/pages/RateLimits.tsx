@@ -159,6 +159,21 @@ export default function RateLimits() {
                     <td className="when">{when(l.updatedAtMs)}</td>
                     {writable && (
                       <td className="actions">
+                        <button
+                          type="button"
+                          aria-label={`Edit limits of ${where}`}
+                          onClick={() => {
+                            // The set's own values (not the effective ones), since saving replaces the set.
+                            setScope(l.scope);
+                            setTarget(l.scope === "model" || l.scope === "key" ? l.targetId : "");
+                            setTier(l.tier);
+                            setInput(Object.fromEntries(LIMIT_FIELDS.map(([k]) => [k, l.limits?.[k] ? String(l.limits[k]) : ""])) as LimitInput);
+                            setErrors({});
+                            document.getElementById("set-limits")?.scrollIntoView?.({ block: "start" });
+                          }}
+                        >
+                          Edit
+                        </button>{" "}
                         <ConfirmButton
                           label={`Clear limits of ${where}`}
                           confirmLabel={`Really clear the limits of ${where}`}
@@ -183,6 +198,7 @@ export default function RateLimits() {
       )}
       {writable && data && (
         <form
+          id="set-limits"
           aria-label="Set rate limits"
           noValidate
           onSubmit={async (e) => {

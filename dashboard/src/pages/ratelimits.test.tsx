@@ -109,6 +109,15 @@ describe("Rate limits page", () => {
     const table = await screen.findByRole("table", { name: /Rate limits of acme/ });
     const row = await within(table).findByRole("row", { name: /key demo-key/ });
     expect(within(row).getAllByRole("cell")[3].textContent).toBe("60");
+
+    // Edit loads the set's own values back into the form (saving replaces the whole set).
+    fireEvent.change(within(form).getByLabelText("Applies to"), { target: { value: "tenant" } });
+    fireEvent.change(rpm, { target: { value: "" } });
+    fireEvent.click(within(row).getByRole("button", { name: "Edit limits of key demo-key" }));
+    expect((within(form).getByLabelText("Applies to") as HTMLSelectElement).value).toBe("key");
+    expect((within(form).getByLabelText("Key") as HTMLSelectElement).value).toBe("ck_1");
+    expect((within(form).getByLabelText("Requests / minute") as HTMLInputElement).value).toBe("60");
+    expect((within(form).getByLabelText("Requests / second") as HTMLInputElement).value).toBe("");
   });
 
   it("clears a limit only when asked twice", async () => {
