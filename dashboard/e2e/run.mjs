@@ -329,6 +329,8 @@ async function main() {
     await lform.getByRole("button", { name: "Save limits" }).click();
     await page.getByRole("status").filter({ hasText: "Rate limits saved" }).waitFor();
     const lrow = page.getByRole("table", { name: /Rate limits of demo/ }).getByRole("row").filter({ hasText: "key demo" });
+    // The notice shows before the list reloads: wait for the row itself.
+    await lrow.waitFor();
     const lcells = await lrow.getByRole("cell").allInnerTexts();
     check(lcells[0] === "key demo" && lcells[3] === "120", `the demo key's RPM limit is listed (${lcells.join(" | ")})`);
     const statusLink = page.getByRole("link", { name: /Status page/ });

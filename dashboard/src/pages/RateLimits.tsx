@@ -10,13 +10,28 @@ import { can, useSession } from "../session";
 
 /** The six limits of a set, in the order they are shown. */
 export const LIMIT_FIELDS = [
-  ["requestsPerSecond", "Requests / second"],
-  ["requestsPerMinute", "Requests / minute"],
-  ["requestsPerDay", "Requests / day"],
-  ["tokensPerMinute", "Tokens / minute"],
-  ["tokensPerDay", "Tokens / day"],
-  ["maxConcurrent", "Concurrent calls"],
+  ["requestsPerSecond", "Requests / second", "RPS"],
+  ["requestsPerMinute", "Requests / minute", "RPM"],
+  ["requestsPerDay", "Requests / day", "RPD"],
+  ["tokensPerMinute", "Tokens / minute", "TPM"],
+  ["tokensPerDay", "Tokens / day", "TPD"],
+  ["maxConcurrent", "Concurrent calls", "Concurrent"],
 ] as const;
+
+/** Column headers: short, with the full name for screen readers and on hover. */
+function LimitHeaders() {
+  return (
+    <>
+      {LIMIT_FIELDS.map(([k, label, short]) => (
+        <th key={k} scope="col" className="num">
+          <abbr title={label} aria-label={label}>
+            {short}
+          </abbr>
+        </th>
+      ))}
+    </>
+  );
+}
 
 export type LimitKey = (typeof LIMIT_FIELDS)[number][0];
 export type LimitInput = Record<LimitKey, string>;
@@ -134,11 +149,7 @@ export default function RateLimits() {
               <tr>
                 <th scope="col">Applies to</th>
                 <th scope="col">Tier</th>
-                {LIMIT_FIELDS.map(([k, label]) => (
-                  <th key={k} scope="col" className="num">
-                    {label}
-                  </th>
-                ))}
+                <LimitHeaders />
                 <th scope="col">Updated</th>
                 {writable && <th scope="col">Actions</th>}
               </tr>
@@ -258,11 +269,7 @@ export default function RateLimits() {
               <thead>
                 <tr>
                   <th scope="col">Tier</th>
-                  {LIMIT_FIELDS.map(([k, label]) => (
-                    <th key={k} scope="col" className="num">
-                      {label}
-                    </th>
-                  ))}
+                  <LimitHeaders />
                   <th scope="col">Updated</th>
                   {tiersWritable && <th scope="col">Actions</th>}
                 </tr>
