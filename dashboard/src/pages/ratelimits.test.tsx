@@ -159,6 +159,16 @@ describe("Rate limits page", () => {
     await waitFor(() => expect(setRateLimitTier).toHaveBeenCalledTimes(1));
     expect(setRateLimitTier.mock.calls[0][0]).toMatchObject({ name: "free", limits: { maxConcurrent: 8n, requestsPerMinute: 0n } });
   });
+
+  it("lets an operator delete a tier only when asked twice", async () => {
+    const deleteRateLimitTier = vi.fn(async () => ({ removed: true }));
+    withSession(api({ deleteRateLimitTier }).api, "admin", true, <RateLimits />);
+    fireEvent.click(await screen.findByRole("button", { name: "Delete tier pro" }));
+    expect(deleteRateLimitTier).not.toHaveBeenCalled();
+    fireEvent.click(screen.getByRole("button", { name: "Really delete tier pro" }));
+    await waitFor(() => expect(deleteRateLimitTier).toHaveBeenCalledWith({ name: "pro" }));
+    expect(await screen.findByText("Tier pro deleted.")).toBeTruthy();
+  });
 });
 
 describe("Incidents page", () => {
