@@ -204,6 +204,19 @@ async function main() {
     check(prowText.includes("$1.50") && prowText.includes("$2.25") && prowText.includes("every target") && prowText.includes("64"),
       `the price is listed as money per million tokens (${prowText.replace(/\s+/g, " ")})`);
     await shoot(pageOp, "prices");
+    // The operator posts an incident; the public status page shows it.
+    await pageOp.getByRole("link", { name: "Incidents" }).click();
+    const iform = pageOp.getByRole("form", { name: "Post an incident" });
+    await iform.getByLabel("Title", { exact: true }).fill("E2E degraded answers");
+    await iform.getByLabel("Components (comma-separated, e.g. openai, gpt-4o)").fill("e2e-model");
+    await iform.getByRole("button", { name: "Post incident" }).click();
+    await pageOp.getByRole("form", { name: "Update E2E degraded answers" }).waitFor();
+    await eventually("the public status page shows the incident", async () => {
+      const r = await fetch(new URL("/status", dev.dash));
+      return r.status === 200 && (await r.text()).includes("E2E degraded answers") ? true : null;
+    });
+    check(true, "an incident posted in the UI is on the public status page");
+    await shoot(pageOp, "incidents");
     // The tenant's owner reads the price but cannot change it.
     await page.getByRole("link", { name: "Prices" }).click();
     await page.getByRole("table", { name: /Prices of demo/ }).getByRole("row").filter({ hasText: "$2.25" }).waitFor();
@@ -302,6 +315,29 @@ async function main() {
     const kbText = await kbrow.innerText();
     check(kbText.includes("$5.000000") && kbText.includes(usdText(cost)), `the key's budget is listed with the key's name and what the key spent (${kbText.replace(/\s+/g, " ")})`);
     await shoot(page, "budgets");
+
+    // A rate limit on the seeded demo key, set in the UI (a bad number explained first).
+    await page.getByRole("link", { name: "Rate limits" }).click();
+    const lform = page.getByRole("form", { name: "Set rate limits" });
+    await lform.getByLabel("Applies to", { exact: true }).selectOption("key");
+    await lform.getByLabel("Key", { exact: true }).selectOption({ label: "demo" });
+    await lform.getByLabel("Requests / minute", { exact: true }).fill("-5");
+    await lform.getByRole("button", { name: "Save limits" }).click();
+    await lform.getByText("Must not be negative.").waitFor();
+    check(true, "a bad rate limit is explained next to the field");
+    await lform.getByLabel("Requests / minute", { exact: true }).fill("120");
+    await lform.getByRole("button", { name: "Save limits" }).click();
+    await page.getByRole("status").filter({ hasText: "Rate limits saved" }).waitFor();
+    const lrow = page.getByRole("table", { name: /Rate limits of demo/ }).getByRole("row").filter({ hasText: "key demo" });
+    // The notice shows before the list reloads: wait for the row itself.
+    await lrow.waitFor();
+    const lcells = await lrow.getByRole("cell").allInnerTexts();
+    check(lcells[0] === "key demo" && lcells[3] === "120", `the demo key's RPM limit is listed (${lcells.join(" | ")})`);
+    const statusLink = page.getByRole("link", { name: /Status page/ });
+    check((await statusLink.getAttribute("href")) === "/status", "the navigation links to the public status page");
+    const statusPage = await fetch(new URL("/status", dev.dash));
+    check(statusPage.status === 200 && (await statusPage.text()).includes("<html"), "the control plane serves the public status page without a sign-in");
+    await shoot(page, "limits");
 
     // The overview counts it too.
     await page.getByRole("link", { name: "Overview" }).click();

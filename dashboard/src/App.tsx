@@ -19,6 +19,8 @@ const Budgets = lazy(() => import("./pages/Budgets"));
 const Guardrails = lazy(() => import("./pages/Guardrails"));
 const Cache = lazy(() => import("./pages/Cache"));
 const Prices = lazy(() => import("./pages/Prices"));
+const RateLimits = lazy(() => import("./pages/RateLimits"));
+const Incidents = lazy(() => import("./pages/Incidents"));
 
 type Page = {
   path: string;
@@ -40,11 +42,11 @@ const PAGES: Page[] = [
   { path: "/budgets", title: "Budgets", element: <Budgets />, show: () => true },
   { path: "/guardrails", title: "Guardrails", element: <Guardrails />, show: () => true },
   { path: "/cache", title: "Cache", element: <Cache />, show: () => true },
-  // SLOT(ratelimit): { path: "/rate-limits", title: "Rate limits", … } once rate_limits.proto is on main.
+  { path: "/limits", title: "Rate limits", element: <RateLimits />, show: () => true },
   { path: "/codes", title: "Redemption codes", element: <Codes />, show: (s) => s.isOperator && can(s.role, "write"), operatorOnly: true },
   // Groups and registration tokens (dp_groups.proto) for everyone (tenant users: their tenant's groups); nodes for operators.
   { path: "/data-planes", title: "Data planes", element: <DataPlanes />, show: () => true, operatorOnly: true },
-  // SLOT(observability): a "Status" link to the public /status page once status.proto is on main.
+  { path: "/incidents", title: "Incidents", element: <Incidents />, show: (s) => s.isOperator && can(s.role, "write"), operatorOnly: true },
   { path: "/users", title: "Users", element: <Users />, show: (s) => can(s.role, "users") },
   { path: "/tenants", title: "Tenants", element: <Tenants />, show: (s) => s.isOperator, operatorOnly: true },
 ];
@@ -189,6 +191,12 @@ export function App() {
               </a>
             </li>
           ))}
+          <li>
+            {/* Served by the control plane itself (no sign-in), not a page of this app. */}
+            <a href="/status" target="_blank" rel="noopener">
+              Status page ↗
+            </a>
+          </li>
         </ul>
       </nav>
       <main id="main" tabIndex={-1}>

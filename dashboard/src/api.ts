@@ -19,6 +19,8 @@ import { CachePolicyService } from "./gen/tollgate/admin/v1/cache_pb";
 import { ConsoleService } from "./gen/tollgate/admin/v1/dashboard_pb";
 import { DataPlaneGroupService } from "./gen/tollgate/admin/v1/dp_groups_pb";
 import { GuardrailService } from "./gen/tollgate/admin/v1/guardrails_pb";
+import { RateLimitService } from "./gen/tollgate/admin/v1/rate_limits_pb";
+import { StatusService } from "./gen/tollgate/admin/v1/status_pb";
 import { UsageQueryService } from "./gen/tollgate/admin/v1/usage_query_pb";
 
 export type Api = {
@@ -36,6 +38,8 @@ export type Api = {
   cache: Client<typeof CachePolicyService>;
   console: Client<typeof ConsoleService>;
   dpGroups: Client<typeof DataPlaneGroupService>;
+  rateLimits: Client<typeof RateLimitService>;
+  status: Client<typeof StatusService>;
 };
 
 /** Clients that send `authorization: Bearer <token>` when a token is set. */
@@ -65,6 +69,8 @@ export function makeApi(token: string | null, baseUrl = window.location.origin):
     cache: c(CachePolicyService),
     console: c(ConsoleService),
     dpGroups: c(DataPlaneGroupService),
+    rateLimits: c(RateLimitService),
+    status: c(StatusService),
   };
 }
 
