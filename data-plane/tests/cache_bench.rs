@@ -28,7 +28,14 @@ fn ns_per_key(body: &Map<String, Value>, n: u32) -> f64 {
     let mut sink = 0u8;
     let started = Instant::now();
     for _ in 0..n {
-        sink ^= cache_key("tn_bench", CacheEndpoint::ChatCompletions, "bench", "", body).digest[0];
+        sink ^= cache_key(
+            "tn_bench",
+            CacheEndpoint::ChatCompletions,
+            "bench",
+            "",
+            body,
+        )
+        .digest[0];
     }
     let ns = started.elapsed().as_nanos() as f64 / f64::from(n);
     assert!(u32::from(sink) < 256);
