@@ -68,19 +68,27 @@ impl Budget {
     }
 }
 
+/// The budgets `query` selects (budget columns, one `$1` bound to `id`).
+async fn select_budgets(
+    tx: &mut Transaction<'static, Any>,
+    query: &str,
+    id: &str,
+) -> StoreResult<Vec<Budget>> {
+    sqlx::query(query)
+        .bind(id)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(budget_from_row)
+        .collect()
+}
+
 async fn budgets_in(
     tx: &mut Transaction<'static, Any>,
     tenant_id: &str,
 ) -> StoreResult<Vec<Budget>> {
-    sqlx::query(&format!(
-        "SELECT {BUDGET_COLUMNS} FROM budgets WHERE tenant_id = $1"
-    ))
-    .bind(tenant_id)
-    .fetch_all(&mut **tx)
-    .await?
-    .iter()
-    .map(budget_from_row)
-    .collect()
+    let q = format!("SELECT {BUDGET_COLUMNS} FROM budgets WHERE tenant_id = $1");
+    select_budgets(tx, &q, tenant_id).await
 }
 
 /// Usage charged to a tenant since `since_ms` (positive micro-dollars).
@@ -122,15 +130,8 @@ async fn key_budgets_in(
     tx: &mut Transaction<'static, Any>,
     key_id: &str,
 ) -> StoreResult<Vec<Budget>> {
-    sqlx::query(&format!(
-        "SELECT {KEY_BUDGET_COLUMNS} FROM key_budgets WHERE key_id = $1"
-    ))
-    .bind(key_id)
-    .fetch_all(&mut **tx)
-    .await?
-    .iter()
-    .map(budget_from_row)
-    .collect()
+    let q = format!("SELECT {KEY_BUDGET_COLUMNS} FROM key_budgets WHERE key_id = $1");
+    select_budgets(tx, &q, key_id).await
 }
 
 /// Cost of a key's usage records received since `since_ms`.
@@ -360,15 +361,8 @@ impl Store {
             let spent = spent_since(&mut tx, tenant_id, b.period_start(now)).await?;
             out.push((b, spent));
         }
-        let keyed: Vec<Budget> = sqlx::query(&format!(
-            "SELECT {KEY_BUDGET_COLUMNS} FROM key_budgets WHERE tenant_id = $1"
-        ))
-        .bind(tenant_id)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(budget_from_row)
-        .collect::<StoreResult<_>>()?;
+        let q = format!("SELECT {KEY_BUDGET_COLUMNS} FROM key_budgets WHERE tenant_id = $1");
+        let keyed = select_budgets(&mut tx, &q, tenant_id).await?;
         for b in keyed {
             let spent = key_spent_since(&mut tx, &b.key_id, b.period_start(now)).await?;
             out.push((b, spent));
