@@ -10,6 +10,7 @@ mod dp_groups;
 mod errors;
 mod guardrails;
 mod https_upstream;
+mod key_regenerate;
 mod limits;
 mod metadata_only;
 mod observability;

@@ -23,12 +23,14 @@ impl KeyApi {
         Self { state }
     }
 
-    /// Below admin, a member may revoke only the keys it created.
-    async fn may_revoke_own(
+    /// Below admin, a member may revoke or regenerate (`verb`) only the keys
+    /// it created.
+    async fn may_change_own(
         &self,
         principal: &Principal,
         tenant_id: &str,
         reference: &str,
+        verb: &str,
     ) -> Result<(), Status> {
         principal.check(Need::CreateKey)?;
         let Principal::User { user, .. } = principal else {
@@ -44,9 +46,9 @@ impl KeyApi {
             .ok_or_else(|| Status::not_found(format!("key '{reference}' not found")))?;
         match store.key_creator(&key.id).await.map_err(store_status)? {
             Some(creator) if creator == user.id => Ok(()),
-            _ => Err(Status::permission_denied(
-                "role member may revoke only the keys it created",
-            )),
+            _ => Err(Status::permission_denied(format!(
+                "role member may {verb} only the keys it created"
+            ))),
         }
     }
 }
@@ -173,7 +175,7 @@ impl KeyService for KeyApi {
             return Err(Status::invalid_argument("key is required (id or name)"));
         }
         if principal.check(Need::Write).is_err() {
-            self.may_revoke_own(&principal, &tenant.id, reference)
+            self.may_change_own(&principal, &tenant.id, reference, "revoke")
                 .await?;
         }
         let key = self
@@ -184,5 +186,41 @@ impl KeyService for KeyApi {
             .map_err(store_status)?;
         tracing::info!(tenant_id = %key.tenant_id, key_id = %key.id, "caller key revoked");
         Ok(Response::new(key_to_proto(key)))
+    }
+
+    async fn regenerate_key(
+        &self,
+        request: Request<pb::RegenerateKeyRequest>,
+    ) -> Result<Response<pb::CreateKeyResponse>, Status> {
+        let (principal, tenant) = self
+            .state
+            .scoped(&request, &request.get_ref().tenant, Need::CreateKey)
+            .await?;
+        let req = request.into_inner();
+        let reference = req.key.trim();
+        if reference.is_empty() {
+            return Err(Status::invalid_argument("key is required (id or name)"));
+        }
+        if principal.check(Need::Write).is_err() {
+            self.may_change_own(&principal, &tenant.id, reference, "regenerate")
+                .await?;
+        }
+        let secret = generate_caller_key();
+        let key = self
+            .state
+            .store
+            .regenerate_key(
+                &tenant.id,
+                reference,
+                &display_prefix(&secret),
+                &hash_caller_key(&secret),
+            )
+            .await
+            .map_err(store_status)?;
+        tracing::info!(tenant_id = %key.tenant_id, key_id = %key.id, name = %key.name, "caller key regenerated");
+        Ok(Response::new(pb::CreateKeyResponse {
+            key: Some(key_to_proto(key)),
+            secret,
+        }))
     }
 }

@@ -10,6 +10,7 @@ mod dp_groups;
 mod guardrails;
 mod harness;
 mod isolation;
+mod key_regenerate;
 mod lifecycle;
 mod postgres;
 mod routes;

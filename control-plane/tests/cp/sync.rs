@@ -30,7 +30,7 @@ fn ack(version: u64, accepted: bool, reason: &str) -> pb::DataPlaneMessage {
     }
 }
 
-async fn next_snapshot(s: &mut Streaming<pb::ControlPlaneMessage>) -> pb::Snapshot {
+pub async fn next_snapshot(s: &mut Streaming<pb::ControlPlaneMessage>) -> pb::Snapshot {
     let msg = tokio::time::timeout(Duration::from_secs(1), s.message())
         .await
         .expect("a snapshot within 1 s")

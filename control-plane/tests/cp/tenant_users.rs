@@ -73,6 +73,8 @@ struct TenantB {
     provider_id: String,
     model_id: String,
     key_id: String,
+    /// Display prefix of B's key secret: unchanged unless it was regenerated.
+    key_prefix: String,
     user_id: String,
 }
 
@@ -126,6 +128,7 @@ async fn setup_b(op: &mut AdminClient) -> TenantB {
         provider_id: p.id,
         model_id: m.id,
         key_id: k.id,
+        key_prefix: k.prefix,
         user_id: u.id,
     }
 }
@@ -266,6 +269,10 @@ async fn session_of_tenant_a_cannot_see_or_change_tenant_b() {
             })),
             code!(a.keys.list_keys(pb::ListKeysRequest { tenant: t.clone() })),
             code!(a.keys.revoke_key(pb::RevokeKeyRequest {
+                tenant: t.clone(),
+                key: b.key_id.clone(),
+            })),
+            code!(a.keys.regenerate_key(pb::RegenerateKeyRequest {
                 tenant: t.clone(),
                 key: b.key_id.clone(),
             })),
@@ -495,6 +502,13 @@ async fn session_of_tenant_a_cannot_see_or_change_tenant_b() {
         Code::NotFound
     );
     assert_eq!(
+        code!(a.keys.regenerate_key(pb::RegenerateKeyRequest {
+            tenant: own.clone(),
+            key: b.key_id.clone(),
+        })),
+        Code::NotFound
+    );
+    assert_eq!(
         code!(a.auth.disable_user(pb::DisableUserRequest {
             tenant: own.clone(),
             user: b.user_id.clone(),
@@ -594,6 +608,7 @@ async fn session_of_tenant_a_cannot_see_or_change_tenant_b() {
         .into_inner()
         .keys;
     assert_eq!((keys.len(), keys[0].revoked_at_ms), (1, 0));
+    assert_eq!(keys[0].prefix, b.key_prefix, "B's key was not regenerated");
     let users = op
         .auth
         .list_users(pb::ListUsersRequest {
@@ -685,6 +700,30 @@ async fn roles_limit_what_a_session_may_do() {
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
     assert!(e.message().contains("member"), "{}", e.message());
+    // The same holds for regenerating: its own key yes, others' no.
+    let regen = |key: &str| pb::RegenerateKeyRequest {
+        tenant: "acme".into(),
+        key: key.into(),
+    };
+    let e = m
+        .keys
+        .regenerate_key(regen("by-operator"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(e.message().contains("regenerate"), "{}", e.message());
+    assert_eq!(
+        code!(v.keys.regenerate_key(regen("m"))),
+        Code::PermissionDenied
+    );
+    let renewed = m
+        .keys
+        .regenerate_key(regen("m"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(renewed.secret.starts_with("tg-") && renewed.secret != created.secret);
+    assert_eq!(renewed.key.unwrap().id, created.key.clone().unwrap().id);
     let own = m
         .keys
         .revoke_key(pb::RevokeKeyRequest {

@@ -125,6 +125,15 @@ pub enum KeyCmd {
         #[arg(long)]
         key: String,
     },
+    /// Give a key (by name or id) a new secret, printed once; its id, name,
+    /// allowlist, budgets, limits and expiry stay. The old secret stops
+    /// working within a second.
+    Regenerate {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        key: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -486,6 +495,30 @@ pub async fn key(admin: &mut Admin, cmd: KeyCmd, as_json: bool) -> anyhow::Resul
                 k.id,
                 datetime(k.revoked_at_ms)
             );
+        }
+        KeyCmd::Regenerate { tenant, key } => {
+            let r = admin
+                .keys
+                .regenerate_key(pb::RegenerateKeyRequest { tenant, key })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let k = r.key.unwrap_or_default();
+            if as_json {
+                println!(
+                    "{}",
+                    json!({"id": k.id, "name": k.name, "secret": r.secret, "expires_at_ms": k.expires_at_ms,
+                           "allowed_provider_ids": k.allowed_provider_ids})
+                );
+            } else {
+                println!(
+                    "Regenerated key {} ({}); the old secret no longer works. Copy the new one now, it is not shown again:",
+                    k.name, k.id
+                );
+                println!();
+                println!("  {}", r.secret);
+                println!();
+            }
         }
     }
     Ok(())

@@ -8,6 +8,7 @@ import { useLoad } from "../components/useLoad";
 import { parseUsd, usd, when } from "../format";
 import type { Budget } from "../gen/tollgate/admin/v1/billing_pb";
 import { can, useSession } from "../session";
+import { RegenerateKey } from "./RegenerateKey";
 
 const PERIODS = ["day", "week", "month"];
 
@@ -105,7 +106,7 @@ function KeyBudgets({ keyId, keyName, budgets, writable, onDone }: { keyId: stri
 export default function Keys() {
   const { api, tenant, role } = useSession();
   const [notice, setNotice] = useState<NoticeState>(null);
-  const [created, setCreated] = useState<{ name: string; secret: string } | null>(null);
+  const [created, setCreated] = useState<{ name: string; secret: string; regenerated?: boolean } | null>(null);
   const [name, setName] = useState("");
   const [days, setDays] = useState("");
   const [providers, setProviders] = useState<string[]>([]);
@@ -146,7 +147,7 @@ export default function Keys() {
       {created && (
         <section className="secret" aria-label="New caller key">
           <p>
-            Key <strong>{created.name}</strong> created. Copy it now: it is shown only once.
+            Key <strong>{created.name}</strong> {created.regenerated ? "regenerated: its old secret no longer works" : "created"}. Copy it now: it is shown only once.
           </p>
           <p>
             <code data-testid="new-key">{created.secret}</code> <CopyButton text={created.secret} label="Copy key" />
@@ -206,6 +207,18 @@ export default function Keys() {
                 {/* Members may revoke the keys they created; the API says so otherwise. */}
                 {can(role, "createKey") && (
                   <td>
+                    {!k.revokedAtMs && (!k.expiresAtMs || k.expiresAtMs > BigInt(Date.now())) && (
+                      <RegenerateKey
+                        keyId={k.id}
+                        keyName={k.name}
+                        onRegenerated={async (keyName, secret) => {
+                          setCreated({ name: keyName, secret, regenerated: true });
+                          setNotice(null);
+                          await reload();
+                        }}
+                        onError={(text) => setNotice({ kind: "error", text })}
+                      />
+                    )}{" "}
                     {!k.revokedAtMs && (
                       <ConfirmButton
                         label={`Revoke ${k.name}`}
@@ -332,7 +345,7 @@ export default function Keys() {
             Create key
           </button>
           <p className="hint" style={{ flexBasis: "100%" }}>
-            A key's budget caps what it may spend per period on top of the tenant's budgets (Budgets page). Keys cannot be regenerated: create a new one, then revoke the old.
+            A key's budget caps what it may spend per period on top of the tenant's budgets (Budgets page). Regenerate gives a key a new secret and keeps everything else; the old secret stops working at once.
           </p>
         </form>
       )}
