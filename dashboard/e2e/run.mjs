@@ -7,6 +7,11 @@
 // adds a model, creates a caller key (read from the page), calls the data
 // plane with that key, and finds the call on the usage page. Then a user of
 // another tenant signs in and sees none of it, in the UI and through the API.
+// The operator creates a tenant and runs a new operator's whole journey in
+// it without the CLI (top up, provider, model, price, key, call, usage and
+// request log, key regenerate, revoke); the demo owner sets a guardrail and
+// a cache policy that calls from this script then meet; the operator updates
+// a tier and resolves an incident.
 //
 // Needs: `npm run build` done, binaries in $TOLLGATE_BIN_DIR (default
 // ../target/debug). Exits non-zero on the first failed check.
@@ -103,6 +108,252 @@ async function shoot(page, name) {
   if (before) await page.setViewportSize(before);
 }
 
+/** A chat completion through the data plane: status, JSON body and headers. */
+async function chat(proxy, key, body, headers = {}) {
+  const r = await fetch(`${proxy}/chat/completions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  });
+  return { status: r.status, json: await r.json(), headers: r.headers };
+}
+
+/**
+ * A new operator's whole setup-to-first-call journey in the browser, no CLI,
+ * for the tenant just created in the UI (selected in `op`): top up, add a
+ * provider (the mock), a model with its route, a price, a key; call; see the
+ * call on the usage page and in the request log; regenerate the key (old
+ * secret 401, new one 200); revoke it (401).
+ */
+async function newTenantJourney(op, { dash, proxy, mockUrl, upstreamKey }) {
+  const tenant = await op.getByLabel("Tenant", { exact: true }).inputValue();
+  check(tenant === "third", "the journey runs in the tenant created in the UI");
+  await op.getByRole("link", { name: "Balance & ledger" }).click();
+  const topup = op.getByRole("form", { name: "Add to the balance" });
+  await topup.getByLabel("Amount (USD)").fill("10");
+  await topup.getByLabel(/Reference/).fill("inv-third-1");
+  await topup.getByRole("button", { name: "Add entry" }).click();
+  await op.getByRole("status").filter({ hasText: "Added $10.000000 (topup); balance $10.000000." }).waitFor();
+  check(true, "new tenant: topped up to $10 in the UI");
+
+  await op.getByRole("link", { name: "Providers" }).click();
+  await op.getByText("No providers yet.").waitFor();
+  const pform = op.getByRole("form", { name: "Add a provider" });
+  await pform.getByLabel("Name", { exact: true }).fill("third-upstream");
+  await pform.getByLabel("Kind", { exact: true }).selectOption("openai");
+  await pform.getByLabel("Base URL", { exact: true }).fill(mockUrl);
+  await pform.getByLabel(/API key/).fill(upstreamKey);
+  await pform.getByRole("button", { name: "Add provider" }).click();
+  await op.getByRole("status").filter({ hasText: "Provider third-upstream added." }).waitFor();
+  const prow = op.getByRole("row").filter({ hasText: "third-upstream" });
+  await prow.getByRole("button", { name: "Test third-upstream" }).click();
+  await prow.getByText(/^Works: 200/).waitFor();
+  check(true, "new tenant: a provider pointing at the mock is added and its test call works");
+
+  await op.getByRole("link", { name: "Models & routes" }).click();
+  const mform = op.getByRole("form", { name: "Add a model" });
+  await mform.getByLabel("Public name", { exact: true }).fill("third-model");
+  await mform.getByLabel("Provider", { exact: true }).selectOption("third-upstream");
+  await mform.getByLabel(/Upstream model/).fill("gpt-4o-mini");
+  await mform.getByRole("button", { name: "Add model" }).click();
+  await op.getByRole("status").filter({ hasText: "Model third-model added" }).waitFor();
+  await op.getByRole("button", { name: "Route of third-model" }).click();
+  const target = op.getByRole("region", { name: "Route of third-model" }).getByRole("row").filter({ hasText: "third-upstream" });
+  await target.waitFor();
+  check((await target.innerText()).includes("gpt-4o-mini"), "the route's target is the provider's gpt-4o-mini");
+  check(true, "new tenant: a model is added and its route targets the provider");
+
+  await op.getByRole("link", { name: "Prices" }).click();
+  const prform = op.getByRole("form", { name: "Set a price" });
+  await prform.getByLabel("Model", { exact: true }).selectOption("third-model");
+  await prform.getByLabel("Input (USD per million tokens)").fill("1");
+  await prform.getByLabel("Output (USD per million tokens)").fill("2");
+  await prform.getByRole("button", { name: "Save price" }).click();
+  await op.getByRole("status").filter({ hasText: "Price of third-model saved." }).waitFor();
+  check(true, "new tenant: the model is priced");
+
+  await op.getByRole("link", { name: "Caller keys" }).click();
+  const kform = op.getByRole("form", { name: "Create a caller key" });
+  await kform.getByLabel("Name", { exact: true }).fill("third-key");
+  await kform.getByRole("button", { name: "Create key" }).click();
+  const key = (await op.getByTestId("new-key").innerText()).trim();
+  check(key.startsWith("tg-"), "new tenant: the new key is shown once");
+  await op.getByRole("button", { name: "I have copied it" }).click();
+
+  const body = { model: "third-model", messages: [{ role: "user", content: "first call of tenant third" }] };
+  const first = await eventually("the data plane serves third-model with the new key", async () => {
+    const r = await chat(proxy, key, body);
+    return r.status === 200 ? r : null;
+  });
+  check(first.json.choices?.length === 1, "new tenant: the first call through the data plane succeeds");
+
+  await op.getByRole("link", { name: "Usage" }).click();
+  const urow = await eventually("the call appears on the usage page", async () => {
+    await op.getByRole("button", { name: "Refresh" }).click();
+    const r = op.getByRole("table", { name: /Usage by model/ }).getByRole("row").filter({ hasText: "third-model" });
+    return (await r.count()) === 1 ? r : null;
+  });
+  const ucells = await urow.getByRole("cell").allInnerTexts();
+  check(ucells[1] === "1" && micros(ucells[8]) > 0n, `new tenant: usage shows the call and its cost (${ucells.join(" | ")})`);
+  const logRow = op.getByRole("table", { name: /Requests \(metadata only/ }).getByRole("row").filter({ hasText: "third-key" });
+  await logRow.waitFor();
+  check((await logRow.innerText()).includes("200") && (await logRow.innerText()).includes("third-model"), "new tenant: the request log lists the call (200, key, model)");
+
+  // Regenerate: a confirmation dialog, the new secret once; the old one is refused.
+  await op.getByRole("link", { name: "Caller keys" }).click();
+  const krow = op.getByRole("table", { name: /Caller keys of third/ }).getByRole("row").filter({ hasText: "third-key" });
+  const oldPrefix = (await krow.getByRole("cell").nth(1).innerText()).trim();
+  check(oldPrefix === `${key.slice(0, 7)}…`, "the key is listed by its prefix");
+  await krow.getByRole("button", { name: "Regenerate third-key" }).click();
+  const dialog = op.getByRole("alertdialog", { name: "Regenerate key third-key?" });
+  await dialog.waitFor();
+  check((await dialog.innerText()).includes("stops working within a second"), "regenerate asks first, saying the old secret stops working");
+  await shoot(op, "keys-regenerate-dialog");
+  await dialog.getByRole("button", { name: "Regenerate third-key now" }).click();
+  const fresh = (await op.getByTestId("new-key").innerText()).trim();
+  check(fresh.startsWith("tg-") && fresh !== key, "the regenerated secret is shown once");
+  await op.getByRole("region", { name: "New caller key" }).getByText("regenerated: its old secret no longer works").waitFor();
+  await krow.getByRole("cell").filter({ hasText: `${fresh.slice(0, 7)}…` }).waitFor();
+  check(true, "the key's row shows the new prefix");
+  await shoot(op, "keys-regenerated");
+  const refusedOld = await eventually("the data plane refuses the old secret", async () => {
+    const r = await chat(proxy, key, body);
+    return r.status === 401 ? r : null;
+  });
+  check(refusedOld.json.error?.code === "invalid_api_key", "the old secret is refused with 401 invalid_api_key");
+  const second = await chat(proxy, fresh, body);
+  check(second.status === 200, `the new secret works (${second.status})`);
+  await op.getByRole("button", { name: "I have copied it" }).click();
+  check(!(await op.content()).includes(fresh), "the new secret is gone from the page once dismissed");
+
+  // Both calls count for the same key.
+  await op.getByRole("link", { name: "Usage" }).click();
+  await eventually("both calls appear in the request log", async () => {
+    await op.getByRole("button", { name: "Refresh" }).click();
+    return (await op.getByRole("table", { name: /Requests \(metadata only/ }).getByRole("row").filter({ hasText: "third-key" }).count()) === 2;
+  });
+  check(true, "the request log lists both calls under the same key");
+  const both = await eventually("usage counts both calls", async () => {
+    const c = await op.getByRole("table", { name: /Usage by model/ }).getByRole("row").filter({ hasText: "third-model" }).getByRole("cell").allInnerTexts();
+    if (c[1] === "2") return c;
+    await op.getByRole("button", { name: "Refresh" }).click();
+    return null;
+  });
+  const spent = micros(both[8]);
+
+  // Revoke (asked twice): refused.
+  await op.getByRole("link", { name: "Caller keys" }).click();
+  await op.getByRole("button", { name: "Revoke third-key" }).click();
+  await op.getByRole("button", { name: "Really revoke third-key" }).click();
+  await op.getByRole("status").filter({ hasText: "Key third-key revoked." }).waitFor();
+  await eventually("the data plane refuses the revoked key", async () => (await chat(proxy, fresh, body)).status === 401);
+  check(true, "new tenant: the revoked key is refused (401)");
+  await op.getByRole("link", { name: "Balance & ledger" }).click();
+  await eventually("the balance shows the two calls", async () => micros(await op.getByTestId("balance").innerText()) === 10_000_000n - spent);
+  check(spent > 0n, `new tenant: the two calls (${usdText(spent)}) are taken from the $10 balance`);
+}
+
+/**
+ * The demo owner sets a guardrail on the guardrails page and a cache policy
+ * on the cache page; calls with the demo key (from this script, not the
+ * browser) show both at work.
+ */
+async function guardrailAndCache(page, { proxy, demoKey }) {
+  await page.getByRole("link", { name: "Guardrails" }).click();
+  const gform = page.getByRole("form", { name: "Create a guardrail" });
+  await gform.getByLabel("Name", { exact: true }).fill("e2e-no-secrets");
+  await gform.getByLabel("Kind", { exact: true }).selectOption("keyword");
+  await gform.getByLabel("Settings (JSON)").fill('{"words": ["secret project"');
+  await gform.getByRole("button", { name: "Create guardrail" }).click();
+  await gform.locator(".field-error").first().waitFor();
+  check(true, "broken guardrail settings are explained before sending");
+  await gform.getByLabel("Settings (JSON)").fill('{"words": ["secret project"], "case_sensitive": false, "whole_word": true}');
+  await gform.getByRole("button", { name: "Create guardrail" }).click();
+  await page.getByRole("status").filter({ hasText: "Guardrail e2e-no-secrets created." }).waitFor();
+  const attach = page.getByRole("group", { name: "Attach e2e-no-secrets" });
+  await attach.getByLabel("Attach e2e-no-secrets to").selectOption("key");
+  await attach.getByLabel("Key for e2e-no-secrets").selectOption({ label: "demo" });
+  await attach.getByRole("button", { name: "Attach" }).click();
+  await page.getByRole("status").filter({ hasText: "e2e-no-secrets attached." }).waitFor();
+  await page.getByRole("row").filter({ hasText: "e2e-no-secrets" }).getByText("key demo").waitFor();
+  await shoot(page, "guardrails");
+  const secret = { model: "mock-small", messages: [{ role: "user", content: "Tell me about the Secret Project." }] };
+  const blocked = await eventually("the data plane applies the guardrail", async () => {
+    const r = await chat(proxy, demoKey, secret);
+    return r.status === 400 ? r : null;
+  });
+  check(blocked.json.error?.code === "content_policy_violation", `a call naming the keyword is blocked: 400 ${blocked.json.error?.code}`);
+  const clean = await chat(proxy, demoKey, { model: "mock-small", messages: [{ role: "user", content: "Tell me about the weather." }] });
+  check(clean.status === 200, "a call without it still goes through");
+
+  await page.getByRole("link", { name: "Cache" }).click();
+  const cform = page.getByRole("form", { name: "Set a cache policy" });
+  await cform.getByLabel("Applies to", { exact: true }).selectOption("key");
+  await cform.getByLabel("Key", { exact: true }).selectOption({ label: "demo" });
+  await cform.getByLabel(/TTL/).fill("300");
+  await cform.getByRole("button", { name: "Save policy" }).click();
+  await page.getByRole("status").filter({ hasText: "Cache policy saved" }).waitFor();
+  await page.getByRole("row").filter({ hasText: "key demo" }).getByText("300 s").waitFor();
+  await shoot(page, "cache");
+  // Calls are bypassed until the data plane has the policy; the first one
+  // under it is a miss (stored), the identical next one a hit.
+  const same = { model: "mock-small", temperature: 0, messages: [{ role: "user", content: `cache me ${Date.now()}` }] };
+  const miss = await eventually("the data plane applies the cache policy", async () => {
+    const r = await chat(proxy, demoKey, same);
+    return r.status === 200 && r.headers.get("x-tollgate-cache") !== "bypass" ? r : null;
+  });
+  check(miss.headers.get("x-tollgate-cache") === "miss", `the first call under the policy is a miss (${miss.headers.get("x-tollgate-cache")})`);
+  const hit = await chat(proxy, demoKey, same);
+  check(hit.status === 200 && hit.headers.get("x-tollgate-cache") === "hit", `the second identical call is a hit (${hit.headers.get("x-tollgate-cache")})`);
+  check(JSON.stringify(hit.json.choices) === JSON.stringify(miss.json.choices), "the hit answers what the miss answered");
+}
+
+/** The operator updates a tier (effective limits follow) and resolves an incident. */
+async function tierAndIncident(op, { dash }) {
+  await op.getByRole("link", { name: "Rate limits" }).click();
+  const tform = op.getByRole("form", { name: "Set a tier" });
+  await tform.getByLabel("Tier name", { exact: true }).fill("e2e-tier");
+  await tform.getByLabel("Requests / minute", { exact: true }).fill("1000");
+  await tform.getByRole("button", { name: "Save tier" }).click();
+  await op.getByRole("status").filter({ hasText: "Tier e2e-tier saved." }).waitFor();
+  const lform = op.getByRole("form", { name: "Set rate limits" });
+  await lform.getByLabel("Applies to", { exact: true }).selectOption("tenant");
+  await lform.getByLabel("Tier", { exact: true }).selectOption("e2e-tier");
+  await lform.getByRole("button", { name: "Save limits" }).click();
+  await op.getByRole("status").filter({ hasText: "Rate limits saved" }).waitFor();
+  const limits = op.getByRole("table", { name: /Rate limits of third/ });
+  const tenantRow = limits.getByRole("row").filter({ hasText: "whole tenant" });
+  await tenantRow.getByRole("cell").nth(3).filter({ hasText: "1,000" }).waitFor();
+  check((await tenantRow.getByRole("cell").nth(1).innerText()) === "e2e-tier", "the tenant takes its limits from tier e2e-tier (RPM 1,000)");
+  // Update the tier: the tenant's effective limit follows.
+  await tform.getByLabel("Tier name", { exact: true }).fill("e2e-tier");
+  await tform.getByLabel("Requests / minute", { exact: true }).fill("2500");
+  await tform.getByRole("button", { name: "Save tier" }).click();
+  await op.getByRole("status").filter({ hasText: "Tier e2e-tier saved." }).waitFor();
+  const tierRow = op.getByRole("table", { name: "Tiers (named sets of limits)" }).getByRole("row").filter({ hasText: "e2e-tier" });
+  await tierRow.getByRole("cell").nth(2).filter({ hasText: "2,500" }).waitFor();
+  await tenantRow.getByRole("cell").nth(3).filter({ hasText: "2,500" }).waitFor();
+  check(true, "an updated tier shows its new RPM, and so does the tenant that uses it");
+  await shoot(op, "limits-tier");
+
+  await op.getByRole("link", { name: "Incidents" }).click();
+  const upd = op.getByRole("form", { name: "Update E2E degraded answers" });
+  await upd.getByLabel("State", { exact: true }).selectOption("resolved");
+  await upd.getByLabel("New message (empty: keep)").fill("Fixed by the e2e test.");
+  await upd.getByRole("button", { name: "Update" }).click();
+  await op.getByRole("status").filter({ hasText: "E2E degraded answers resolved." }).waitFor();
+  const card = op.getByRole("region", { name: "E2E degraded answers" });
+  await card.getByText(/resolved .*/).first().waitFor();
+  check((await upd.count()) === 0 && (await card.innerText()).includes("Fixed by the e2e test."), "the resolved incident has no update form and shows its last message");
+  await shoot(op, "incidents-resolved");
+  const status = await eventually("the public status page shows the incident resolved", async () => {
+    const html = await (await fetch(new URL("/status", dash))).text();
+    const i = html.indexOf("E2E degraded answers");
+    return i >= 0 && /resolved \d/.test(html.slice(i, i + 400)) ? html : null;
+  });
+  check(status.includes("Fixed by the e2e test."), "the public status page shows the incident resolved, with its message");
+}
+
 async function main() {
   const upstreamKey = "sk-e2e-upstream-key-0000abcd";
   const mockUrl = await start(
@@ -120,7 +371,8 @@ async function main() {
       const dash = out.match(/Dashboard\s+(http\S+)/)?.[1];
       const proxy = out.match(/Proxy \(OpenAI API\)\s+(\S+)/)?.[1];
       const signIn = out.match(/Dashboard sign-in\s+(\S+) \/ (\S+)/);
-      return dash && proxy && signIn ? { dash, proxy, email: signIn[1], password: signIn[2] } : null;
+      const demoKey = out.match(/Demo key\s+(\S+)/)?.[1];
+      return dash && proxy && signIn && demoKey ? { dash, proxy, email: signIn[1], password: signIn[2], demoKey } : null;
     },
     { cwd: tmp },
   );
@@ -506,12 +758,9 @@ async function main() {
     await pageOp.getByRole("status").filter({ hasText: "Tenant third created" }).waitFor();
     await eventually("the new tenant is selected", async () => (await pageOp.getByLabel("Tenant", { exact: true }).inputValue()) === "third");
     check(true, "the new tenant is selected");
-    for (const p of ["Guardrails", "Cache"]) {
-      await page.getByRole("link", { name: p }).click();
-      await page.getByRole("heading", { name: p, level: 1 }).waitFor();
-      await page.getByRole("button", { name: /^(Create guardrail|Save policy)$/ }).waitFor();
-      await shoot(page, p.toLowerCase());
-    }
+    await newTenantJourney(pageOp, { dash: dev.dash, proxy: dev.proxy, mockUrl, upstreamKey });
+    await guardrailAndCache(page, dev);
+    await tierAndIncident(pageOp, dev);
     const unexpected = consoleErrors.filter((t) => /Content Security Policy|Uncaught|TypeError/.test(t));
     check(unexpected.length === 0, `no script errors or CSP violations (${unexpected.join("; ")})`);
     console.log("dashboard e2e: all checks passed");
