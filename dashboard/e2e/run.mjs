@@ -120,12 +120,13 @@ async function chat(proxy, key, body, headers = {}) {
 
 /**
  * A new operator's whole setup-to-first-call journey in the browser, no CLI,
- * for the tenant just created in the UI (selected in `op`): top up, add a
- * provider (the mock), a model with its route, a price, a key; call; see the
- * call on the usage page and in the request log; regenerate the key (old
- * secret 401, new one 200); revoke it (401).
+ * for the tenant just created in the UI (selected in `op`): the operator
+ * tops it up, adds a provider (the mock), a model with its route, a price and
+ * the tenant's owner; the owner signs in, creates a key; a call; the owner
+ * sees it on the usage page and in the request log, regenerates the key (old
+ * secret 401, new one 200) and revokes it (401).
  */
-async function newTenantJourney(op, { dash, proxy, mockUrl, upstreamKey }) {
+async function newTenantJourney(browser, op, { dash, proxy, mockUrl, upstreamKey }, consoleErrors) {
   const tenant = await op.getByLabel("Tenant", { exact: true }).inputValue();
   check(tenant === "third", "the journey runs in the tenant created in the UI");
   await op.getByRole("link", { name: "Balance & ledger" }).click();
@@ -171,6 +172,29 @@ async function newTenantJourney(op, { dash, proxy, mockUrl, upstreamKey }) {
   await prform.getByRole("button", { name: "Save price" }).click();
   await op.getByRole("status").filter({ hasText: "Price of third-model saved." }).waitFor();
   check(true, "new tenant: the model is priced");
+
+  // The tenant's first user: an owner, password generated and shown once.
+  await op.getByRole("link", { name: "Users" }).click();
+  const uform = op.getByRole("form", { name: "Add a user" });
+  await uform.getByLabel("Email", { exact: true }).fill("ann@third.test");
+  await uform.getByLabel("Role", { exact: true }).selectOption("owner");
+  await uform.getByRole("button", { name: "Add user" }).click();
+  await op.getByRole("status").filter({ hasText: "User ann@third.test added as owner." }).waitFor();
+  const password = (await op.getByRole("region", { name: "New user's password" }).locator("code").innerText()).trim();
+  check(password.length >= 12, "new tenant: the operator adds its owner; the password is shown once");
+
+  // From here on the tenant's owner, signed in with that password.
+  const owner = await (await browser.newContext()).newPage();
+  owner.setDefaultTimeout(T);
+  owner.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
+  owner.on("pageerror", (e) => consoleErrors.push(String(e)));
+  await owner.goto(dash);
+  await owner.getByLabel("Email", { exact: true }).fill("ann@third.test");
+  await owner.getByLabel("Password", { exact: true }).fill(password);
+  await owner.getByRole("button", { name: "Sign in" }).click();
+  await owner.getByText("Signed in as ann@third.test (owner)").waitFor();
+  check(micros(await owner.getByTestId("overview-balance").innerText()) === 10_000_000n, "new tenant: its owner signs in and sees the $10 balance on the overview");
+  op = owner;
 
   await op.getByRole("link", { name: "Caller keys" }).click();
   const kform = op.getByRole("form", { name: "Create a caller key" });
@@ -758,7 +782,7 @@ async function main() {
     await pageOp.getByRole("status").filter({ hasText: "Tenant third created" }).waitFor();
     await eventually("the new tenant is selected", async () => (await pageOp.getByLabel("Tenant", { exact: true }).inputValue()) === "third");
     check(true, "the new tenant is selected");
-    await newTenantJourney(pageOp, { dash: dev.dash, proxy: dev.proxy, mockUrl, upstreamKey });
+    await newTenantJourney(browser, pageOp, { dash: dev.dash, proxy: dev.proxy, mockUrl, upstreamKey }, consoleErrors);
     await guardrailAndCache(page, dev);
     await tierAndIncident(pageOp, dev);
     const unexpected = consoleErrors.filter((t) => /Content Security Policy|Uncaught|TypeError/.test(t));
