@@ -1,10 +1,10 @@
-//! Regenerating a caller key through the admin API: the data plane refuses
+//! Regenerating a caller key (`tollgate key regenerate`): the data plane refuses
 //! the old secret and serves the new one once it applies the change, and
 //! the calls of both secrets are metered to the same key.
 
 use std::time::Duration;
 
-use tollgate_e2e::{http, pb, Gateway};
+use tollgate_e2e::{bin_path, http, pb, Gateway};
 
 async fn status_with(gw: &Gateway, secret: &str) -> (u16, serde_json::Value) {
     let r = http()
@@ -25,17 +25,22 @@ async fn regenerated_key_old_secret_401_new_secret_200() {
     let gw = Gateway::start().await;
     assert_eq!(status_with(&gw, &gw.key).await.0, 200);
 
-    let mut admin = gw.admin().await;
-    let renewed = admin
-        .keys
-        .regenerate_key(pb::RegenerateKeyRequest {
-            tenant: "acme".into(),
-            key: "backend".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(renewed.key.as_ref().unwrap().id, gw.key_id);
+    // Through the CLI (which calls KeyService.RegenerateKey).
+    let out = std::process::Command::new(bin_path("tollgate"))
+        .args(["--cp", gw.cp.url(), "--token", &gw.cp.admin_token, "--json"])
+        .args(["key", "regenerate", "--tenant", "acme", "--key", "backend"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let renewed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(renewed["id"], gw.key_id.as_str());
+    assert_eq!(renewed["name"], "backend");
+    let secret = renewed["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("tg-") && secret != gw.key);
     let v = gw.cp.version().await;
     let took = gw.cp.wait_for_ack("dp-1", v).await;
     assert!(took < Duration::from_secs(1), "applied after {took:?}");
@@ -44,8 +49,9 @@ async fn regenerated_key_old_secret_401_new_secret_200() {
     assert_eq!(s, 401, "{body}");
     assert_eq!(body["error"]["code"], "invalid_api_key");
     assert!(!body.to_string().contains(&gw.key));
-    let (s, body) = status_with(&gw, &renewed.secret).await;
+    let (s, body) = status_with(&gw, &secret).await;
     assert_eq!(s, 200, "{body}");
+    let mut admin = gw.admin().await;
 
     // Both successful calls count for the same key (the refused one is not
     // a call of any key).
