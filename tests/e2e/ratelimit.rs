@@ -349,3 +349,166 @@ async fn limits_set_with_the_cli_apply_within_a_second() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The `tollgate_rate_limit_rejections_total` series of a Prometheus text
+/// exposition: (scope, limit) → value.
+fn limit_rejections(text: &str) -> std::collections::BTreeMap<(String, String), f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("tollgate_rate_limit_rejections_total{") else {
+            continue;
+        };
+        let (labels, value) = rest.rsplit_once("} ").unwrap();
+        let mut scope = String::new();
+        let mut limit = String::new();
+        for pair in labels.split(',') {
+            let (k, v) = pair.split_once('=').unwrap();
+            let v = v.trim_matches('"').to_string();
+            match k {
+                "scope" => scope = v,
+                "limit" => limit = v,
+                other => panic!("unexpected label {other} in {line}"),
+            }
+        }
+        out.insert((scope, limit), value.parse().unwrap());
+    }
+    out
+}
+
+/// A scripted run of refusals by two different limits: the data plane's
+/// `/metrics` counts each refusal under the limit that fired (scope and
+/// kind, exact values), and the usage records (the metadata log the
+/// control plane keeps) and the data plane's access log name the same
+/// limit, at no cost.
+#[tokio::test]
+async fn refusals_are_counted_in_metrics_and_logged_with_the_limit_that_fired() {
+    const KEY_RPD: u64 = 3;
+    const TENANT_TPM: u64 = 2_000;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let gw = Gateway::start_with_dp_args(&["--metrics-listen", &listen]).await;
+    set_key_limits(
+        &gw,
+        pb::RateLimitValues {
+            requests_per_day: KEY_RPD,
+            ..Default::default()
+        },
+    )
+    .await;
+    gw.admin()
+        .await
+        .rate_limits
+        .set_rate_limit(pb::SetRateLimitRequest {
+            tenant: "acme".into(),
+            scope: Some(pb::RateLimitScope {
+                kind: "tenant".into(),
+                target: String::new(),
+            }),
+            limits: Some(pb::RateLimitValues {
+                tokens_per_minute: TENANT_TPM,
+                ..Default::default()
+            }),
+            tier: String::new(),
+        })
+        .await
+        .unwrap();
+    synced(&gw, &["dp-1"]).await;
+    let scrape = || async {
+        let r = http()
+            .get(format!("http://{listen}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        r.text().await.unwrap()
+    };
+    assert!(limit_rejections(&scrape().await).is_empty());
+
+    // Two calls whose estimate alone (max_tokens 5,000) can never fit the
+    // tenant's TPM: refused by the tenant's limit, and the key's request
+    // they took first is given back.
+    for _ in 0..2 {
+        let r = gw.post("/v1/chat/completions", &chat("big", 5_000)).await;
+        assert_eq!(r.status().as_u16(), 429);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["type"], "tokens");
+    }
+    // Then seven small calls: the key's RPD admits three, refuses four.
+    let mut statuses = Vec::new();
+    for i in 0..7 {
+        let r = gw
+            .post("/v1/chat/completions", &chat(&format!("small {i}"), 5))
+            .await;
+        statuses.push(r.status().as_u16());
+        let _ = r.bytes().await;
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429, 429, 429]);
+
+    let text = scrape().await;
+    let rejections = limit_rejections(&text);
+    let expected: std::collections::BTreeMap<(String, String), f64> = [
+        (("key".to_string(), "rpd".to_string()), 4.0),
+        (("tenant".to_string(), "tpm".to_string()), 2.0),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(rejections, expected, "{text}");
+    let requests_429: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("tollgate_requests_total{") && l.contains("status=\"429\""))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(requests_429, 6.0, "{text}");
+
+    // The metadata log: one usage record per call, the refusals with the
+    // limit that fired and no cost.
+    let mut admin = gw.admin().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let records = loop {
+        let records = admin
+            .usage
+            .list_usage_records(pb::ListUsageRecordsRequest {
+                tenant: "acme".into(),
+                limit: 100,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .records;
+        if records.len() >= 9 {
+            break records;
+        }
+        assert!(Instant::now() < deadline, "{records:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(records.len(), 9, "{records:?}");
+    let count = |status: u32, code: &str| {
+        records
+            .iter()
+            .filter(|r| r.status_code == status && r.error_code == code)
+            .count()
+    };
+    assert_eq!(count(200, ""), 3, "{records:?}");
+    assert_eq!(count(429, "rate_limit_exceeded:key:rpd"), 4, "{records:?}");
+    assert_eq!(
+        count(429, "rate_limit_exceeded:tenant:tpm"),
+        2,
+        "{records:?}"
+    );
+    for r in records.iter().filter(|r| r.status_code == 429) {
+        assert_eq!(r.cost_micros, 0);
+    }
+    // The data plane's access log line of each refusal names it too.
+    let log = gw.dp.proc.log_text();
+    let logged = |code: &str| {
+        log.lines()
+            .filter(|l| l.contains("access") && l.contains(code))
+            .count()
+    };
+    assert_eq!(logged("rate_limit_exceeded:key:rpd"), 4, "{log}");
+    assert_eq!(logged("rate_limit_exceeded:tenant:tpm"), 2, "{log}");
+}

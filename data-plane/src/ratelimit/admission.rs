@@ -98,7 +98,7 @@ fn reject(
     let hub = &l.state.hub;
     let i = dim.index().unwrap_or(5);
     hub.rejections[i].fetch_add(1, Ordering::Relaxed);
-    crate::telemetry::limit_rejected(dim.as_str());
+    crate::telemetry::limit_rejected(l.scope.as_str(), dim.as_str());
     Err(Rejected {
         scope: l.scope,
         dim,
