@@ -674,3 +674,117 @@ async fn rpm_60_on_two_data_planes_over_two_real_minutes() {
         "callers at four times the limit were never refused"
     );
 }
+
+/// Concurrency 1 with a short queue (2 s, one place), set with the CLI,
+/// and an upstream that takes a second: a second simultaneous call waits
+/// for the slot and succeeds; a third, with the queue full, is refused at
+/// once; a waiting caller that hangs up gives its place back, so the next
+/// call queues (and succeeds) instead of being refused.
+#[tokio::test]
+async fn concurrency_queue_waits_for_a_slot_refuses_when_full_and_frees_cancelled_places() {
+    let gw = Gateway::start().await;
+    let out = std::process::Command::new(bin_path("tollgate"))
+        .args(["--cp", gw.cp.url(), "--token", &gw.cp.admin_token])
+        .args([
+            "--json", "limit", "set", "--tenant", "acme", "--key", "backend",
+        ])
+        .args([
+            "--concurrency",
+            "1",
+            "--queue-ms",
+            "2000",
+            "--queue-depth",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let set: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(set[0]["effective"]["queue_ms"], 2_000);
+    assert_eq!(set[0]["effective"]["queue_depth"], 1);
+    synced(&gw, &["dp-1"]).await;
+    gw.mock
+        .set_default(Fault::Latency(Duration::from_millis(1_000)));
+    let url = gw.dp.url().to_string();
+    let slow = |n: usize| {
+        let (url, key) = (url.clone(), gw.key.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let r = http()
+                .post(format!("{url}/v1/chat/completions"))
+                .bearer_auth(&key)
+                .json(&chat(&format!("slow {n}"), 5))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let _ = r.bytes().await;
+            (status, started.elapsed())
+        })
+    };
+    // Two at once: the second waits about a second for the first's slot.
+    let a = slow(1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let b = slow(2);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The one place is taken: refused at once, as without a queue.
+    let started = Instant::now();
+    let r = gw.post("/v1/chat/completions", &chat("third", 5)).await;
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(header(&r, "retry-after"), Some("1"));
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    assert_eq!((a.0, b.0), (200, 200));
+    // b queued ~0.8 s for a's slot, then took its own second upstream.
+    assert!(b.1 >= Duration::from_millis(1_600), "{:?}", b.1);
+
+    // A waiting caller hangs up: its place is free for the next one.
+    let d = slow(4);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let gone = slow(5);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gone.abort();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let f = slow(6);
+    let (d, f) = (d.await.unwrap(), f.await.unwrap());
+    assert_eq!(d.0, 200);
+    assert_eq!(
+        f.0, 200,
+        "the cancelled caller's queue place was not given back"
+    );
+    assert!(f.1 >= Duration::from_millis(1_200), "{:?}", f.1);
+
+    // Only the queue-full call was refused, with the limit that fired (the
+    // caller that hung up while queued reached no upstream: no usage).
+    let mut admin = gw.admin().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let records = admin
+            .usage
+            .list_usage_records(pb::ListUsageRecordsRequest {
+                tenant: "acme".into(),
+                limit: 100,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .records;
+        if records.len() >= 5 {
+            let refused: Vec<_> = records.iter().filter(|r| r.status_code == 429).collect();
+            assert_eq!(refused.len(), 1, "{records:?}");
+            assert_eq!(refused[0].error_code, "rate_limit_exceeded:key:concurrency");
+            assert_eq!(
+                records.iter().filter(|r| r.status_code == 200).count(),
+                4,
+                "{records:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{records:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
