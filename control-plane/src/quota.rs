@@ -124,6 +124,8 @@ pub fn rate_limit_rules(t: &TenantData) -> Vec<pb::RateLimitRule> {
             tokens_per_minute: r.limits.tokens_per_minute,
             tokens_per_day: r.limits.tokens_per_day,
             max_concurrent: r.limits.max_concurrent,
+            queue_ms: r.limits.queue_ms,
+            queue_depth: r.limits.queue_depth,
         })
         .collect()
 }

@@ -52,6 +52,12 @@ fn scope_of(scope: Option<&pb::RateLimitScope>) -> Result<(LimitScope, String), 
 /// Largest value of any limit (keeps every sum on the data plane in i64).
 const MAX_VALUE: u64 = 1 << 50;
 
+/// Longest concurrency queue wait: a short queue, not a scheduler.
+const MAX_QUEUE_MS: u64 = 60_000;
+
+/// Most calls waiting per limiter and data plane.
+const MAX_QUEUE_DEPTH: u64 = 10_000;
+
 fn values_of(v: Option<&pb::RateLimitValues>) -> Result<RateLimitValues, Status> {
     let v = v.cloned().unwrap_or_default();
     let values = RateLimitValues {
@@ -61,7 +67,19 @@ fn values_of(v: Option<&pb::RateLimitValues>) -> Result<RateLimitValues, Status>
         tokens_per_minute: v.tokens_per_minute,
         tokens_per_day: v.tokens_per_day,
         max_concurrent: v.max_concurrent,
+        queue_ms: v.queue_ms,
+        queue_depth: v.queue_depth,
     };
+    if values.queue_ms > MAX_QUEUE_MS {
+        return Err(Status::invalid_argument(format!(
+            "queue_ms must be at most {MAX_QUEUE_MS} (a short queue; callers retry after a 429)"
+        )));
+    }
+    if values.queue_depth > MAX_QUEUE_DEPTH {
+        return Err(Status::invalid_argument(format!(
+            "queue_depth must be at most {MAX_QUEUE_DEPTH}"
+        )));
+    }
     let all = [
         values.requests_per_second,
         values.requests_per_minute,
@@ -86,6 +104,8 @@ fn values_pb(v: &RateLimitValues) -> pb::RateLimitValues {
         tokens_per_minute: v.tokens_per_minute,
         tokens_per_day: v.tokens_per_day,
         max_concurrent: v.max_concurrent,
+        queue_ms: v.queue_ms,
+        queue_depth: v.queue_depth,
     }
 }
 
@@ -318,5 +338,14 @@ mod tests {
         };
         assert!(values_of(Some(&huge)).is_err());
         assert_eq!(values_of(None).unwrap(), RateLimitValues::default());
+        let queue = |queue_ms: u64, queue_depth: u64| pb::RateLimitValues {
+            max_concurrent: 1,
+            queue_ms,
+            queue_depth,
+            ..Default::default()
+        };
+        assert_eq!(values_of(Some(&queue(2_000, 3))).unwrap().queue_ms, 2_000);
+        assert!(values_of(Some(&queue(60_001, 3))).is_err());
+        assert!(values_of(Some(&queue(2_000, 10_001))).is_err());
     }
 }

@@ -44,6 +44,10 @@ pub struct RateLimitValues {
     pub tokens_per_minute: u64,
     pub tokens_per_day: u64,
     pub max_concurrent: u64,
+    /// Longest wait for a concurrency slot (ms); 0: refused at once.
+    pub queue_ms: u64,
+    /// Calls that may wait for a slot at once; 0: no queue.
+    pub queue_depth: u64,
 }
 
 impl RateLimitValues {
@@ -57,6 +61,8 @@ impl RateLimitValues {
             tokens_per_minute: pick(self.tokens_per_minute, tier.tokens_per_minute),
             tokens_per_day: pick(self.tokens_per_day, tier.tokens_per_day),
             max_concurrent: pick(self.max_concurrent, tier.max_concurrent),
+            queue_ms: pick(self.queue_ms, tier.queue_ms),
+            queue_depth: pick(self.queue_depth, tier.queue_depth),
         }
     }
 
@@ -96,7 +102,8 @@ pub struct EffectiveRateLimit {
 }
 
 const VALUE_COLUMNS: &str = "requests_per_second, requests_per_minute, requests_per_day, \
-                             tokens_per_minute, tokens_per_day, max_concurrent";
+                             tokens_per_minute, tokens_per_day, max_concurrent, \
+                             queue_ms, queue_depth";
 
 fn values_of(row: &sqlx::any::AnyRow) -> StoreResult<RateLimitValues> {
     let get =
@@ -108,6 +115,8 @@ fn values_of(row: &sqlx::any::AnyRow) -> StoreResult<RateLimitValues> {
         tokens_per_minute: get("tokens_per_minute")?,
         tokens_per_day: get("tokens_per_day")?,
         max_concurrent: get("max_concurrent")?,
+        queue_ms: get("queue_ms")?,
+        queue_depth: get("queue_depth")?,
     })
 }
 
@@ -122,6 +131,8 @@ fn bind_values<'q>(
         .bind(i(v.tokens_per_minute))
         .bind(i(v.tokens_per_day))
         .bind(i(v.max_concurrent))
+        .bind(i(v.queue_ms))
+        .bind(i(v.queue_depth))
 }
 
 fn row_to_limit(row: &sqlx::any::AnyRow) -> StoreResult<RateLimitRow> {
@@ -208,7 +219,7 @@ impl Store {
         .await?;
         let sql = format!(
             "INSERT INTO rate_limits (tenant_id, scope, target_id, tier, {VALUE_COLUMNS}, \
-             updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+             updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         );
         let q = sqlx::query(&sql)
             .bind(tenant_id)
@@ -285,7 +296,7 @@ impl Store {
             .await?;
         let sql = format!(
             "INSERT INTO rate_limit_tiers (name, {VALUE_COLUMNS}, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         );
         bind_values(sqlx::query(&sql).bind(name), &limits)
             .bind(now_ms)
@@ -410,6 +421,8 @@ mod tests {
             let pro = RateLimitValues {
                 requests_per_minute: 600,
                 tokens_per_minute: 90_000,
+                queue_ms: 2_000,
+                queue_depth: 4,
                 ..Default::default()
             };
             // A tier must exist before it is assigned.
@@ -421,6 +434,7 @@ mod tests {
             s.set_rate_limit_tier("pro", pro, 2).await.unwrap();
             let own = RateLimitValues {
                 requests_per_minute: 60,
+                queue_depth: 2,
                 ..Default::default()
             };
             let v0 = s.config_version().await.unwrap();
@@ -437,6 +451,8 @@ mod tests {
             let listed = s.list_rate_limits(&tenant.id).await.unwrap();
             assert_eq!(listed.len(), 1);
             assert_eq!(listed[0].tier, "pro");
+            assert_eq!(listed[0].limits, own);
+            assert_eq!(s.list_rate_limit_tiers().await.unwrap()[0].limits, pro);
             assert!(s.list_rate_limits(&other.id).await.unwrap().is_empty());
             // The tier is in use.
             assert!(matches!(
@@ -449,6 +465,11 @@ mod tests {
             assert_eq!(eff.len(), 1);
             assert_eq!(eff[0].limits.requests_per_minute, 60);
             assert_eq!(eff[0].limits.tokens_per_minute, 90_000);
+            // The queue: the tier's wait, the set's own depth.
+            assert_eq!(
+                (eff[0].limits.queue_ms, eff[0].limits.queue_depth),
+                (2_000, 2)
+            );
             assert!(s
                 .clear_rate_limit(&tenant.id, LimitScope::Tenant, "")
                 .await

@@ -57,6 +57,14 @@ pub struct LimitValues {
     /// Calls in flight at once.
     #[arg(long, default_value_t = 0)]
     pub concurrency: u64,
+    /// A call over the concurrency limit waits up to this many ms for a
+    /// slot (with --queue-depth) before its 429.
+    #[arg(long, default_value_t = 0)]
+    pub queue_ms: u64,
+    /// How many calls may wait for a concurrency slot at once (per data
+    /// plane); more are refused at once.
+    #[arg(long, default_value_t = 0)]
+    pub queue_depth: u64,
 }
 
 impl LimitValues {
@@ -68,6 +76,8 @@ impl LimitValues {
             tokens_per_minute: self.tpm,
             tokens_per_day: self.tpd,
             max_concurrent: self.concurrency,
+            queue_ms: self.queue_ms,
+            queue_depth: self.queue_depth,
         }
     }
 }
@@ -207,7 +217,8 @@ pub async fn limit(admin: &mut Admin, cmd: LimitCmd, as_json: bool) -> anyhow::R
 fn values_json(v: &pb::RateLimitValues) -> serde_json::Value {
     json!({"rps": v.requests_per_second, "rpm": v.requests_per_minute,
         "rpd": v.requests_per_day, "tpm": v.tokens_per_minute, "tpd": v.tokens_per_day,
-        "concurrency": v.max_concurrent})
+        "concurrency": v.max_concurrent, "queue_ms": v.queue_ms,
+        "queue_depth": v.queue_depth})
 }
 
 fn cells(v: &pb::RateLimitValues) -> Vec<String> {
@@ -221,10 +232,15 @@ fn cells(v: &pb::RateLimitValues) -> Vec<String> {
     ]
     .iter()
     .map(|n| if *n == 0 { "-".into() } else { n.to_string() })
+    .chain(std::iter::once(if v.queue_ms == 0 || v.queue_depth == 0 {
+        "-".to_string()
+    } else {
+        format!("{} x {}ms", v.queue_depth, v.queue_ms)
+    }))
     .collect()
 }
 
-const VALUE_HEADERS: [&str; 6] = ["RPS", "RPM", "RPD", "TPM", "TPD", "CONCURRENCY"];
+const VALUE_HEADERS: [&str; 7] = ["RPS", "RPM", "RPD", "TPM", "TPD", "CONCURRENCY", "QUEUE"];
 
 fn print_limits(list: &[pb::RateLimitEntry], as_json: bool) {
     if as_json {

@@ -45,6 +45,9 @@ struct FileRateLimits {
     tpm: u64,
     tpd: u64,
     concurrency: u64,
+    /// Concurrency queue: longest wait (ms) and calls waiting at once.
+    queue_ms: u64,
+    queue_depth: u64,
 }
 
 impl FileRateLimits {
@@ -58,6 +61,8 @@ impl FileRateLimits {
             tokens_per_minute: self.tpm,
             tokens_per_day: self.tpd,
             max_concurrent: self.concurrency,
+            queue_ms: self.queue_ms,
+            queue_depth: self.queue_depth,
         }
     }
 }
@@ -443,7 +448,7 @@ tenants:
     providers:
       - {name: up, kind: mock}
     models:
-      - {name: m, provider: up, rate_limits: {concurrency: 4}}
+      - {name: m, provider: up, rate_limits: {concurrency: 4, queue_ms: 2000, queue_depth: 3}}
     keys:
       - {name: k, key: tg-k, rate_limits: {rps: 2}}
 "#;
@@ -454,6 +459,8 @@ tenants:
         let tenant = limits.tenant.as_ref().unwrap();
         assert_eq!((tenant.limits[1], tenant.limits[3]), (600, 90_000));
         assert_eq!(limits.models["acme/m"].max_concurrent, 4);
+        assert_eq!(limits.models["acme/m"].queue.wait_ms, 2_000);
+        assert_eq!(limits.models["acme/m"].queue.depth, 3);
         assert!(parse_yaml("tenants: [{name: a, rate_limits: {rpx: 1}}]", 1, &env).is_err());
     }
 

@@ -51,7 +51,8 @@ impl Gateway {
         };
         self.guard_input(ctx, &tenant, target, &mut body).await?;
         // Rate limits of the key, the model and the tenant (429 otherwise).
-        self.rate_limit(ctx, route, body_len, Some(0)).await?;
+        self.rate_limit(session, ctx, route, body_len, Some(0))
+            .await?;
         // Billing: the worst-case cost over the route's targets must be
         // covered by the tenant's lease (402 otherwise).
         self.admit(

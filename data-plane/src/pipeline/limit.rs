@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use super::{CallContext, Gateway};
+use pingora_proxy::Session;
+
+use super::{CallContext, Failure, Gateway};
 use crate::http::errors::GatewayError;
 use crate::ratelimit::{admission, headers::duration, log_code, Dim};
 use crate::routing::ModelRoute;
@@ -16,13 +18,16 @@ impl Gateway {
     /// is the body size (every byte counted as a token, as billing does)
     /// plus the caller's output limit, else
     /// [`crate::billing::DEFAULT_MAX_OUTPUT_TOKENS`]; `finish` corrects it.
+    /// A call waiting (for a quota slice or in a concurrency queue) ends
+    /// when its caller hangs up, giving its queue place back.
     pub(super) async fn rate_limit(
         &self,
+        session: &mut Session,
         ctx: &mut CallContext,
         route: &Arc<ModelRoute>,
         body_bytes: usize,
         max_output: Option<i64>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<(), Failure> {
         let (Some(config), Some(key)) = (&ctx.config, &ctx.key) else {
             return Ok(());
         };
@@ -32,7 +37,15 @@ impl Gateway {
         let input = i64::try_from(body_bytes).unwrap_or(i64::MAX);
         let output = max_output.map_or(crate::billing::DEFAULT_MAX_OUTPUT_TOKENS, |n| n.max(0));
         let estimate = input.saturating_add(output);
-        let (result, headers) = admission::admit(&limits, &route.model_id, estimate).await;
+        let admit = admission::admit(&limits, &route.model_id, estimate);
+        tokio::pin!(admit);
+        let (result, headers) = tokio::select! {
+            // Admission first: without a wait it is ready at once and the
+            // connection is never looked at.
+            biased;
+            r = &mut admit => r,
+            e = super::failover::downstream_gone(session) => return Err(Failure::Downstream(e)),
+        };
         ctx.rate_limit.headers = Some(headers);
         match result {
             Ok(a) => {
@@ -64,7 +77,7 @@ impl Gateway {
                         duration(r.retry_after_ms)
                     ),
                 };
-                Err(GatewayError::RateLimited {
+                Err(Failure::Reply(GatewayError::RateLimited {
                     message,
                     kind: if r.dim.is_tokens() {
                         "tokens"
@@ -73,7 +86,7 @@ impl Gateway {
                     },
                     log_code: log_code(r.scope, r.dim),
                     retry_after_secs: secs,
-                })
+                }))
             }
         }
     }

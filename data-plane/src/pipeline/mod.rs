@@ -398,7 +398,8 @@ impl Gateway {
             .await?;
         // Rate limits of the key, the model and the tenant (429 otherwise).
         let max_output = crate::billing::max_output_tokens(&chat.body);
-        self.rate_limit(ctx, route, body.len(), max_output).await?;
+        self.rate_limit(session, ctx, route, body.len(), max_output)
+            .await?;
         // Billing: the worst-case cost over the route's targets must be
         // covered by the tenant's lease (402 otherwise).
         self.admit(

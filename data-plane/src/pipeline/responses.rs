@@ -39,6 +39,7 @@ impl Gateway {
         self.guard_input(ctx, &tenant, target, &mut body).await?;
         // Rate limits of the key, the model and the tenant (429 otherwise).
         self.rate_limit(
+            session,
             ctx,
             route,
             body_len,

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tollgate_core::time::now_ms;
 
 use super::headers::RateHeaders;
+use super::queue;
 use super::quota::local_share;
 use super::{Dim, KeyLimits, Limiter, LimiterState, Scope, WINDOWED};
 
@@ -36,7 +37,7 @@ pub struct Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         for s in &self.in_flight {
-            s.in_flight.fetch_sub(1, Ordering::AcqRel);
+            queue::release(s);
         }
     }
 }
@@ -98,7 +99,7 @@ fn reject(
     let hub = &l.state.hub;
     let i = dim.index().unwrap_or(5);
     hub.rejections[i].fetch_add(1, Ordering::Relaxed);
-    crate::telemetry::limit_rejected(dim.as_str());
+    crate::telemetry::limit_rejected(l.scope.as_str(), dim.as_str());
     Err(Rejected {
         scope: l.scope,
         dim,
@@ -131,8 +132,9 @@ async fn admit_all(
                 l.max_concurrent,
                 l.state.hub.settings().expected_data_planes,
             );
-            if l.state.in_flight.fetch_add(1, Ordering::AcqRel) >= cap {
-                l.state.in_flight.fetch_sub(1, Ordering::AcqRel);
+            if !queue::try_slot(&l.state, cap)
+                && !queue::wait_for_slot(&l.state, cap, l.queue).await
+            {
                 return reject(adm, l, Dim::Concurrency, l.max_concurrent, 1_000);
             }
             adm.in_flight.push(l.state.clone());

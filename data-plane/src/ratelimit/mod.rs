@@ -18,6 +18,7 @@
 
 pub mod admission;
 pub mod headers;
+pub mod queue;
 pub mod quota;
 pub mod window;
 
@@ -29,6 +30,7 @@ use tollgate_proto::sync::v1 as pb;
 
 pub use admission::{Admission, CallLimits, Rejected};
 pub use headers::RateHeaders;
+pub use queue::QueuePolicy;
 pub use quota::{QuotaHub, QuotaSettings};
 use window::WindowCounter;
 
@@ -148,15 +150,21 @@ pub struct LimiterState {
     pub id: String,
     pub windows: [WindowCounter; 5],
     pub in_flight: AtomicI64,
+    /// Calls waiting in the concurrency queue ([`queue`]).
+    pub queued: AtomicI64,
+    /// Woken when a slot is given back while calls wait.
+    pub slot_freed: tokio::sync::Notify,
     pub(crate) hub: Arc<QuotaHub>,
 }
 
 impl LimiterState {
-    fn new(id: String, hub: Arc<QuotaHub>) -> LimiterState {
+    pub(crate) fn new(id: String, hub: Arc<QuotaHub>) -> LimiterState {
         LimiterState {
             id,
             windows: WINDOWED.map(|d| WindowCounter::new(d.window_ms())),
             in_flight: AtomicI64::new(0),
+            queued: AtomicI64::new(0),
+            slot_freed: tokio::sync::Notify::new(),
             hub,
         }
     }
@@ -170,6 +178,8 @@ pub struct Limiter {
     pub limits: [i64; 5],
     /// 0: not limited.
     pub max_concurrent: i64,
+    /// Optional short queue of the concurrency limit.
+    pub queue: QueuePolicy,
     pub state: Arc<LimiterState>,
 }
 
@@ -248,6 +258,10 @@ fn limiter(
         scope,
         limits,
         max_concurrent,
+        queue: QueuePolicy {
+            wait_ms: r.queue_ms,
+            depth: i(r.queue_depth),
+        },
         state: registry.state(id),
     }))
 }

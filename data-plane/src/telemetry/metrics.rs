@@ -195,8 +195,8 @@ impl Metrics {
             limit_rejections: counter_vec(
                 &r,
                 "tollgate_rate_limit_rejections_total",
-                "Calls refused by a rate limit, by limit kind.",
-                &["limit"],
+                "Calls refused by a rate limit, by the limit that fired: scope (key, model, tenant) and kind (rps, rpm, rpd, tpm, tpd, concurrency).",
+                &["scope", "limit"],
             ),
             limits: HandleCache::default(),
             upstream_attempts: counter_vec(
@@ -298,8 +298,8 @@ impl Metrics {
         self.budget_rejections.with_label_values(&[code])
     }
 
-    pub fn limit_counter(&self, limit: &str) -> IntCounter {
-        self.limit_rejections.with_label_values(&[limit])
+    pub fn limit_counter(&self, parts: &[&str; 2]) -> IntCounter {
+        self.limit_rejections.with_label_values(parts)
     }
 
     pub fn attempt_counter(&self, parts: &[&str; 3]) -> IntCounter {

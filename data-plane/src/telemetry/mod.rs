@@ -25,12 +25,14 @@ use crate::metering::spool::Spool;
 use crate::pipeline::{CallContext, Drain};
 use crate::routing::BreakerState;
 
-/// Counts a call refused by a rate limit of kind `limit` (`rpm`, `tpm`,
-/// `concurrency`, …: a small fixed set).
-pub fn limit_rejected(limit: &str) {
+/// Counts a call refused by the rate limit that fired: its `scope` (`key`,
+/// `model`, `tenant`) and kind `limit` (`rpm`, `tpm`, `concurrency`, …):
+/// small fixed sets.
+pub fn limit_rejected(scope: &str, limit: &str) {
     let m = metrics();
+    let parts = [scope, limit];
     m.limits
-        .with(&[limit], || m.limit_counter(limit), |c| c.inc());
+        .with(&parts, || m.limit_counter(&parts), |c| c.inc());
 }
 
 /// A status code as a label without allocating.
