@@ -53,6 +53,8 @@ say "deploy artifacts: Dockerfile, compose, Helm chart, docs vs --help (tests/de
 tests/deploy/run.sh
 
 say "Python SDK end-to-end tests"
+# tests/python/test_tls_sdk.py makes its test CA with the openssl CLI.
+command -v openssl >/dev/null || apt_install openssl
 "$ROOT/.venv/bin/python" -m pytest -q tests/python
 
 build_dashboard

@@ -57,6 +57,9 @@ pub struct ControlPlaneConfig {
     pub dashboard_dir: Option<PathBuf>,
     /// Billing lease timing.
     pub billing: crate::billing::BillingConfig,
+    /// TLS on the port (certificate and key files, reloaded when they
+    /// change); `None` serves plaintext.
+    pub tls: Option<tollgate_tls::ServerTlsSettings>,
 }
 
 impl ControlPlaneConfig {
@@ -72,6 +75,7 @@ impl ControlPlaneConfig {
             usage_retention: Default::default(),
             dashboard_dir: None,
             billing: crate::billing::BillingConfig::default(),
+            tls: None,
         }
     }
 
@@ -110,6 +114,7 @@ impl fmt::Debug for ControlPlaneConfig {
             .field("dp_token", &self.dp_token.as_ref().map(|_| "<redacted>"))
             .field("usage_retention", &self.usage_retention)
             .field("dashboard_dir", &self.dashboard_dir)
+            .field("tls", &self.tls)
             .finish()
     }
 }

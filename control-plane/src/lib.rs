@@ -23,6 +23,7 @@ pub mod status_page;
 pub mod store;
 pub mod sync_service;
 pub mod telemetry;
+pub mod tls;
 pub mod usage_retention;
 
 pub use config::{ControlPlaneConfig, MasterKeySource, DEFAULT_LISTEN};

@@ -56,6 +56,18 @@ struct Args {
     /// on a private network you trust.
     #[arg(long, env = "TOLLGATE_CP_ALLOW_PLAINTEXT")]
     allow_plaintext: bool,
+    /// TLS certificate chain (PEM) for the port; with --tls-key every
+    /// protocol on it (gRPC, gRPC-web, dashboard, /status, /metrics) is
+    /// served over TLS. Reloaded when the file changes (docs/tls.md).
+    #[arg(long, env = "TOLLGATE_CP_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1) matching --tls-cert.
+    #[arg(long, env = "TOLLGATE_CP_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// How often the certificate files are checked for a new certificate
+    /// (SIGHUP checks at once).
+    #[arg(long, env = "TOLLGATE_TLS_RELOAD_SECS", default_value_t = 5)]
+    tls_reload_secs: u64,
     /// Built dashboard served on the same port (default: dashboard/dist when
     /// it holds a build).
     #[arg(long, env = "TOLLGATE_DASHBOARD_DIR")]
@@ -157,11 +169,19 @@ async fn main() -> anyhow::Result<()> {
             dir.join(file).display().to_string()
         }
     };
-    if !args.listen.ip().is_loopback() && !args.allow_plaintext {
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(tollgate_tls::ServerTlsSettings {
+            reload_interval: std::time::Duration::from_secs(args.tls_reload_secs.max(1)),
+            ..tollgate_tls::ServerTlsSettings::new(cert, key)
+        }),
+        _ => None,
+    };
+    if !args.listen.ip().is_loopback() && !args.allow_plaintext && tls.is_none() {
         anyhow::bail!(
             "refusing to serve {} without TLS: this port carries operator and data-plane tokens \
-             and decrypted provider keys. Listen on 127.0.0.1 and put a TLS-terminating proxy in \
-             front, or pass --allow-plaintext if the network is private and trusted.",
+             and decrypted provider keys. Pass --tls-cert and --tls-key, or listen on 127.0.0.1 \
+             and put a TLS-terminating proxy in front, or pass --allow-plaintext if the network \
+             is private and trusted.",
             args.listen
         );
     }
@@ -186,6 +206,7 @@ async fn main() -> anyhow::Result<()> {
                 .map(std::time::Duration::from_secs),
             ..Default::default()
         },
+        tls,
     };
     let cp = tollgate_cp::start(config).await?;
 

@@ -56,7 +56,8 @@ const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 
 /// A control plane serving on [`RunningControlPlane::url`].
 pub struct RunningControlPlane {
-    /// `http://<bound address>`, e.g. `http://127.0.0.1:7400`.
+    /// `http://<bound address>`, e.g. `http://127.0.0.1:7400` (`https://`
+    /// with TLS).
     pub url: String,
     pub addr: SocketAddr,
     /// Operator token for the admin services (`authorization: Bearer ...`).
@@ -127,6 +128,16 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
             }
         };
     let registry = Arc::new(DataPlaneRegistry::default());
+    // TLS (docs/tls.md): unusable certificate files fail the start.
+    let tls = match config.tls.as_ref().map(crate::tls::CpTls::load).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = shutdown_tx.send(true);
+            let _ = broadcaster.await;
+            store.close().await;
+            return Err(e).context("loading the TLS certificate");
+        }
+    };
 
     let listener = match TcpListener::bind(config.listen).await {
         Ok(l) => l,
@@ -138,7 +149,7 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         }
     };
     let addr = listener.local_addr()?;
-    let url = format!("http://{addr}");
+    let url = crate::tls::url_for(addr, tls.is_some());
 
     let state = ApiState {
         store: store.clone(),
@@ -288,12 +299,19 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
     );
     let shutdown_rx_billing = shutdown_rx.clone();
     let mut stop = shutdown_rx;
-    let server = tokio::spawn(router.serve_with_incoming_shutdown(
-        TcpListenerStream::new(listener),
-        async move {
-            let _ = stop.wait_for(|s| *s).await;
-        },
-    ));
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let server = match &tls {
+        Some(tls) => {
+            tls.spawn_reloader(shutdown_rx_billing.clone());
+            let incoming = tls.incoming(listener, shutdown_rx_billing.clone());
+            tokio::spawn(router.serve_with_incoming_shutdown(incoming, stopped))
+        }
+        None => tokio::spawn(
+            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped),
+        ),
+    };
 
     // Billing: release leases of data planes that vanished.
     tokio::spawn(crate::billing::reclaim_leases(

@@ -41,6 +41,7 @@ pub mod server;
 pub mod stream;
 pub mod sync;
 pub mod telemetry;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -139,6 +140,11 @@ pub struct DataPlaneConfig {
     pub request_limits: http::limits::RequestLimits,
     /// Rate limits: local share and waiting (docs/rate-limits.md).
     pub quota_settings: ratelimit::QuotaSettings,
+    /// TLS on the proxy listener (docs/tls.md); `None`: plaintext.
+    pub tls: Option<tollgate_tls::ServerTlsSettings>,
+    /// CA certificates (PEM) the control plane's certificate is verified
+    /// against (`https://` URLs); `None`: the public web PKI roots.
+    pub cp_ca_file: Option<PathBuf>,
 }
 
 /// A usage sink given to [`DataPlaneConfig::usage_sink`].
@@ -173,6 +179,8 @@ impl DataPlaneConfig {
             metrics: telemetry::MetricsOptions::default(),
             request_limits: http::limits::RequestLimits::default(),
             quota_settings: ratelimit::QuotaSettings::default(),
+            tls: None,
+            cp_ca_file: None,
         }
     }
 
@@ -190,7 +198,7 @@ impl DataPlaneConfig {
 /// A data plane whose listener is bound and whose initial configuration (if
 /// any is available locally) is loaded; [`PreparedDataPlane::run`] serves.
 pub struct PreparedDataPlane {
-    /// `http://ADDR:PORT` with the real port.
+    /// `http://ADDR:PORT` with the real port (`https://` with TLS).
     pub url: String,
     pub addr: SocketAddr,
     pub node_id: String,
@@ -226,6 +234,12 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    let tls = config
+        .tls
+        .as_ref()
+        .map(tls::DpTls::load)
+        .transpose()
+        .context("TLS certificate of the proxy listener")?;
     telemetry::configure(config.metrics);
     let admin_listener = match config.metrics_listen {
         Some(a) => {
@@ -259,6 +273,9 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
         extra_roots.clone(),
     ));
     let mut tasks: Vec<BackgroundTask> = Vec::new();
+    if let Some(t) = &tls {
+        tasks.push(t.reload_task());
+    }
     store.targets.limiters.hub.configure(config.quota_settings);
     let mut usage: Option<UsageShutdown> = None;
     let mut spool: Option<Arc<Spool>> = None;
@@ -269,6 +286,7 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
         match config.source {
             ConfigSourceSpec::Cp { url, token } => {
                 let (endpoint, auth) = sync::grpc::cp_endpoint(&url, &token)?;
+                let endpoint = tls::cp_endpoint_tls(endpoint, config.cp_ca_file.as_deref())?;
                 let persist = config
                     .data_dir
                     .as_deref()
@@ -464,6 +482,8 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
         pingora_proxy::http_proxy(&server.configuration, proxy::TollgateProxy { gateway }),
         config.request_limits,
     );
+    // TLS outside the connection limits, which read decrypted request heads.
+    let app = tls::TlsApp::new(app, tls.as_ref().map(tls::DpTls::acceptor));
     let mut proxy = pingora_core::services::listening::Service::new("tollgate-proxy".into(), app);
     proxy.add_tcp(&addr_str);
     server.add_service(PreboundService::new(proxy, addr_str, listener));
@@ -485,7 +505,7 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
     server.add_service(background);
 
     Ok(PreparedDataPlane {
-        url: format!("http://{addr}"),
+        url: format!("{}://{addr}", if tls.is_some() { "https" } else { "http" }),
         addr,
         node_id,
         admin_url,

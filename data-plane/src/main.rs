@@ -20,9 +20,25 @@ enum LogFormat {
 #[command(name = "tollgate-dp", version, long_version = env!("TOLLGATE_LONG_VERSION"))]
 #[command(group(ArgGroup::new("source").required(true).args(["cp", "config"])))]
 struct Args {
-    /// Control-plane URL, e.g. http://127.0.0.1:7400.
+    /// Control-plane URL, e.g. https://cp.example.com:7400 (http:// only on
+    /// loopback or a trusted network).
     #[arg(long, env = "TOLLGATE_CP_URL")]
     cp: Option<String>,
+    /// PEM file of the CA certificate(s) the control plane's certificate is
+    /// verified against (https:// URLs); without it the public web PKI roots.
+    #[arg(long, env = "TOLLGATE_CP_CA_FILE")]
+    cp_ca_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM) for the proxy listener; with --tls-key
+    /// the proxy serves HTTPS. Reloaded when the file changes (docs/tls.md).
+    #[arg(long, env = "TOLLGATE_DP_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1) matching --tls-cert.
+    #[arg(long, env = "TOLLGATE_DP_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// How often the certificate files are checked for a new certificate
+    /// (SIGHUP checks at once).
+    #[arg(long, env = "TOLLGATE_TLS_RELOAD_SECS", default_value_t = 5)]
+    tls_reload_secs: u64,
     /// Data-plane registration token (with --cp). Prefer --token-file or the
     /// environment variable: arguments are visible in the process list.
     #[arg(long, env = "TOLLGATE_DP_TOKEN", hide_env_values = true)]
@@ -177,6 +193,13 @@ fn main() -> anyhow::Result<()> {
     config.upstream_timeout = Duration::from_secs(args.upstream_timeout_secs.max(1));
     config.connect_timeout = Duration::from_millis(args.upstream_connect_timeout_ms.max(1));
     config.upstream_ca_file = args.upstream_ca_file;
+    config.cp_ca_file = args.cp_ca_file;
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some(tollgate_tls::ServerTlsSettings {
+            reload_interval: Duration::from_secs(args.tls_reload_secs.max(1)),
+            ..tollgate_tls::ServerTlsSettings::new(cert, key)
+        });
+    }
     config.threads = args.threads;
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace_secs);
     config.usage_spool_max_bytes = args.usage_spool_max_bytes;

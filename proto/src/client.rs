@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status};
 
 use crate::admin::v1::billing_service_client::BillingServiceClient;
@@ -38,13 +38,34 @@ impl std::fmt::Display for ConnectError {
                 write!(f, "the token contains characters not allowed in a header")
             }
             ConnectError::Unreachable(u, e) => {
-                write!(f, "cannot reach the control plane at {u}: {e}")
+                write!(
+                    f,
+                    "cannot reach the control plane at {u}: {}",
+                    error_chain(e)
+                )
             }
         }
     }
 }
 
 impl std::error::Error for ConnectError {}
+
+/// An error with its causes, `a: b: c`: tonic's transport errors say only
+/// "transport error" at the top, and the cause (refused, TLS certificate not
+/// trusted, ...) is what an operator needs.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
 
 /// Adds `authorization: Bearer <token>` to every call.
 #[derive(Clone)]
@@ -64,6 +85,24 @@ impl tonic::service::Interceptor for BearerAuth {
         req.metadata_mut().insert("authorization", self.0.clone());
         Ok(req)
     }
+}
+
+/// TLS for an `https://` endpoint (docs/tls.md): the server certificate is
+/// verified against `ca_pem` (PEM, one or more CA certificates) when given
+/// — and only against it — else against the public web PKI roots built in.
+/// An `http://` endpoint is returned as it is.
+pub fn with_tls(
+    endpoint: Endpoint,
+    ca_pem: Option<&[u8]>,
+) -> Result<Endpoint, tonic::transport::Error> {
+    if endpoint.uri().scheme_str() != Some("https") {
+        return Ok(endpoint);
+    }
+    let tls = match ca_pem {
+        Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
+        None => ClientTlsConfig::new().with_webpki_roots(),
+    };
+    endpoint.tls_config(tls)
 }
 
 /// A channel whose calls carry the bearer token.
@@ -94,10 +133,22 @@ pub struct AdminClient {
 impl AdminClient {
     /// Connects to `url` (e.g. `http://127.0.0.1:7400`) with an operator token.
     pub async fn connect(url: &str, token: &str) -> Result<AdminClient, ConnectError> {
+        Self::connect_with_ca(url, token, None).await
+    }
+
+    /// Connects to `url`; an `https://` URL is verified against `ca_pem`
+    /// when given, else the public web PKI roots (see [`with_tls`]).
+    pub async fn connect_with_ca(
+        url: &str,
+        token: &str,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<AdminClient, ConnectError> {
         let auth = BearerAuth::new(token)?;
-        let channel = Endpoint::from_shared(url.to_string())
+        let endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|_| ConnectError::InvalidUrl(url.to_string()))?
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(5));
+        let channel = with_tls(endpoint, ca_pem)
+            .map_err(|e| ConnectError::Unreachable(url.to_string(), e))?
             .connect()
             .await
             .map_err(|e| ConnectError::Unreachable(url.to_string(), e))?;

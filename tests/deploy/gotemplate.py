@@ -402,6 +402,10 @@ class Renderer:
         if name == "ne":
             need(2)
             return a[0] != a[1]
+        if name == "ternary":
+            # Sprig: ternary TRUE_VALUE FALSE_VALUE CONDITION.
+            need(3)
+            return a[0] if truthy(a[2]) else a[1]
         if name == "fail":
             need(1)
             raise TemplateFail(go_str(a[0]))

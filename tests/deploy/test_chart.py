@@ -41,6 +41,15 @@ VARIANTS = {
         "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
         "image": {"pullSecrets": [{"name": "regcred"}]},
     },
+    # TLS everywhere (docs/tls.md): cert-manager style Secrets.
+    "tls-everywhere": {
+        "cp": {**SECRETS["cp"], "tls": {"enabled": True, "secretName": "cp-tls"}},
+        "dp": {
+            **SECRETS["dp"],
+            "tls": {"enabled": True, "secretName": "dp-tls"},
+            "cpCa": {"secretName": "cp-tls"},
+        },
+    },
 }
 
 
@@ -129,6 +138,9 @@ def test_rendered_manifests_are_complete_and_consistent(variant):
     external = {
         (overrides.get("cp", {}).get("masterKey", {}).get("existingSecret")),
         (overrides.get("dp", {}).get("registrationToken", {}).get("existingSecret")),
+        (overrides.get("cp", {}).get("tls", {}).get("secretName")),
+        (overrides.get("dp", {}).get("tls", {}).get("secretName")),
+        (overrides.get("dp", {}).get("cpCa", {}).get("secretName")),
     } - {None}
 
     deployments = by_kind(docs, "Deployment")
@@ -191,13 +203,31 @@ def test_rendered_manifests_are_complete_and_consistent(variant):
     cp_svc = one(docs, "Service", "control-plane")
     dp_env = {e["name"]: e for e in dp["spec"]["template"]["spec"]["containers"][0]["env"]}
     cp_env = {e["name"]: e for e in cp["spec"]["template"]["spec"]["containers"][0]["env"]}
-    cp_url = overrides["dp"].get("cpUrl") or f"http://{cp_svc['metadata']['name']}:{cp_svc['spec']['ports'][0]['port']}"
+    cp_tls = overrides["cp"].get("tls", {}).get("enabled", False)
+    scheme = "https" if cp_tls else "http"
+    cp_url = overrides["dp"].get("cpUrl") or f"{scheme}://{cp_svc['metadata']['name']}:{cp_svc['spec']['ports'][0]['port']}"
     assert dp_env["TOLLGATE_CP_URL"]["value"] == cp_url
     # The CP and the DPs agree on the registration token.
     dp_token_vol = [v for v in dp["spec"]["template"]["spec"]["volumes"] if v["name"] == "registration-token"][0]
     assert cp_env["TOLLGATE_DP_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == dp_token_vol["secret"]["secretName"]
     assert cp_env["TOLLGATE_DP_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == dp_token_vol["secret"]["items"][0]["key"]
     assert ("TOLLGATE_DATABASE_URL" in cp_env) == bool(overrides["cp"].get("database"))
+    # TLS: certificate files from the mounted Secret, probes over HTTPS, no
+    # plaintext permission, and the DPs verifying the CP with its CA.
+    dp_tls = overrides["dp"].get("tls", {}).get("enabled", False)
+    for env, container, on, prefix in (
+        (cp_env, cp["spec"]["template"]["spec"]["containers"][0], cp_tls, "CP"),
+        (dp_env, dp["spec"]["template"]["spec"]["containers"][0], dp_tls, "DP"),
+    ):
+        assert (f"TOLLGATE_{prefix}_TLS_CERT" in env) == on
+        if on:
+            mounts = {m["mountPath"] for m in container["volumeMounts"]}
+            assert env[f"TOLLGATE_{prefix}_TLS_CERT"]["value"].rsplit("/", 1)[0] in mounts
+            assert env[f"TOLLGATE_{prefix}_TLS_KEY"]["value"].rsplit("/", 1)[0] in mounts
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert container[probe]["httpGet"]["scheme"] == ("HTTPS" if on else "HTTP")
+    assert ("TOLLGATE_CP_ALLOW_PLAINTEXT" in cp_env) == (not cp_tls)
+    assert ("TOLLGATE_CP_CA_FILE" in dp_env) == bool(overrides["dp"].get("cpCa", {}).get("secretName"))
     args = dp["spec"]["template"]["spec"]["containers"][0]["args"]
     expected_body = str(overrides["dp"].get("maxBodyBytes", 4194304))
     assert args[args.index("--max-body-bytes") + 1] == expected_body

@@ -19,5 +19,6 @@ mod ratelimit;
 mod routing;
 mod secret_grep;
 mod sync;
+mod tls;
 mod usage;
 mod usage_query;

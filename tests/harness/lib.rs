@@ -14,8 +14,10 @@ use anyhow::{bail, Context};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+mod pki;
 mod tls;
 
+pub use pki::{served_certificate, TestCa, TestCert};
 pub use tls::TlsTerminator;
 pub use tollgate_mock::{MockOptions, MockServer};
 pub use tollgate_proto::admin::v1 as pb;
@@ -143,6 +145,8 @@ pub struct ControlPlane {
     pub data_dir: PathBuf,
     pub admin_token: String,
     pub dp_token: String,
+    /// CA certificate (PEM) of a control plane started with TLS.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl ControlPlane {
@@ -153,12 +157,39 @@ impl ControlPlane {
 
     /// Starts `tollgate-cp` on `listen` with its state in `data_dir`.
     pub async fn start_on(data_dir: &Path, listen: &str) -> ControlPlane {
+        Self::start_with(data_dir, listen, &[], None).await
+    }
+
+    /// Starts `tollgate-cp` on 127.0.0.1:0 serving TLS with `cert`, whose
+    /// CA is `ca`.
+    pub async fn start_tls(data_dir: &Path, cert: &TestCert, ca: &TestCa) -> ControlPlane {
+        let (c, k) = (
+            cert.cert_path.to_str().unwrap(),
+            cert.key_path.to_str().unwrap(),
+        );
+        let args = ["--tls-cert", c, "--tls-key", k, "--tls-reload-secs", "1"];
+        Self::start_with(
+            data_dir,
+            "127.0.0.1:0",
+            &args,
+            Some(ca.pem.clone().into_bytes()),
+        )
+        .await
+    }
+
+    async fn start_with(
+        data_dir: &Path,
+        listen: &str,
+        extra: &[&str],
+        ca_pem: Option<Vec<u8>>,
+    ) -> ControlPlane {
         std::fs::create_dir_all(data_dir).unwrap();
         let mut cmd = Command::new(bin_path("tollgate-cp"));
         cmd.arg("--data-dir")
             .arg(data_dir)
             .arg("--listen")
             .arg(listen)
+            .args(extra)
             .env("RUST_LOG", "info")
             .env_remove("TOLLGATE_ADMIN_TOKEN")
             .env_remove("TOLLGATE_DP_TOKEN")
@@ -174,6 +205,7 @@ impl ControlPlane {
             data_dir: data_dir.to_path_buf(),
             admin_token,
             dp_token,
+            ca_pem,
         }
     }
 
@@ -182,7 +214,7 @@ impl ControlPlane {
     }
 
     pub async fn admin(&self) -> AdminClient {
-        AdminClient::connect(self.url(), &self.admin_token)
+        AdminClient::connect_with_ca(self.url(), &self.admin_token, self.ca_pem.as_deref())
             .await
             .expect("admin client connects")
     }
@@ -316,6 +348,17 @@ impl Gateway {
 
     pub async fn start_with_dp_args(dp_args: &[&str]) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
+        let cp = ControlPlane::start(&dir.path().join("cp")).await;
+        Self::start_with_cp(dir, cp, dp_args).await
+    }
+
+    /// The same gateway around a control plane already started in `dir`
+    /// (e.g. with TLS); the data plane gets `dp_args`.
+    pub async fn start_with_cp(
+        dir: tempfile::TempDir,
+        cp: ControlPlane,
+        dp_args: &[&str],
+    ) -> Gateway {
         let mock = MockServer::start_with(
             "127.0.0.1:0".parse().unwrap(),
             MockOptions {
@@ -325,7 +368,6 @@ impl Gateway {
         )
         .await
         .unwrap();
-        let cp = ControlPlane::start(&dir.path().join("cp")).await;
         let mut admin = cp.admin().await;
         let tenant = admin
             .tenants

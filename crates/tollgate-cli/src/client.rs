@@ -17,6 +17,8 @@ pub const DEFAULT_CP_URL: &str = "http://127.0.0.1:7400";
 pub struct Target {
     pub url: String,
     token: String,
+    /// CA certificates for an https:// control plane (docs/tls.md).
+    ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Target {
@@ -51,11 +53,29 @@ impl Target {
                 ),
             },
         };
-        Ok(Target { url, token })
+        Ok(Target {
+            url,
+            token,
+            ca_file: None,
+        })
+    }
+
+    /// Verifies an https:// control plane against the CA certificates in
+    /// `file` instead of the public web PKI roots.
+    pub fn with_ca_file(mut self, file: Option<std::path::PathBuf>) -> Target {
+        self.ca_file = file;
+        self
     }
 
     pub async fn connect(&self) -> anyhow::Result<Admin> {
-        AdminClient::connect(&self.url, &self.token)
+        let ca = match &self.ca_file {
+            Some(f) => Some(
+                std::fs::read(f)
+                    .with_context(|| format!("cannot read the CA file {}", f.display()))?,
+            ),
+            None => None,
+        };
+        AdminClient::connect_with_ca(&self.url, &self.token, ca.as_deref())
             .await
             .with_context(|| {
                 format!(

@@ -30,6 +30,10 @@ struct Cli {
     /// Control-plane admin URL (default: <data-dir>/cp.url, else http://127.0.0.1:7400).
     #[arg(long, global = true, env = "TOLLGATE_CP_URL")]
     cp: Option<String>,
+    /// PEM file of the CA certificate(s) an https:// control plane's
+    /// certificate is verified against (default: the public web PKI roots).
+    #[arg(long, global = true, env = "TOLLGATE_CP_CA_FILE")]
+    cp_ca_file: Option<PathBuf>,
     /// Operator token (default: <data-dir>/admin.token).
     #[arg(
         long,
@@ -116,7 +120,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Dev(args) = cli.command {
         return dev::run(args, cli.data_dir).await;
     }
-    let target = client::Target::resolve(cli.cp, cli.token, &cli.data_dir)?;
+    let target =
+        client::Target::resolve(cli.cp, cli.token, &cli.data_dir)?.with_ca_file(cli.cp_ca_file);
     let mut admin = target.connect().await?;
     match cli.command {
         Command::Dev(_) => Ok(()),

@@ -115,7 +115,7 @@ async fn refuse_connection(mut stream: Stream) {
 }
 
 /// A whole HTTP/1.1 response for `e`, closing the connection.
-fn refusal(e: &GatewayError, format: ApiFormat) -> Bytes {
+pub(crate) fn refusal(e: &GatewayError, format: ApiFormat) -> Bytes {
     let (status, body) = e.render(format);
     let reason = http::StatusCode::from_u16(status)
         .ok()

@@ -61,6 +61,20 @@ pub fn cp_endpoint(url: &str, token: &str) -> Result<(Endpoint, BearerAuth), CpT
     Ok((endpoint, auth))
 }
 
+/// The cause of a failed connection, with a hint when it is the control
+/// plane's certificate (tonic's own message is only "transport error").
+fn connect_error(e: &tonic::transport::Error) -> String {
+    let chain = tollgate_proto::client::error_chain(e);
+    if chain.contains("certificate") || chain.contains("UnknownIssuer") {
+        format!(
+            "connect: TLS: the control plane's certificate is not trusted ({chain}); \
+             pass its CA with --cp-ca-file"
+        )
+    } else {
+        format!("connect: {chain}")
+    }
+}
+
 /// A client whose calls carry the data-plane token.
 pub type SyncClient =
     SyncServiceClient<tonic::service::interceptor::InterceptedService<Channel, BearerAuth>>;
@@ -94,7 +108,7 @@ impl GrpcSource {
             .endpoint
             .connect()
             .await
-            .map_err(|e| format!("connect: {e}"))?;
+            .map_err(|e| connect_error(&e))?;
         let mut client = SyncServiceClient::with_interceptor(channel, self.auth.clone())
             .max_decoding_message_size(tollgate_proto::MAX_SYNC_MESSAGE_BYTES)
             .max_encoding_message_size(tollgate_proto::MAX_SYNC_MESSAGE_BYTES);

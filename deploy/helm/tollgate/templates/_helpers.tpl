@@ -61,6 +61,6 @@ app.kubernetes.io/component: data-plane
 {{- if .Values.dp.cpUrl -}}
 {{- .Values.dp.cpUrl -}}
 {{- else -}}
-{{- printf "http://%s-cp:%v" (include "tollgate.fullname" .) .Values.cp.port -}}
+{{- printf "%s://%s-cp:%v" (ternary "https" "http" .Values.cp.tls.enabled) (include "tollgate.fullname" .) .Values.cp.port -}}
 {{- end -}}
 {{- end -}}
