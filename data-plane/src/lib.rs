@@ -139,6 +139,8 @@ pub struct DataPlaneConfig {
     pub request_limits: http::limits::RequestLimits,
     /// Rate limits: local share and waiting (docs/rate-limits.md).
     pub quota_settings: ratelimit::QuotaSettings,
+    /// OpenTelemetry traces exported over OTLP; `None`: off.
+    pub tracing: Option<telemetry::trace::TraceSettings>,
 }
 
 /// A usage sink given to [`DataPlaneConfig::usage_sink`].
@@ -173,6 +175,7 @@ impl DataPlaneConfig {
             metrics: telemetry::MetricsOptions::default(),
             request_limits: http::limits::RequestLimits::default(),
             quota_settings: ratelimit::QuotaSettings::default(),
+            tracing: None,
         }
     }
 
@@ -422,6 +425,22 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
             clock.clone(),
         ))
     });
+    // OpenTelemetry traces (otel): spans leave the request path through a
+    // bounded queue drained by the exporter task.
+    let tracer = match config.tracing.clone() {
+        Some(settings) => {
+            settings
+                .validate()
+                .map_err(|e| anyhow::anyhow!("tracing: {e}"))?;
+            let (tracer, rx) = telemetry::trace::Tracer::new(&settings);
+            let trace_node = node_id.clone();
+            tasks.push(Box::new(move |shutdown| {
+                telemetry::trace_export::run(rx, settings, trace_node, shutdown).boxed()
+            }));
+            Some(tracer)
+        }
+        None => None,
+    };
     let telemetry = Arc::new(telemetry::Telemetry {
         store: store.clone(),
         sync: sync_state,
@@ -430,6 +449,7 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
         drain: drain.clone(),
         clock: clock.clone(),
         metrics_on_proxy: admin_listener.is_none(),
+        tracer,
     });
     let gateway = Arc::new(Gateway {
         store: store.clone(),

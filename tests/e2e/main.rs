@@ -18,5 +18,6 @@ mod ratelimit;
 mod routing;
 mod secret_grep;
 mod sync;
+mod traces;
 mod usage;
 mod usage_query;
