@@ -8,6 +8,7 @@
 pub mod client;
 pub mod load;
 pub mod mock;
+pub mod otlp_sink;
 pub mod procfs;
 pub mod report;
 pub mod suite;

@@ -20,6 +20,15 @@ pub fn log(session: &Session, ctx: &CallContext, latency_ms: i64) {
         Some(k) => (k.tenant_id.as_str(), k.id.as_str()),
         None => ("", ""),
     };
+    // The trace id when the call is traced (otel), else empty.
+    let trace_hex = ctx
+        .trace
+        .trace_id()
+        .map(crate::telemetry::trace::trace_id_hex);
+    let trace_id = trace_hex
+        .as_ref()
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .unwrap_or("");
     tracing::info!(
         target: "access",
         request_id = %ctx.request_id,
@@ -42,6 +51,7 @@ pub fn log(session: &Session, ctx: &CallContext, latency_ms: i64) {
         guardrails = %ctx.guard.log_field(),
         bytes_sent = session.body_bytes_sent(),
         config_version = ctx.config.as_ref().map_or(0, |c| c.version),
+        trace_id,
         "request"
     );
 }

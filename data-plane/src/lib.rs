@@ -145,6 +145,8 @@ pub struct DataPlaneConfig {
     /// CA certificates (PEM) the control plane's certificate is verified
     /// against (`https://` URLs); `None`: the public web PKI roots.
     pub cp_ca_file: Option<PathBuf>,
+    /// OpenTelemetry traces exported over OTLP; `None`: off.
+    pub tracing: Option<telemetry::trace::TraceSettings>,
 }
 
 /// A usage sink given to [`DataPlaneConfig::usage_sink`].
@@ -181,6 +183,7 @@ impl DataPlaneConfig {
             quota_settings: ratelimit::QuotaSettings::default(),
             tls: None,
             cp_ca_file: None,
+            tracing: None,
         }
     }
 
@@ -440,6 +443,22 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
             clock.clone(),
         ))
     });
+    // OpenTelemetry traces (otel): spans leave the request path through a
+    // bounded queue drained by the exporter task.
+    let tracer = match config.tracing.clone() {
+        Some(settings) => {
+            settings
+                .validate()
+                .map_err(|e| anyhow::anyhow!("tracing: {e}"))?;
+            let (tracer, rx) = telemetry::trace::Tracer::new(&settings);
+            let trace_node = node_id.clone();
+            tasks.push(Box::new(move |shutdown| {
+                telemetry::trace_export::run(rx, settings, trace_node, shutdown).boxed()
+            }));
+            Some(tracer)
+        }
+        None => None,
+    };
     let telemetry = Arc::new(telemetry::Telemetry {
         store: store.clone(),
         sync: sync_state,
@@ -448,6 +467,7 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
         drain: drain.clone(),
         clock: clock.clone(),
         metrics_on_proxy: admin_listener.is_none(),
+        tracer,
     });
     let gateway = Arc::new(Gateway {
         store: store.clone(),

@@ -130,6 +130,20 @@ struct Args {
     /// Most client connections open at once (503 over it).
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
+    // OpenTelemetry traces (docs/observability.md#traces); off without an endpoint.
+    /// OTLP/gRPC collector for traces, e.g. http://127.0.0.1:4317.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// Share of new traces recorded (0.0-1.0); a caller's traceparent
+    /// decides for its own calls.
+    #[arg(long, env = "TOLLGATE_DP_TRACE_SAMPLE_RATIO", default_value_t = 1.0)]
+    trace_sample_ratio: f64,
+    /// `service.name` of exported traces.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "tollgate-dp")]
+    otel_service_name: String,
+    /// Extra resource attributes of exported traces: key=value,key=value.
+    #[arg(long, env = "OTEL_RESOURCE_ATTRIBUTES")]
+    otel_resource_attributes: Option<String>,
 }
 
 /// Never prints the token.
@@ -217,6 +231,17 @@ fn main() -> anyhow::Result<()> {
         max_connections: args.max_connections,
     };
     config.quota_settings.expected_data_planes = args.ratelimit_expected_dps.max(1);
+    if let Some(endpoint) = args.otlp_endpoint.take().filter(|e| !e.is_empty()) {
+        let mut t = tollgate_dp::telemetry::trace::TraceSettings::new(endpoint);
+        t.sample_ratio = args.trace_sample_ratio;
+        t.service_name = std::mem::take(&mut args.otel_service_name);
+        t.resource_attributes = args
+            .otel_resource_attributes
+            .as_deref()
+            .map(tollgate_dp::telemetry::trace::parse_resource_attributes)
+            .unwrap_or_default();
+        config.tracing = Some(t);
+    }
     if let Some(dir) = &config.data_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;

@@ -20,5 +20,6 @@ mod routing;
 mod secret_grep;
 mod sync;
 mod tls;
+mod traces;
 mod usage;
 mod usage_query;

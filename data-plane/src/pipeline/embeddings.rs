@@ -38,6 +38,7 @@ impl Gateway {
             .into());
         }
         wants_base64(&body)?;
+        ctx.trace.note_request(&body);
         let (route, suffix) = tenant
             .find_route(&model)
             .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;

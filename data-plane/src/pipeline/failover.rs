@@ -307,9 +307,15 @@ impl Gateway {
                 attempts_left -= 1;
                 let started = Instant::now();
                 let in_flight = target.stats.enter();
+                // Tracing (otel): the attempt's span, its traceparent upstream.
+                let traceparent = ctx.trace.begin_attempt(&call_route);
                 let result = tokio::select! {
-                    r = attempt(self, &*exchange, &call_route, &prepared, call.stream, t) => r,
+                    r = crate::telemetry::trace::with_upstream_traceparent(
+                        traceparent,
+                        attempt(self, &*exchange, &call_route, &prepared, call.stream, t),
+                    ) => r,
                     e = downstream_gone(session) => {
+                        ctx.trace.end_attempt();
                         ctx.attempts.push(attempt_record(&call_route, 0, started.elapsed(), "client_disconnected"));
                         if admission == Admission::Probe {
                             breaker.release_probe();
@@ -318,6 +324,7 @@ impl Gateway {
                     }
                 };
                 drop(in_flight);
+                ctx.trace.end_attempt();
                 let latency = started.elapsed();
                 let now = self.clock.now_ms();
                 let e = match result {

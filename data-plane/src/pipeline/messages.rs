@@ -54,6 +54,7 @@ impl Gateway {
         let model = inbound::validate(&body)?;
         let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
         ctx.stream = stream;
+        ctx.trace.note_request(&body);
         let (route, suffix) = tenant
             .find_route(&model)
             .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;

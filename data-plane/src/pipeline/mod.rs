@@ -91,6 +91,8 @@ pub struct CallContext {
     pub key_reservation: Option<crate::billing::Reservation>,
     /// Rate limits: the response headers and the call's admission.
     pub rate_limit: crate::ratelimit::CallLimits,
+    /// OpenTelemetry trace of the call (empty when tracing is off).
+    pub trace: crate::telemetry::trace::CallTrace,
 }
 
 impl Default for CallContext {
@@ -119,6 +121,7 @@ impl Default for CallContext {
             reservation: None,
             key_reservation: None,
             rate_limit: Default::default(),
+            trace: Default::default(),
         }
     }
 }
@@ -264,6 +267,9 @@ impl Gateway {
         ctx.started = Instant::now();
         ctx.started_at_ms = tollgate_core::time::now_ms();
         ctx.request_id = http::request_id(session.req_header());
+        if let Some(tracer) = &self.telemetry.tracer {
+            ctx.trace = tracer.start_call(session.req_header(), ctx.started);
+        }
         ctx.in_flight = Some(self.drain.enter());
         match self.dispatch(session, ctx).await {
             Ok(()) => Ok(()),
@@ -380,6 +386,7 @@ impl Gateway {
         self.limits.request.check_items(&chat.body, "messages")?;
         ctx.stream = chat.stream;
         ctx.include_usage = chat.include_usage;
+        ctx.trace.note_request(&chat.body);
 
         // Later stages slot in here: rate limit, budget lease, cache lookup.
 
@@ -489,6 +496,9 @@ impl Gateway {
         }
         crate::access_log::log(session, ctx, latency_ms);
         crate::telemetry::record_call(ctx, latency_ms);
+        if let Some(tracer) = &self.telemetry.tracer {
+            tracer.finish_call(ctx);
+        }
         if let Some(record) = record {
             self.sink.submit(record);
         }

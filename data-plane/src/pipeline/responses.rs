@@ -25,6 +25,7 @@ impl Gateway {
         let model = request::validate(&body)?;
         let stream = body.get("stream") == Some(&Value::Bool(true));
         ctx.stream = stream;
+        ctx.trace.note_request(&body);
         let (route, suffix) = tenant
             .find_route(&model)
             .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;

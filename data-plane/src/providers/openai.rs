@@ -275,6 +275,8 @@ impl OpenAiAdapter {
         if let Some((name, value)) = auth {
             req = req.header(name, value.clone());
         }
+        // Tracing (otel): the attempt's traceparent, when traced.
+        req = crate::telemetry::trace::propagate(req);
         if !options.stream {
             // The whole exchange, body included, within the timeout.
             let resp = req

@@ -76,6 +76,8 @@ pub async fn exchange(
     provider: &str,
     on_error: fn(u16, &[u8]) -> GatewayError,
 ) -> Result<RawAnswer, GatewayError> {
+    // Tracing (otel): the attempt's traceparent, when traced.
+    let req = crate::telemetry::trace::propagate(req);
     if !options.stream {
         let resp = req
             .timeout(options.timeout)

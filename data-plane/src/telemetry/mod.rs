@@ -6,11 +6,14 @@
 //! What the request path does: [`record_call`] once per call in
 //! `Gateway::finish` (atomic increments on cached handles) and
 //! [`limit_rejected`] from the rate limiter. Everything else is read when
-//! scraped.
+//! scraped. OpenTelemetry traces (off unless `--otlp-endpoint`) are
+//! [`trace`] (request path) and [`trace_export`] (OTLP exporter task).
 
 pub mod admin;
 pub mod handles;
 pub mod metrics;
+pub mod trace;
+pub mod trace_export;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -179,6 +182,8 @@ pub struct Telemetry {
     pub clock: Arc<dyn crate::routing::Clock>,
     /// `/metrics` is served on the proxy port (no `--metrics-listen`).
     pub metrics_on_proxy: bool,
+    /// OpenTelemetry traces (`--otlp-endpoint`); `None`: off.
+    pub tracer: Option<Arc<trace::Tracer>>,
 }
 
 impl std::fmt::Debug for Telemetry {
