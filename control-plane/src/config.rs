@@ -52,6 +52,8 @@ pub struct ControlPlaneConfig {
     pub dp_token: Option<String>,
     /// How long raw usage records are kept (rollups are kept forever).
     pub usage_retention: crate::usage_retention::RetentionPolicy,
+    /// How long audit events are kept (docs/security.md "Audit log").
+    pub audit_retention: crate::usage_retention::RetentionPolicy,
     /// Built dashboard to serve on the admin port; `None`: `dashboard/dist`
     /// when it holds a build.
     pub dashboard_dir: Option<PathBuf>,
@@ -73,6 +75,7 @@ impl ControlPlaneConfig {
             admin_token: None,
             dp_token: None,
             usage_retention: Default::default(),
+            audit_retention: crate::audit::retention::default_policy(),
             dashboard_dir: None,
             billing: crate::billing::BillingConfig::default(),
             tls: None,
@@ -113,6 +116,7 @@ impl fmt::Debug for ControlPlaneConfig {
             )
             .field("dp_token", &self.dp_token.as_ref().map(|_| "<redacted>"))
             .field("usage_retention", &self.usage_retention)
+            .field("audit_retention", &self.audit_retention)
             .field("dashboard_dir", &self.dashboard_dir)
             .field("tls", &self.tls)
             .finish()

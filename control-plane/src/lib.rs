@@ -6,6 +6,7 @@
 //! tests through [`start`].
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod billing;
 pub mod config;

@@ -48,6 +48,10 @@ struct Args {
     /// hourly aggregates are kept forever. 0 keeps raw records forever.
     #[arg(long, env = "TOLLGATE_USAGE_RETENTION_DAYS", default_value_t = 30)]
     usage_retention_days: u32,
+    /// Days audit events (admin changes, sign-ins) are kept. 0 keeps them
+    /// forever.
+    #[arg(long, env = "TOLLGATE_AUDIT_RETENTION_DAYS", default_value_t = 365)]
+    audit_retention_days: u32,
     /// Log line format; filter with RUST_LOG (default info).
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -197,6 +201,10 @@ async fn main() -> anyhow::Result<()> {
         usage_retention: tollgate_cp::usage_retention::RetentionPolicy {
             days: args.usage_retention_days,
             ..Default::default()
+        },
+        audit_retention: tollgate_cp::usage_retention::RetentionPolicy {
+            days: args.audit_retention_days,
+            ..tollgate_cp::audit::retention::default_policy()
         },
         dashboard_dir: args.dashboard_dir,
         billing: tollgate_cp::billing::BillingConfig {

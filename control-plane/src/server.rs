@@ -263,9 +263,15 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
                 admin.clone(),
             ),
         )
+        .add_service(
+            tollgate_proto::admin::v1::audit_service_server::AuditServiceServer::with_interceptor(
+                crate::api::audit::AuditApi::new(state.clone()),
+                admin.clone(),
+            ),
+        )
         // Sign-in needs no token; the other auth calls check their own.
         .add_service(AuthServiceServer::with_interceptor(
-            UserApi::new(state),
+            UserApi::new(state.clone()),
             admin.optional(),
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
@@ -276,6 +282,11 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
     let app = services
         .routes()
         .into_axum_router()
+        // Audit log of admin changes (inside gRPC-web: sees plain gRPC).
+        .route_layer(axum::middleware::from_fn_with_state(
+            crate::audit::AuditLayer::new(state, admin),
+            crate::audit::record,
+        ))
         .route_layer(tonic_web::GrpcWebLayer::new())
         .merge(crate::status_page::router(public));
     let dashboard_dir = crate::dashboard::resolve_dir(config.dashboard_dir.as_deref());
@@ -294,6 +305,13 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
     let retention = crate::usage_retention::spawn(
         store.clone(),
         config.usage_retention,
+        Arc::new(tollgate_core::time::now_ms),
+        shutdown_rx.clone(),
+    );
+    let retention = crate::audit::retention::spawn_alongside(
+        retention,
+        store.clone(),
+        config.audit_retention,
         Arc::new(tollgate_core::time::now_ms),
         shutdown_rx.clone(),
     );

@@ -8,6 +8,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status};
 
+use crate::admin::v1::audit_service_client::AuditServiceClient;
 use crate::admin::v1::billing_service_client::BillingServiceClient;
 use crate::admin::v1::console_service_client::ConsoleServiceClient;
 use crate::admin::v1::data_plane_group_service_client::DataPlaneGroupServiceClient;
@@ -128,6 +129,8 @@ pub struct AdminClient {
     /// Status page incidents (operator only).
     pub status: StatusServiceClient<Authed>,
     pub rate_limits: RateLimitServiceClient<Authed>,
+    /// Audit log of admin changes (security2).
+    pub audit: AuditServiceClient<Authed>,
 }
 
 impl AdminClient {
@@ -166,6 +169,7 @@ impl AdminClient {
             console: ConsoleServiceClient::with_interceptor(channel.clone(), auth.clone()),
             status: StatusServiceClient::with_interceptor(channel.clone(), auth.clone()),
             rate_limits: RateLimitServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            audit: AuditServiceClient::with_interceptor(channel.clone(), auth.clone()),
             data_planes: DataPlaneServiceClient::with_interceptor(channel.clone(), auth.clone()),
             dp_groups: DataPlaneGroupServiceClient::with_interceptor(channel.clone(), auth.clone()),
             auth: AuthServiceClient::with_interceptor(channel, auth),

@@ -3,6 +3,7 @@
 //! caller only through [`status`].
 
 pub mod access;
+pub mod audit;
 pub mod billing;
 pub mod cache;
 pub mod console;

@@ -543,6 +543,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         ensure_account(&mut tx, e.tenant_id).await?;
         let (entry, _) = append_entry(&mut tx, e).await?;
+        super::audit::write_pending_in(&mut tx).await?;
         tx.commit().await?;
         Ok(entry)
     }

@@ -305,6 +305,7 @@ impl Store {
         .bind(&b.period)
         .fetch_one(&mut *tx)
         .await?;
+        super::audit::write_pending_in(&mut tx).await?;
         tx.commit().await?;
         budget_from_row(&row)
     }

@@ -57,6 +57,7 @@ impl Store {
             .await?;
             codes.push(code);
         }
+        super::audit::write_pending_in(&mut tx).await?;
         tx.commit().await?;
         Ok((batch, codes))
     }
@@ -104,6 +105,7 @@ impl Store {
             },
         )
         .await?;
+        super::audit::write_pending_in(&mut tx).await?;
         tx.commit().await?;
         Ok(entry)
     }

@@ -12,6 +12,7 @@
 //! together. After commit the new version is published on a watch channel
 //! that the snapshot broadcaster follows.
 
+pub mod audit;
 pub mod billing;
 mod budgets;
 mod cache_policies;
@@ -47,6 +48,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::watch;
 
+pub use audit::{audit_scope, AuditEvent, AuditQuery, PendingAudit};
 pub use billing::{Account, LedgerEntry, LedgerQuery, NewLedgerEntry, StoredPrice};
 pub use budgets::{Budget, BudgetAlert};
 pub use cache_policies::{CachePolicyRow, CacheScope, CacheSettings};
@@ -192,8 +194,10 @@ impl Store {
     }
 
     /// Commits and tells the broadcaster about the new version.
-    async fn commit_config_change(&self, change: ConfigChange) -> StoreResult<u64> {
+    async fn commit_config_change(&self, mut change: ConfigChange) -> StoreResult<u64> {
         let version = change.version;
+        // The admin call's audit event commits with its change (audit.rs).
+        audit::write_pending_in(&mut change.tx).await?;
         change.tx.commit().await?;
         self.changes.send_if_modified(|v| {
             if version > *v {

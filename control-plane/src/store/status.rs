@@ -361,6 +361,7 @@ impl Store {
         .bind(&i.id)
         .execute(&mut *tx)
         .await?;
+        super::audit::write_pending_in(&mut tx).await?;
         tx.commit().await?;
         Ok(i)
     }

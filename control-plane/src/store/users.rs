@@ -140,6 +140,7 @@ impl Store {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
+        super::audit::write_pending_in(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }

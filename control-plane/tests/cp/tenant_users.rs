@@ -338,6 +338,11 @@ async fn session_of_tenant_a_cannot_see_or_change_tenant_b() {
             code!(a
                 .rate_limits
                 .list_rate_limits(pb::ListRateLimitsRequest { tenant: t.clone() })),
+            // Audit log (security2): B's events are B's.
+            code!(a.audit.list_audit_events(pb::ListAuditEventsRequest {
+                tenant: t.clone(),
+                ..Default::default()
+            })),
             code!(a.rate_limits.clear_rate_limit(pb::ClearRateLimitRequest {
                 tenant: t.clone(),
                 scope: Some(pb::RateLimitScope {
@@ -579,6 +584,24 @@ async fn session_of_tenant_a_cannot_see_or_change_tenant_b() {
         .providers;
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].name, "pa");
+
+    // None of A's refused changes reached the audit log: its only events
+    // are its sign-ins.
+    let a_events = op
+        .audit
+        .list_audit_events(pb::ListAuditEventsRequest {
+            actor: "owner@a.test".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert!(!a_events.is_empty());
+    assert!(
+        a_events.iter().all(|e| e.action == "auth.sign_in"),
+        "{a_events:?}"
+    );
 
     // Nothing of B changed, and no configuration write happened.
     let status = op

@@ -2,6 +2,7 @@
 //! (control plane + data plane + built-in mock provider in one process).
 
 mod admin;
+mod audit;
 mod billing;
 mod cache;
 mod client;
@@ -105,6 +106,9 @@ enum Command {
     /// Data-plane groups and registration tokens (self-hosted data planes).
     #[command(subcommand)]
     DpGroup(dp_group::DpGroupCmd),
+    /// Audit log of admin changes: who changed what, when.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
 }
 
 #[tokio::main]
@@ -140,5 +144,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Billing(c) => billing::run(&mut admin, c, cli.json).await,
         Command::DpGroup(c) => dp_group::dp_group(&mut admin, c, cli.json).await,
         Command::Incident(c) => incident::incident(&mut admin, c, cli.json).await,
+        Command::Audit(c) => audit::audit(&mut admin, c, cli.json).await,
     }
 }
