@@ -84,7 +84,7 @@ echo "== heap: $h0 B idle, $h1 B with $streams streams: $(( (h1 - h0) / streams 
 echo "   allocator overhead: $(( (e1 - e0) / streams )) B per stream"
 echo "   RSS under valgrind: $rss0 KiB → $rss1 KiB: $(( (rss1 - rss0) / streams )) KiB per stream"
 echo "   (idle.json: $(cat "$out/idle.json"))"
-echo "== largest allocation sites with $streams streams open (ms_print, top of the tree)"
-ms_print "$out/heap-$streams.massif" 2>/dev/null | grep -E '^[ |]*->[0-9.]+%' | head -60 | cut -c1-220
+echo "== heap per stream by allocation site (first frame of ours/pingora/hyper/reqwest/tokio/bytes)"
+python3 "$root/bench/massif-sites.py" "$out/heap-0.massif" "$out/heap-$streams.massif" "$streams"
 echo
 echo "files: $out (ms_print $out/heap-$streams.massif)"

@@ -76,21 +76,28 @@ pub struct AbReport {
 
 /// Order of the settings in round `r`: forward, then backward.
 pub fn round_order(n: usize, r: usize) -> Vec<usize> {
-    if r % 2 == 0 {
+    if r.is_multiple_of(2) {
         (0..n).collect()
     } else {
         (0..n).rev().collect()
     }
 }
 
-pub async fn run(fleet: &Fleet, settings: &[Setting], opts: &AbOptions) -> anyhow::Result<AbReport> {
+pub async fn run(
+    fleet: &Fleet,
+    settings: &[Setting],
+    opts: &AbOptions,
+) -> anyhow::Result<AbReport> {
     let mut running = Vec::new();
     let mut urls: HashMap<&'static str, (String, u32)> = HashMap::new();
     let outcome = async {
         for kind in procs_of(settings) {
             let tag = format!("ab-{kind:?}").to_lowercase();
             let dp = fleet.start_dp(kind, &Under::Native, &tag).await?;
-            urls.insert(kind_key(kind), (format!("{}/v1", dp.url.trim_end_matches('/')), dp.pid));
+            urls.insert(
+                kind_key(kind),
+                (format!("{}/v1", dp.url.trim_end_matches('/')), dp.pid),
+            );
             running.push(dp);
         }
         let mut targets = Vec::new();
@@ -115,8 +122,9 @@ pub async fn run(fleet: &Fleet, settings: &[Setting], opts: &AbOptions) -> anyho
             for i in round_order(settings.len(), round) {
                 let (t, pid) = &targets[i];
                 let before = CpuMark::take(&[*pid])?;
-                let l = load::closed_loop(t, chat_body(settings[i].model, false), opts.conns, window)
-                    .await?;
+                let l =
+                    load::closed_loop(t, chat_body(settings[i].model, false), opts.conns, window)
+                        .await?;
                 let (used, _) = CpuMark::take(&[*pid])?.since(&before);
                 let cpu = used.first().copied().unwrap_or(0.0);
                 if first_errors[i].is_none() {
@@ -124,7 +132,11 @@ pub async fn run(fleet: &Fleet, settings: &[Setting], opts: &AbOptions) -> anyho
                 }
                 samples[i].push(AbSample {
                     rps: l.rps,
-                    dp_cpu_ms: if l.ok > 0 { cpu * 1000.0 / l.ok as f64 } else { 0.0 },
+                    dp_cpu_ms: if l.ok > 0 {
+                        cpu * 1000.0 / l.ok as f64
+                    } else {
+                        0.0
+                    },
                     errors: l.errors,
                 });
             }
@@ -158,7 +170,11 @@ pub fn rows_of(
     samples: Vec<Vec<AbSample>>,
     first_errors: Vec<Option<String>>,
 ) -> Vec<AbRow> {
-    let index: HashMap<&str, usize> = settings.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
+    let index: HashMap<&str, usize> = settings
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id, i))
+        .collect();
     let paired = |i: usize, f: &dyn Fn(&AbSample, &AbSample) -> Option<f64>| -> Option<Spread> {
         let b = *index.get(settings[i].baseline?)?;
         let v: Vec<f64> = samples[i]
@@ -224,7 +240,10 @@ mod tests {
         let rows = rows_of(&s, samples, vec![None, None]);
         assert!(rows[0].rps_cost_pct.is_none());
         let rps_cost = rows[1].rps_cost_pct.unwrap();
-        assert!((rps_cost.median - 100.0 / 11.0).abs() < 1e-9, "{rps_cost:?}");
+        assert!(
+            (rps_cost.median - 100.0 / 11.0).abs() < 1e-9,
+            "{rps_cost:?}"
+        );
         assert!((rps_cost.max - rps_cost.min).abs() < 1e-9);
         let cpu_cost = rows[1].cpu_cost_pct.unwrap();
         assert!((cpu_cost.median - 10.0).abs() < 1e-9, "{cpu_cost:?}");

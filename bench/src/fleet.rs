@@ -39,7 +39,9 @@ impl ProcKind {
     pub fn describe(self) -> &'static str {
         match self {
             ProcKind::Yaml => "static YAML config, RUST_LOG=warn",
-            ProcKind::AccessLog => "static YAML config, RUST_LOG=warn,access=info --log-format json",
+            ProcKind::AccessLog => {
+                "static YAML config, RUST_LOG=warn,access=info --log-format json"
+            }
             ProcKind::Otlp => "static YAML config, --otlp-endpoint",
             ProcKind::Cp => "control plane (--cp, --data-dir: metering + spool), RUST_LOG=warn",
         }
@@ -438,7 +440,12 @@ const GUARDRAILS: [(&str, &str, &str, &str, &str); 3] = [
     ("pii", "pii", "redact", "both", r#"{"types":[]}"#),
 ];
 
-async fn start_cp(cp_bin: &Path, cli_bin: &Path, mock_url: &str, work: &Path) -> anyhow::Result<Cp> {
+async fn start_cp(
+    cp_bin: &Path,
+    cli_bin: &Path,
+    mock_url: &str,
+    work: &Path,
+) -> anyhow::Result<Cp> {
     let data = work.join("cp-data");
     std::fs::create_dir_all(&data)?;
     let mut cmd = Command::new(cp_bin);
@@ -466,50 +473,107 @@ async fn start_cp(cp_bin: &Path, cli_bin: &Path, mock_url: &str, work: &Path) ->
     eprintln!("  control plane {url}: setting up the bench tenant");
     a.run(&["tenant", "create", "bench"]).await?;
     a.run(&[
-        "provider", "add", "--tenant", "bench", "--name", "mock", "--kind", "openai",
-        "--base-url", mock_url, "--api-key-env", "BENCH_UPSTREAM_KEY",
+        "provider",
+        "add",
+        "--tenant",
+        "bench",
+        "--name",
+        "mock",
+        "--kind",
+        "openai",
+        "--base-url",
+        mock_url,
+        "--api-key-env",
+        "BENCH_UPSTREAM_KEY",
     ])
     .await?;
-    for m in [MODEL, CP_BILLED_MODEL, CP_LIMITED_MODEL, CP_GUARDED_MODEL, CP_ALL_MODEL] {
+    for m in [
+        MODEL,
+        CP_BILLED_MODEL,
+        CP_LIMITED_MODEL,
+        CP_GUARDED_MODEL,
+        CP_ALL_MODEL,
+    ] {
         a.run(&[
-            "model", "add", "--tenant", "bench", "--name", m, "--provider", "mock",
-            "--upstream-model", MODEL,
+            "model",
+            "add",
+            "--tenant",
+            "bench",
+            "--name",
+            m,
+            "--provider",
+            "mock",
+            "--upstream-model",
+            MODEL,
         ])
         .await?;
     }
     for m in [CP_BILLED_MODEL, CP_ALL_MODEL] {
         a.run(&[
-            "price", "set", "--tenant", "bench", "--model", m, "--input", "2.50", "--output",
-            "10",
+            "price", "set", "--tenant", "bench", "--model", m, "--input", "2.50", "--output", "10",
         ])
         .await?;
     }
-    a.run(&["topup", "--tenant", "bench", "--amount", "1000000"]).await?;
+    a.run(&["topup", "--tenant", "bench", "--amount", "1000000"])
+        .await?;
     for m in [CP_LIMITED_MODEL, CP_ALL_MODEL] {
         a.run(&[
-            "limit", "set", "--tenant", "bench", "--model", m, "--rpm", "1000000000",
-            "--tpm", "1000000000000", "--concurrency", "100000",
+            "limit",
+            "set",
+            "--tenant",
+            "bench",
+            "--model",
+            m,
+            "--rpm",
+            "1000000000",
+            "--tpm",
+            "1000000000000",
+            "--concurrency",
+            "100000",
         ])
         .await?;
     }
     for (name, kind, action, direction, settings) in GUARDRAILS {
         a.run(&[
-            "guardrail", "add", "--tenant", "bench", "--name", name, "--kind", kind,
-            "--action", action, "--direction", direction, "--settings", settings,
+            "guardrail",
+            "add",
+            "--tenant",
+            "bench",
+            "--name",
+            name,
+            "--kind",
+            kind,
+            "--action",
+            action,
+            "--direction",
+            direction,
+            "--settings",
+            settings,
         ])
         .await?;
         a.run(&[
-            "guardrail", "attach", "--tenant", "bench", "--name", name, "--model",
+            "guardrail",
+            "attach",
+            "--tenant",
+            "bench",
+            "--name",
+            name,
+            "--model",
             CP_GUARDED_MODEL,
         ])
         .await?;
     }
-    let plain_key = key_secret(&a.run(&["key", "create", "--tenant", "bench", "--name", "plain"]).await?)?;
-    let budgeted_key =
-        key_secret(&a.run(&["key", "create", "--tenant", "bench", "--name", "budgeted"]).await?)?;
+    let plain_key = key_secret(
+        &a.run(&["key", "create", "--tenant", "bench", "--name", "plain"])
+            .await?,
+    )?;
+    let budgeted_key = key_secret(
+        &a.run(&["key", "create", "--tenant", "bench", "--name", "budgeted"])
+            .await?,
+    )?;
     a.run(&[
-        "budget", "set", "--tenant", "bench", "--key", "budgeted", "--period", "month",
-        "--amount", "100000",
+        "budget", "set", "--tenant", "bench", "--key", "budgeted", "--period", "month", "--amount",
+        "100000",
     ])
     .await?;
     Ok(Cp {
@@ -564,8 +628,12 @@ mod tests {
                 assert!(pos < i, "{} compares against a later row", s.id);
             }
         }
-        assert!(!settings(false, false).iter().any(|s| s.proc == ProcKind::Cp));
-        assert!(!settings(false, true).iter().any(|s| s.proc == ProcKind::Otlp));
+        assert!(!settings(false, false)
+            .iter()
+            .any(|s| s.proc == ProcKind::Cp));
+        assert!(!settings(false, true)
+            .iter()
+            .any(|s| s.proc == ProcKind::Otlp));
         assert_eq!(
             procs_of(&settings(false, true)),
             vec![ProcKind::Yaml, ProcKind::AccessLog, ProcKind::Cp]

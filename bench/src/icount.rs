@@ -87,7 +87,7 @@ pub fn spread(values: &[f64]) -> (f64, f64, f64) {
     let mut v = values.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
     let mid = v.len() / 2;
-    let median = if v.len() % 2 == 0 {
+    let median = if v.len().is_multiple_of(2) {
         (v[mid - 1] + v[mid]) / 2.0
     } else {
         v[mid]
@@ -164,7 +164,11 @@ impl Counted {
                 }
             }
             if Instant::now() > deadline {
-                bail!("no callgrind dump of pid {} in {}", self.pid, self.dir.display());
+                bail!(
+                    "no callgrind dump of pid {} in {}",
+                    self.pid,
+                    self.dir.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -172,7 +176,12 @@ impl Counted {
 }
 
 /// Sends exactly `n` calls over `conns` connections; returns the wall time.
-pub async fn send_calls(target: &Target, body: bytes::Bytes, conns: usize, n: u64) -> anyhow::Result<f64> {
+pub async fn send_calls(
+    target: &Target,
+    body: bytes::Bytes,
+    conns: usize,
+    n: u64,
+) -> anyhow::Result<f64> {
     let left = Arc::new(AtomicU64::new(n));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -206,7 +215,11 @@ fn valgrind_args(dir: &Path, prefix: &str) -> Vec<String> {
 
 /// Counts every setting of the fleet, one gateway process under callgrind
 /// at a time.
-pub async fn run(fleet: &Fleet, settings: &[Setting], opts: &IcountOptions) -> anyhow::Result<IcountReport> {
+pub async fn run(
+    fleet: &Fleet,
+    settings: &[Setting],
+    opts: &IcountOptions,
+) -> anyhow::Result<IcountReport> {
     let dir = fleet.work.join("callgrind");
     std::fs::create_dir_all(&dir)?;
     let mut rows: Vec<IcountRow> = Vec::new();
@@ -231,6 +244,7 @@ pub async fn run(fleet: &Fleet, settings: &[Setting], opts: &IcountOptions) -> a
             for s in &mine {
                 let target = Target::new("dp", &url, fleet.key(kind, s.key)?)?;
                 wait_serving(&target, s.model, Duration::from_secs(120)).await?;
+                send_calls(&target, chat_body(s.model, false), opts.conns, opts.warmup).await?;
             }
             counted.zero().await?;
             let idle_start = Instant::now();
@@ -239,19 +253,28 @@ pub async fn run(fleet: &Fleet, settings: &[Setting], opts: &IcountOptions) -> a
             let idle_rate = idle_ir as f64 / idle_start.elapsed().as_secs_f64().max(1e-9);
             idle_rates.push((kind, idle_rate));
             for s in mine {
-                eprintln!("  callgrind: {} ({} + {} calls × {})", s.name, opts.requests, 2 * opts.requests, opts.repeats);
+                eprintln!(
+                    "  callgrind: {} ({} + {} calls × {})",
+                    s.name,
+                    opts.requests,
+                    2 * opts.requests,
+                    opts.repeats
+                );
                 let target = Target::new("dp", &url, fleet.key(kind, s.key)?)?;
                 let body = chat_body(s.model, false);
                 let measured = async {
+                    // Warm again: the settings before this one ran since.
                     send_calls(&target, body.clone(), opts.conns, opts.warmup).await?;
                     let mut pairs = Vec::new();
                     for _ in 0..opts.repeats {
                         counted.zero().await?;
-                        let secs_n = send_calls(&target, body.clone(), opts.conns, opts.requests).await?;
+                        let secs_n =
+                            send_calls(&target, body.clone(), opts.conns, opts.requests).await?;
                         let ir_n = counted.dump().await?;
                         counted.zero().await?;
                         let secs_2n =
-                            send_calls(&target, body.clone(), opts.conns, 2 * opts.requests).await?;
+                            send_calls(&target, body.clone(), opts.conns, 2 * opts.requests)
+                                .await?;
                         let ir_2n = counted.dump().await?;
                         pairs.push(IcountWindowPair {
                             ir_n,
@@ -331,7 +354,10 @@ mod tests {
 
     #[test]
     fn totals_come_from_the_totals_or_summary_line() {
-        assert_eq!(parse_totals("events: Ir\nfn=x\n1 5\ntotals: 12345\n"), Some(12345));
+        assert_eq!(
+            parse_totals("events: Ir\nfn=x\n1 5\ntotals: 12345\n"),
+            Some(12345)
+        );
         assert_eq!(parse_totals("summary: 77\n"), Some(77));
         assert_eq!(parse_totals("events: Ir\n"), None);
     }

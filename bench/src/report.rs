@@ -295,14 +295,6 @@ pub fn target_checks(r: &SuiteReport) -> Vec<TargetCheck> {
     ]
 }
 
-fn percent_change(base: f64, value: f64) -> String {
-    if base > 0.0 {
-        format!("{:+.1}%", (value - base) / base * 100.0)
-    } else {
-        "–".into()
-    }
-}
-
 fn ratio(direct: f64, dp: f64) -> String {
     if direct > 0.0 {
         format!("{:.2}×", dp / direct)
@@ -673,12 +665,6 @@ mod tests {
         assert_eq!(added_check("x", Some(-1.0), 0.6).met, None);
         assert_eq!(added_check("x", Some(0.5), 0.6).met, Some(true));
         assert_eq!(added_check("x", Some(0.7), 0.6).met, Some(false));
-    }
-
-    #[test]
-    fn percent_change_is_relative_to_the_baseline() {
-        assert_eq!(percent_change(200.0, 190.0), "-5.0%");
-        assert_eq!(percent_change(0.0, 1.0), "–");
     }
 
     #[test]

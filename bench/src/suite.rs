@@ -261,15 +261,15 @@ pub struct IdleCpu {
 }
 
 /// A child process that printed its `… ready: URL` line.
-pub(crate) struct Running {
+pub struct Running {
     child: Child,
-    pub(crate) pid: u32,
-    pub(crate) url: String,
-    pub(crate) log: PathBuf,
+    pub pid: u32,
+    pub url: String,
+    pub log: PathBuf,
 }
 
 impl Running {
-    pub(crate) async fn spawn(
+    pub async fn spawn(
         cmd: Command,
         ready_prefix: &str,
         log: &Path,
@@ -279,7 +279,7 @@ impl Running {
 
     /// Like [`Running::spawn`], waiting up to `within` for the ready line
     /// (a process under valgrind starts tens of times slower).
-    pub(crate) async fn spawn_within(
+    pub async fn spawn_within(
         mut cmd: Command,
         ready_prefix: &str,
         log: &Path,
@@ -316,7 +316,7 @@ impl Running {
         })
     }
 
-    pub(crate) async fn stop(mut self) {
+    pub async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
