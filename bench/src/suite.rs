@@ -269,11 +269,7 @@ pub struct Running {
 }
 
 impl Running {
-    pub async fn spawn(
-        cmd: Command,
-        ready_prefix: &str,
-        log: &Path,
-    ) -> anyhow::Result<Running> {
+    pub async fn spawn(cmd: Command, ready_prefix: &str, log: &Path) -> anyhow::Result<Running> {
         Self::spawn_within(cmd, ready_prefix, log, Duration::from_secs(60)).await
     }
 
