@@ -5,7 +5,10 @@
 //!
 //! A tool crate: errors are `anyhow` throughout.
 
+pub mod ab;
 pub mod client;
+pub mod fleet;
+pub mod icount;
 pub mod load;
 pub mod mock;
 pub mod otlp_sink;

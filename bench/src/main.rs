@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tollgate_bench::ab::AbOptions;
 use tollgate_bench::client::{chat_body, Target};
+use tollgate_bench::fleet::FleetOptions;
+use tollgate_bench::icount::IcountOptions;
 use tollgate_bench::suite::{self, SuiteOptions};
 use tollgate_bench::{load, procfs, report};
 
@@ -34,47 +37,124 @@ struct AdHoc {
     secs: f64,
 }
 
+/// Options of `suite` and `features`.
+#[derive(clap::Args, Debug, Clone)]
+struct SuiteArgs {
+    #[arg(long)]
+    dp_bin: PathBuf,
+    #[arg(long)]
+    mock_bin: PathBuf,
+    /// `tollgate-cp`, for the rows that need a control plane (metering,
+    /// budget leases, CP rate limits, guardrails); with --cli-bin.
+    #[arg(long)]
+    cp_bin: Option<PathBuf>,
+    /// The `tollgate` admin CLI that sets up the control plane's tenant.
+    #[arg(long)]
+    cli_bin: Option<PathBuf>,
+    /// Adds the "OTLP traces" row: the gateway gets `--otlp-endpoint URL`.
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
+    /// Output path without extension (.md and .json are written).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 5.0)]
+    secs: f64,
+    #[arg(long, default_value_t = 2.0)]
+    warmup_secs: f64,
+    #[arg(long, default_value_t = 64)]
+    conns: usize,
+    #[arg(long, default_value_t = 64)]
+    open_conns: usize,
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    rates: Vec<u64>,
+    #[arg(long, default_value_t = 500)]
+    streams: usize,
+    #[arg(long, default_value_t = 10)]
+    stream_concurrency: usize,
+    /// Idle open streams held at once, per run (empty: none).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    idle: Vec<usize>,
+    #[arg(long, default_value_t = 16)]
+    reply_words: usize,
+    #[arg(long, default_value_t = 1000)]
+    chunk_delay_us: u64,
+    #[arg(long, default_value_t = 2)]
+    dp_threads: usize,
+    #[arg(long)]
+    commit: Option<String>,
+    #[arg(long)]
+    date: Option<String>,
+    /// Skip the wall-clock A/B of the feature settings.
+    #[arg(long)]
+    no_features: bool,
+    /// Interleaved A/B rounds (each setting once per round).
+    #[arg(long, default_value_t = 5)]
+    ab_rounds: usize,
+    /// Seconds of saturated load per setting and round.
+    #[arg(long, default_value_t = 3.0)]
+    ab_secs: f64,
+    /// Skip the instruction counts under callgrind.
+    #[arg(long)]
+    no_icount: bool,
+    /// Calls of the first callgrind window (the second sends twice as many).
+    #[arg(long, default_value_t = 300)]
+    icount_requests: u64,
+    /// Window pairs per setting under callgrind.
+    #[arg(long, default_value_t = 2)]
+    icount_repeats: usize,
+}
+
+impl SuiteArgs {
+    fn options(self) -> SuiteOptions {
+        SuiteOptions {
+            fleet: FleetOptions {
+                dp_bin: self.dp_bin.clone(),
+                cp_bin: self.cp_bin,
+                cli_bin: self.cli_bin,
+                dp_threads: self.dp_threads,
+                otlp_endpoint: self.otlp_endpoint,
+            },
+            ab: (!self.no_features).then(|| AbOptions {
+                rounds: self.ab_rounds.max(1),
+                secs: self.ab_secs,
+                warmup_secs: self.warmup_secs.min(self.ab_secs),
+                conns: self.conns,
+            }),
+            icount: (!self.no_icount).then(|| IcountOptions {
+                requests: self.icount_requests.max(1),
+                repeats: self.icount_repeats.max(1),
+                conns: 4,
+                warmup: 50,
+                idle_secs: 2.0,
+            }),
+            dp_bin: self.dp_bin,
+            mock_bin: self.mock_bin,
+            out: self.out,
+            secs: self.secs,
+            warmup_secs: self.warmup_secs,
+            conns: self.conns,
+            open_conns: self.open_conns,
+            rates: self.rates,
+            streams: self.streams,
+            stream_concurrency: self.stream_concurrency,
+            idle: self.idle.into_iter().filter(|n| *n > 0).collect(),
+            reply_words: self.reply_words,
+            chunk_delay_us: self.chunk_delay_us,
+            dp_threads: self.dp_threads,
+            commit: self.commit,
+            date: self.date,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Every scenario, direct and through a freshly started gateway.
-    Suite {
-        #[arg(long)]
-        dp_bin: PathBuf,
-        #[arg(long)]
-        mock_bin: PathBuf,
-        /// Output path without extension (.md and .json are written).
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, default_value_t = 5.0)]
-        secs: f64,
-        #[arg(long, default_value_t = 2.0)]
-        warmup_secs: f64,
-        #[arg(long, default_value_t = 64)]
-        conns: usize,
-        #[arg(long, default_value_t = 64)]
-        open_conns: usize,
-        #[arg(long, value_delimiter = ',', default_value = "100,1000")]
-        rates: Vec<u64>,
-        #[arg(long, default_value_t = 500)]
-        streams: usize,
-        #[arg(long, default_value_t = 10)]
-        stream_concurrency: usize,
-        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
-        idle: Vec<usize>,
-        #[arg(long, default_value_t = 16)]
-        reply_words: usize,
-        #[arg(long, default_value_t = 1000)]
-        chunk_delay_us: u64,
-        #[arg(long, default_value_t = 2)]
-        dp_threads: usize,
-        #[arg(long)]
-        commit: Option<String>,
-        #[arg(long)]
-        date: Option<String>,
-        /// Skip the feature on/off comparison (two more gateways).
-        #[arg(long)]
-        no_features: bool,
-    },
+    /// Every scenario, direct and through a freshly started gateway, then
+    /// the feature comparisons.
+    Suite(SuiteArgs),
+    /// Only the feature comparisons (A/B rounds and instruction counts);
+    /// writes <out>.md and <out>.json.
+    Features(SuiteArgs),
     /// Saturated load: N connections back to back.
     Closed {
         #[command(flatten)]
@@ -117,6 +197,14 @@ enum Cmd {
     },
 }
 
+fn write_pair(out: &std::path::Path, md: &str, json: &str) -> anyhow::Result<()> {
+    let (md_path, json_path) = (out.with_extension("md"), out.with_extension("json"));
+    std::fs::write(&md_path, md).with_context(|| format!("write {}", md_path.display()))?;
+    std::fs::write(&json_path, json).with_context(|| format!("write {}", json_path.display()))?;
+    eprintln!("wrote {} and {}", md_path.display(), json_path.display());
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -128,53 +216,31 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
-        Cmd::Suite {
-            dp_bin,
-            mock_bin,
-            out,
-            secs,
-            warmup_secs,
-            conns,
-            open_conns,
-            rates,
-            streams,
-            stream_concurrency,
-            idle,
-            reply_words,
-            chunk_delay_us,
-            dp_threads,
-            commit,
-            date,
-            no_features,
-        } => {
-            let opts = SuiteOptions {
-                dp_bin,
-                mock_bin,
-                out: out.clone(),
-                secs,
-                warmup_secs,
-                conns,
-                open_conns,
-                rates,
-                streams,
-                stream_concurrency,
-                idle,
-                reply_words,
-                chunk_delay_us,
-                dp_threads,
-                commit,
-                date,
-                features: !no_features,
-            };
-            let r = suite::run(opts).await?;
+        Cmd::Suite(args) => {
+            let out = args.out.clone();
+            let r = suite::run(args.options()).await?;
             let md = report::markdown(&r);
-            let (md_path, json_path) = (out.with_extension("md"), out.with_extension("json"));
-            std::fs::write(&md_path, &md)
-                .with_context(|| format!("write {}", md_path.display()))?;
-            std::fs::write(&json_path, report::json(&r)?)
-                .with_context(|| format!("write {}", json_path.display()))?;
+            write_pair(&out, &md, &report::json(&r)?)?;
             println!("{md}");
-            eprintln!("wrote {} and {}", md_path.display(), json_path.display());
+        }
+        Cmd::Features(args) => {
+            let out = args.out.clone();
+            let opts = args.options();
+            let load_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+            let (ab, icount) = suite::run_features(&opts).await?;
+            let load_end = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+            let md = report::features_markdown(
+                &opts,
+                ab.as_ref(),
+                icount.as_ref(),
+                (load_start.trim(), load_end.trim()),
+            );
+            let json = serde_json::to_string_pretty(&serde_json::json!({
+                "options": opts, "ab": ab, "icount": icount,
+                "loadavg_start": load_start.trim(), "loadavg_end": load_end.trim(),
+            }))?;
+            write_pair(&out, &md, &json)?;
+            println!("{md}");
         }
         Cmd::Closed { target, conns } => {
             let t = Target::new("target", &target.url, &target.key)?;

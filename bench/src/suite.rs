@@ -11,7 +11,10 @@ use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::ab::{AbOptions, AbReport};
 use crate::client::{chat_body, Conn, Target};
+use crate::fleet::{Fleet, FleetOptions};
+use crate::icount::{IcountOptions, IcountReport};
 use crate::load::{self, IdleOutcome, IdleStreams, LoadResult, StreamResult};
 use crate::mock::{HOLD_MODEL, RELEASE_PATH};
 use crate::procfs::{self, CpuMark, Memory};
@@ -49,8 +52,13 @@ pub struct SuiteOptions {
     pub commit: Option<String>,
     /// Date of the run, as the caller wants it printed.
     pub date: Option<String>,
-    /// Also compare feature settings on fresh gateways (saturated load).
-    pub features: bool,
+    /// The gateways of the feature comparisons (binaries, control plane,
+    /// OTLP endpoint).
+    pub fleet: FleetOptions,
+    /// Wall-clock A/B of the feature settings (`None`: skipped).
+    pub ab: Option<AbOptions>,
+    /// Instructions per request under callgrind (`None`: skipped).
+    pub icount: Option<IcountOptions>,
 }
 
 /// The machine the numbers come from.
@@ -202,22 +210,11 @@ pub struct SuiteReport {
     pub memory_after_load: MemoryAfterLoad,
     pub idle_cpu: IdleCpu,
     pub idle: Vec<IdleRun>,
-    /// Saturated load through fresh gateways, one per feature setting.
-    pub features: Vec<FeatureRun>,
+    /// Features on vs off, wall clock: interleaved rounds.
+    pub ab: Option<AbReport>,
+    /// Features on vs off: instructions per request (callgrind).
+    pub icount: Option<IcountReport>,
     pub pending: Vec<String>,
-}
-
-/// Saturated load through a gateway with one feature setting.
-#[derive(Debug, Clone, Serialize)]
-pub struct FeatureRun {
-    pub name: String,
-    pub rust_log: String,
-    pub args: Vec<String>,
-    /// The public model called (a route with many targets for routing).
-    pub model: String,
-    /// Most throughput the setting may cost against the baseline (issue target).
-    pub max_cost_pct: f64,
-    pub measured: Measured,
 }
 
 /// Model with rate limits (RPM, TPM, concurrency) far above the load, so
@@ -230,79 +227,10 @@ pub const CACHED_MODEL: &str = "bench-cached";
 /// pays the lookup (hash) and the store check, and is a miss.
 pub const CACHE_MISS_MODEL: &str = "bench-cache-miss";
 
-/// One gateway setting of the features comparison.
-struct FeatureSetting {
-    name: &'static str,
-    rust_log: &'static str,
-    args: Vec<String>,
-    model: &'static str,
-    max_cost_pct: f64,
-}
-
 /// The route with [`ROUTED_TARGETS`] weighted targets (all the mock, as
 /// distinct provider credentials).
 pub const ROUTED_MODEL: &str = "bench-routed";
 pub const ROUTED_TARGETS: usize = 50;
-
-/// Feature settings the gateway has today, the first being the baseline.
-fn feature_settings() -> Vec<FeatureSetting> {
-    vec![
-        FeatureSetting {
-            name: "baseline (RUST_LOG=warn, 1-target route)",
-            rust_log: "warn",
-            args: Vec::new(),
-            model: MODEL,
-            max_cost_pct: 0.0,
-        },
-        FeatureSetting {
-            name: "route of 50 weighted targets",
-            rust_log: "warn",
-            args: Vec::new(),
-            model: ROUTED_MODEL,
-            max_cost_pct: 2.0,
-        },
-        FeatureSetting {
-            name: "access log on (JSON, to a file)",
-            rust_log: "warn,access=info",
-            args: vec!["--log-format".into(), "json".into()],
-            model: MODEL,
-            max_cost_pct: 5.0,
-        },
-        FeatureSetting {
-            name: "response cache on, every call a miss",
-            rust_log: "warn",
-            args: Vec::new(),
-            model: CACHE_MISS_MODEL,
-            max_cost_pct: 2.0,
-        },
-        FeatureSetting {
-            name: "response cache on, every call a hit (no upstream)",
-            rust_log: "warn",
-            args: Vec::new(),
-            model: CACHED_MODEL,
-            max_cost_pct: 0.0,
-        },
-        FeatureSetting {
-            name: "rate limits on (RPM + TPM + concurrency, never reached)",
-            rust_log: "warn",
-            args: Vec::new(),
-            model: LIMITED_MODEL,
-            max_cost_pct: 3.0,
-        },
-        FeatureSetting {
-            name: "telemetry on (OTLP traces, every call sampled, to a local sink)",
-            rust_log: "warn",
-            args: vec![
-                "--otlp-endpoint".into(),
-                crate::otlp_sink::OTLP_SINK_URL.into(),
-                "--trace-sample-ratio".into(),
-                "1".into(),
-            ],
-            model: MODEL,
-            max_cost_pct: 5.0,
-        },
-    ]
-}
 
 async fn start_dp(
     opts: &SuiteOptions,
@@ -326,81 +254,6 @@ async fn start_dp(
         .context("start tollgate-dp")
 }
 
-/// Each feature setting on a fresh gateway, back to back: warm-up, then the
-/// saturated closed loop.
-async fn features(
-    opts: &SuiteOptions,
-    main: &Bench,
-    config: &Path,
-    work: &Path,
-) -> anyhow::Result<Vec<FeatureRun>> {
-    let mut runs = Vec::new();
-    // Telemetry row: traces go to a sink in this process.
-    let otlp_sink = crate::otlp_sink::OtlpSink::start().await?;
-    for (i, setting) in feature_settings().into_iter().enumerate() {
-        let FeatureSetting {
-            name,
-            rust_log,
-            mut args,
-            model,
-            max_cost_pct,
-        } = setting;
-        for a in &mut args {
-            if a == crate::otlp_sink::OTLP_SINK_URL {
-                a.clone_from(&otlp_sink.url);
-            }
-        }
-        eprintln!("  feature: {name}");
-        let dp = start_dp(
-            opts,
-            config,
-            rust_log,
-            &args,
-            &work.join(format!("dp-feature-{i}.log")),
-        )
-        .await?;
-        let target = Target::new(
-            "dp",
-            &format!("{}/v1", dp.url.trim_end_matches('/')),
-            GATEWAY_KEY,
-        )?;
-        let bench = Bench {
-            direct: main.direct.clone(),
-            dp: target,
-            mock_pid: main.mock_pid,
-            dp_pid: dp.pid,
-            dp_idle_cores: std::cell::Cell::new(0.0),
-            opts: opts.clone(),
-        };
-        let body = chat_body(model, false);
-        let warm = Duration::from_secs_f64(opts.warmup_secs);
-        let outcome = async {
-            load::closed_loop(&bench.dp, body.clone(), opts.conns, warm).await?;
-            let before = CpuMark::take(&bench.pids())?;
-            let load = load::closed_loop(&bench.dp, body, opts.conns, bench.secs()).await?;
-            let cpu = bench.cpu(&before, load.ok)?;
-            Ok::<_, anyhow::Error>(Measured { load, cpu })
-        }
-        .await;
-        dp.stop().await;
-        if args.iter().any(|a| a == "--otlp-endpoint") {
-            eprintln!(
-                "    spans received by the OTLP sink so far: {}",
-                otlp_sink.spans()
-            );
-        }
-        runs.push(FeatureRun {
-            name: name.into(),
-            rust_log: rust_log.into(),
-            args,
-            model: model.into(),
-            max_cost_pct,
-            measured: outcome?,
-        });
-    }
-    Ok(runs)
-}
-
 /// What the gateway burns with no request in flight.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct IdleCpu {
@@ -408,15 +261,26 @@ pub struct IdleCpu {
 }
 
 /// A child process that printed its `… ready: URL` line.
-struct Running {
+pub struct Running {
     child: Child,
-    pid: u32,
-    url: String,
-    log: PathBuf,
+    pub pid: u32,
+    pub url: String,
+    pub log: PathBuf,
 }
 
 impl Running {
-    async fn spawn(mut cmd: Command, ready_prefix: &str, log: &Path) -> anyhow::Result<Running> {
+    pub async fn spawn(cmd: Command, ready_prefix: &str, log: &Path) -> anyhow::Result<Running> {
+        Self::spawn_within(cmd, ready_prefix, log, Duration::from_secs(60)).await
+    }
+
+    /// Like [`Running::spawn`], waiting up to `within` for the ready line
+    /// (a process under valgrind starts tens of times slower).
+    pub async fn spawn_within(
+        mut cmd: Command,
+        ready_prefix: &str,
+        log: &Path,
+        within: Duration,
+    ) -> anyhow::Result<Running> {
         let log_file = std::fs::File::create(log)
             .with_context(|| format!("create the log file {}", log.display()))?;
         cmd.stdout(Stdio::piped())
@@ -427,7 +291,7 @@ impl Running {
         let pid = child.id().context("the child has no pid")?;
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let url = tokio::time::timeout(Duration::from_secs(60), async {
+        let url = tokio::time::timeout(within, async {
             while let Some(line) = lines.next_line().await? {
                 if let Some(url) = line.strip_prefix(ready_prefix) {
                     return Ok(url.trim().to_string());
@@ -436,7 +300,7 @@ impl Running {
             bail!("exited before printing {ready_prefix:?}")
         })
         .await
-        .with_context(|| format!("no {ready_prefix:?} line within 60 s"))?
+        .with_context(|| format!("no {ready_prefix:?} line within {within:?}"))?
         .with_context(|| format!("see {}", log.display()))?;
         // Keep draining stdout so a chatty child never blocks on the pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -448,7 +312,7 @@ impl Running {
         })
     }
 
-    async fn stop(mut self) {
+    pub async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
@@ -687,12 +551,7 @@ fn pair<T>(runs: Vec<T>) -> anyhow::Result<[T; 2]> {
         .map_err(|_| anyhow::anyhow!("expected one run per target"))
 }
 
-/// Runs the whole suite and returns what it measured.
-pub async fn run(opts: SuiteOptions) -> anyhow::Result<SuiteReport> {
-    let mut machine = Machine::probe();
-    let work = std::env::temp_dir().join(format!("tollgate-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
-
+async fn start_mock(opts: &SuiteOptions, work: &Path) -> anyhow::Result<Running> {
     let mut mock_cmd = Command::new(&opts.mock_bin);
     mock_cmd
         .arg("--listen")
@@ -701,9 +560,82 @@ pub async fn run(opts: SuiteOptions) -> anyhow::Result<SuiteReport> {
         .arg(opts.reply_words.to_string())
         .arg("--chunk-delay-us")
         .arg(opts.chunk_delay_us.to_string());
-    let mock = Running::spawn(mock_cmd, "bench-mock ready:", &work.join("mock.log"))
+    Running::spawn(mock_cmd, "bench-mock ready:", &work.join("mock.log"))
         .await
-        .context("start the mock")?;
+        .context("start the mock")
+}
+
+fn work_dir() -> anyhow::Result<PathBuf> {
+    let work = std::env::temp_dir().join(format!("tollgate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
+    Ok(work)
+}
+
+/// The feature comparisons (A/B rounds, then instruction counts) against
+/// the gateways of `fleet`: a control plane when there is one, and fresh
+/// gateways started for each.
+async fn feature_comparisons(
+    opts: &SuiteOptions,
+    mock_url: &str,
+    config: &Path,
+    work: &Path,
+) -> anyhow::Result<(Option<AbReport>, Option<IcountReport>)> {
+    if opts.ab.is_none() && opts.icount.is_none() {
+        return Ok((None, None));
+    }
+    let fleet = Fleet::start(&opts.fleet, mock_url, config, work).await?;
+    let settings = opts.fleet.settings();
+    let outcome = async {
+        let ab = match &opts.ab {
+            Some(o) => {
+                eprintln!(
+                    "features, wall clock: {} settings × {} interleaved rounds of {} s",
+                    settings.len(),
+                    o.rounds,
+                    o.secs
+                );
+                Some(crate::ab::run(&fleet, &settings, o).await?)
+            }
+            None => None,
+        };
+        let icount = match &opts.icount {
+            Some(o) => {
+                eprintln!("features, instructions per request (callgrind)");
+                Some(crate::icount::run(&fleet, &settings, o).await?)
+            }
+            None => None,
+        };
+        Ok::<_, anyhow::Error>((ab, icount))
+    }
+    .await;
+    fleet.stop().await;
+    outcome
+}
+
+/// Only the feature comparisons (`tollgate-bench features`): the mock, the
+/// control plane and the gateways they need, no direct-vs-gateway scenarios.
+pub async fn run_features(
+    opts: &SuiteOptions,
+) -> anyhow::Result<(Option<AbReport>, Option<IcountReport>)> {
+    let work = work_dir()?;
+    let mock = start_mock(opts, &work).await?;
+    let config = work.join("gateway.yaml");
+    std::fs::write(&config, dp_config_yaml(&mock.url))?;
+    let out = feature_comparisons(opts, &mock.url, &config, &work).await;
+    mock.stop().await;
+    if out.is_ok() {
+        let _ = std::fs::remove_dir_all(&work);
+    } else {
+        eprintln!("logs kept in {}", work.display());
+    }
+    out
+}
+
+/// Runs the whole suite and returns what it measured.
+pub async fn run(opts: SuiteOptions) -> anyhow::Result<SuiteReport> {
+    let mut machine = Machine::probe();
+    let work = work_dir()?;
+    let mock = start_mock(&opts, &work).await?;
 
     let config = work.join("gateway.yaml");
     std::fs::write(&config, dp_config_yaml(&mock.url))?;
@@ -728,19 +660,20 @@ pub async fn run(opts: SuiteOptions) -> anyhow::Result<SuiteReport> {
     let outcome = measure(&bench).await;
     let logs = format!("logs: {} and {}", mock.log.display(), dp.log.display());
     dp.stop().await;
-    let features = match &outcome {
-        Ok(_) if opts.features => features(&opts, &bench, &config, &work).await,
-        _ => Ok(Vec::new()),
+    let compared = match &outcome {
+        Ok(_) => feature_comparisons(&opts, &mock.url, &config, &work).await,
+        Err(_) => Ok((None, None)),
     };
     mock.stop().await;
     let (open_loop, saturated, streams, memory_after_load, idle) =
         outcome.with_context(|| logs.clone())?;
-    let features = features?;
+    let (ab, icount) = compared.with_context(|| format!("logs in {}", work.display()))?;
     let idle_cpu = IdleCpu {
         dp_cores: bench.dp_idle_cores.get(),
     };
     machine.loadavg_end = read_trimmed("/proc/loadavg");
     let _ = std::fs::remove_dir_all(&work);
+    let pending = pending_scenarios(opts.fleet.otlp_endpoint.is_some());
     Ok(SuiteReport {
         machine,
         options: opts,
@@ -750,8 +683,9 @@ pub async fn run(opts: SuiteOptions) -> anyhow::Result<SuiteReport> {
         memory_after_load,
         idle_cpu,
         idle,
-        features,
-        pending: pending_scenarios(),
+        ab,
+        icount,
+        pending,
     })
 }
 
@@ -791,11 +725,13 @@ async fn measure(bench: &Bench) -> anyhow::Result<Measurements> {
 }
 
 /// Scenarios of issue 15 that the gateway cannot express yet.
-pub fn pending_scenarios() -> Vec<String> {
+pub fn pending_scenarios(otlp: bool) -> Vec<String> {
+    if otlp {
+        return Vec::new();
+    }
     vec![
-        "features on vs off: the access log, the response cache, rate limits, a 50-target \
-         route and OTLP traces can be switched today (see Features); budget leases and guardrails \
-         are pending"
+        "OTLP tracing on vs off: pass `--otlp-endpoint URL` (the flag of the `otel` branch) to add \
+         the row"
             .into(),
     ]
 }
