@@ -57,6 +57,9 @@ pub struct ControlPlaneConfig {
     pub dashboard_dir: Option<PathBuf>,
     /// Billing lease timing.
     pub billing: crate::billing::BillingConfig,
+    /// etcd of a multi-replica control plane (`--etcd`); `None`: a single
+    /// replica that runs every background job itself.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl ControlPlaneConfig {
@@ -72,6 +75,7 @@ impl ControlPlaneConfig {
             usage_retention: Default::default(),
             dashboard_dir: None,
             billing: crate::billing::BillingConfig::default(),
+            cluster: None,
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod billing;
+pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod dashboard;

@@ -268,7 +268,7 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
     let (source, sink, applier): (Box<dyn ConfigSource>, Arc<dyn UsageSink>, SnapshotApplier) =
         match config.source {
             ConfigSourceSpec::Cp { url, token } => {
-                let (endpoint, auth) = sync::grpc::cp_endpoint(&url, &token)?;
+                let (endpoint, auth) = sync::grpc::cp_target(&url, &token)?;
                 let persist = config
                     .data_dir
                     .as_deref()

@@ -20,7 +20,8 @@ enum LogFormat {
 #[command(name = "tollgate-dp", version, long_version = env!("TOLLGATE_LONG_VERSION"))]
 #[command(group(ArgGroup::new("source").required(true).args(["cp", "config"])))]
 struct Args {
-    /// Control-plane URL, e.g. http://127.0.0.1:7400.
+    /// Control-plane URL, e.g. http://127.0.0.1:7400; several replicas
+    /// comma-separated (tried in order, the next one when one goes away).
     #[arg(long, env = "TOLLGATE_CP_URL")]
     cp: Option<String>,
     /// Data-plane registration token (with --cp). Prefer --token-file or the
