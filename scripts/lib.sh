@@ -23,6 +23,14 @@ ensure_build_tools() {
     command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
     # pingora's zlib-ng build needs cmake; our protos use a vendored protoc.
     command -v cmake >/dev/null || apt_install cmake
+    # etcd-client (control-plane replicas) compiles etcd's protos with protoc.
+    command -v protoc >/dev/null || [ -n "${PROTOC:-}" ] || apt_install protobuf-compiler
+}
+
+ensure_etcd() {
+    # The multi-replica e2e test (tests/e2e/cluster.rs) starts its own
+    # throwaway etcd from Debian's etcd-server (binary `etcd`) on free ports.
+    command -v etcd >/dev/null || apt_install etcd-server
 }
 
 ensure_python_venv() {

@@ -14,6 +14,8 @@ ensure_python_venv "$ROOT/.venv"
 # Store tests run on SQLite and on this real Postgres server.
 start_test_postgres
 trap stop_test_postgres EXIT
+# Several control-plane replicas: the e2e test starts etcd and its own Postgres.
+ensure_etcd
 ensure_chromium
 
 say "cargo fmt --check"

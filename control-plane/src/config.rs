@@ -62,6 +62,9 @@ pub struct ControlPlaneConfig {
     /// TLS on the port (certificate and key files, reloaded when they
     /// change); `None` serves plaintext.
     pub tls: Option<tollgate_tls::ServerTlsSettings>,
+    /// etcd of a multi-replica control plane (`--etcd`); `None`: a single
+    /// replica that runs every background job itself.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl ControlPlaneConfig {
@@ -79,6 +82,7 @@ impl ControlPlaneConfig {
             dashboard_dir: None,
             billing: crate::billing::BillingConfig::default(),
             tls: None,
+            cluster: None,
         }
     }
 

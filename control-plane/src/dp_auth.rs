@@ -92,6 +92,9 @@ pub struct DpTokenTable {
     builtin: [u8; 32],
     table: RwLock<Table>,
     generation: watch::Sender<u64>,
+    /// Bumps after each token write of this process (announced to the
+    /// other replicas: crate::cluster).
+    local_writes: watch::Sender<u64>,
     hint: String,
 }
 
@@ -103,6 +106,7 @@ impl DpTokenTable {
             builtin: Sha256::digest(builtin.expose().as_bytes()).into(),
             table: RwLock::new(Table::default()),
             generation,
+            local_writes: watch::channel(0).0,
             hint,
         })
     }
@@ -112,6 +116,18 @@ impl DpTokenTable {
         let active = store.active_dp_tokens(now_ms()).await?;
         self.replace(active);
         Ok(())
+    }
+
+    /// [`DpTokenTable::reload`] after a token write of this process.
+    pub async fn reload_after_write(&self, store: &Store) -> StoreResult<()> {
+        let reloaded = self.reload(store).await;
+        self.local_writes.send_modify(|g| *g += 1);
+        reloaded
+    }
+
+    /// Bumps after every token write of this process.
+    pub fn subscribe_local_writes(&self) -> watch::Receiver<u64> {
+        self.local_writes.subscribe()
     }
 
     fn replace(&self, active: Vec<ActiveDpToken>) {

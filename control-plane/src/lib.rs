@@ -9,6 +9,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod billing;
+pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod dashboard;

@@ -83,6 +83,19 @@ struct Args {
     /// seconds (checked every 5 s); unset: never.
     #[arg(long, env = "TOLLGATE_FREEZE_INACTIVE_AFTER_SECS")]
     freeze_inactive_after_secs: Option<u64>,
+    /// etcd client URLs (comma-separated) for several control-plane
+    /// replicas sharing one Postgres: leader election of the background
+    /// jobs and change notification (docs/operations.md). Unset: a single
+    /// replica.
+    #[arg(long, env = "TOLLGATE_ETCD")]
+    etcd: Option<String>,
+    /// Key prefix in etcd (several installations may share one etcd).
+    #[arg(long, env = "TOLLGATE_ETCD_PREFIX", default_value = "/tollgate")]
+    etcd_prefix: String,
+    /// TTL of the leader's etcd lease: a dead leader's jobs move to another
+    /// replica within about this long.
+    #[arg(long, env = "TOLLGATE_LEADER_TTL_SECS", default_value_t = 3)]
+    leader_ttl_secs: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -215,6 +228,15 @@ async fn main() -> anyhow::Result<()> {
             ..Default::default()
         },
         tls,
+        cluster: args
+            .etcd
+            .as_deref()
+            .and_then(tollgate_cp::cluster::ClusterConfig::from_list)
+            .map(|mut c| {
+                c.prefix = args.etcd_prefix.clone();
+                c.leader_ttl = std::time::Duration::from_secs(args.leader_ttl_secs.max(1));
+                c
+            }),
     };
     let cp = tollgate_cp::start(config).await?;
 

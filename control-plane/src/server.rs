@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use futures::FutureExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -72,6 +73,8 @@ pub struct RunningControlPlane {
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     broadcaster: JoinHandle<()>,
     retention: JoinHandle<()>,
+    reclaim: JoinHandle<()>,
+    cluster: Option<crate::cluster::Cluster>,
     store: Store,
 }
 
@@ -119,14 +122,35 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         .context("opening the database")?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (snapshots, broadcaster) =
-        match SnapshotBroadcaster::start(store.clone(), kek.clone(), shutdown_rx.clone()).await {
-            Ok(v) => v,
-            Err(e) => {
-                store.close().await;
-                return Err(e).context("building the first config snapshot");
-            }
-        };
+    // Several replicas: etcd elects the job runner and relays commits.
+    let mut cluster = match config.cluster.clone() {
+        Some(c) => Some(crate::cluster::Cluster::start(
+            c,
+            &store,
+            shutdown_rx.clone(),
+        )?),
+        None => None,
+    };
+    let cluster_state = cluster
+        .as_ref()
+        .map_or_else(crate::cluster::ClusterState::single, |c| c.state.clone());
+    let wake = cluster
+        .as_ref()
+        .map_or_else(|| watch::channel(0_u64).1, |c| c.remote_versions.clone());
+    let (snapshots, broadcaster) = match SnapshotBroadcaster::start_with_wake(
+        store.clone(),
+        kek.clone(),
+        shutdown_rx.clone(),
+        wake,
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            store.close().await;
+            return Err(e).context("building the first config snapshot");
+        }
+    };
     let registry = Arc::new(DataPlaneRegistry::default());
     // TLS (docs/tls.md): unusable certificate files fail the start.
     let tls = match config.tls.as_ref().map(crate::tls::CpTls::load).transpose() {
@@ -173,9 +197,13 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         return Err(e).context("loading data-plane registration tokens");
     }
     dp_tokens.spawn_reloader(store.clone(), shutdown_rx.clone());
+    if let Some(c) = cluster.as_mut() {
+        c.share_tokens(dp_tokens.clone(), store.clone(), shutdown_rx.clone());
+    }
     let dp = crate::dp_auth::DpAuth(dp_tokens.clone());
     // Telemetry: Prometheus metrics and the public status page.
     let cp_metrics = crate::telemetry::CpMetrics::new()?;
+    cp_metrics.attach_cluster(cluster_state.clone());
     let public = crate::status_page::PublicState::new(
         store.clone(),
         cp_metrics.clone(),
@@ -288,7 +316,12 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
             crate::audit::record,
         ))
         .route_layer(tonic_web::GrpcWebLayer::new())
-        .merge(crate::status_page::router(public));
+        .merge(crate::status_page::router(public))
+        .merge(crate::cluster::router(
+            cluster_state.clone(),
+            store.clone(),
+            shutdown_rx.clone(),
+        ));
     let dashboard_dir = crate::dashboard::resolve_dir(config.dashboard_dir.as_deref());
     if let Some(dir) = &dashboard_dir {
         tracing::info!(dir = %dir.display(), "serving the dashboard");
@@ -302,19 +335,32 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         .accept_http1(true)
         .add_routes(Routes::from(app));
 
-    let retention = crate::usage_retention::spawn(
-        store.clone(),
-        config.usage_retention,
-        Arc::new(tollgate_core::time::now_ms),
-        shutdown_rx.clone(),
-    );
-    let retention = crate::audit::retention::spawn_alongside(
-        retention,
-        store.clone(),
-        config.audit_retention,
-        Arc::new(tollgate_core::time::now_ms),
-        shutdown_rx.clone(),
-    );
+    // Background jobs run on the leader only (always, without etcd).
+    let retention = {
+        let (store, policy) = (store.clone(), config.usage_retention);
+        let audit_policy = config.audit_retention;
+        crate::cluster::run_while_leader(
+            "usage_retention",
+            cluster_state.clone(),
+            shutdown_rx.clone(),
+            move |stop| {
+                let usage = crate::usage_retention::spawn(
+                    store.clone(),
+                    policy,
+                    Arc::new(tollgate_core::time::now_ms),
+                    stop.clone(),
+                );
+                crate::audit::retention::spawn_alongside(
+                    usage,
+                    store.clone(),
+                    audit_policy,
+                    Arc::new(tollgate_core::time::now_ms),
+                    stop,
+                )
+                .map(|_| ())
+            },
+        )
+    };
     let shutdown_rx_billing = shutdown_rx.clone();
     let mut stop = shutdown_rx;
     let stopped = async move {
@@ -332,11 +378,15 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
     };
 
     // Billing: release leases of data planes that vanished.
-    tokio::spawn(crate::billing::reclaim_leases(
-        store.clone(),
-        config.billing,
-        shutdown_rx_billing,
-    ));
+    let reclaim = {
+        let (store, billing) = (store.clone(), config.billing);
+        crate::cluster::run_while_leader(
+            "lease_reclaim",
+            cluster_state,
+            shutdown_rx_billing,
+            move |stop| crate::billing::reclaim_leases(store.clone(), billing, stop),
+        )
+    };
 
     let url_file = data_dir.join(URL_FILE);
     if let Err(e) = secrets_files::replace_file(&url_file, url.as_bytes(), 0o644) {
@@ -355,6 +405,8 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         server,
         broadcaster,
         retention,
+        reclaim,
+        cluster,
         store,
     })
 }
@@ -385,6 +437,10 @@ impl RunningControlPlane {
             Some(res) => {
                 let _ = self.broadcaster.await;
                 let _ = self.retention.await;
+                let _ = self.reclaim.await;
+                if let Some(c) = self.cluster {
+                    c.finish().await;
+                }
                 self.store.close().await;
                 res.context("server task")?.context("server")?;
                 Ok(())
@@ -396,6 +452,10 @@ impl RunningControlPlane {
         let served = self.server.await;
         let _ = self.broadcaster.await;
         let _ = self.retention.await;
+        let _ = self.reclaim.await;
+        if let Some(c) = self.cluster {
+            c.finish().await;
+        }
         self.store.close().await;
         served.context("server task")?.context("server")?;
         Ok(())

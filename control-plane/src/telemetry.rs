@@ -22,6 +22,9 @@ pub struct CpMetrics {
     data_planes: IntGaugeVec,
     dp_acked_version: IntGaugeVec,
     config_version: IntGauge,
+    /// Several replicas (crate::cluster): leadership and etcd reachability.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::ClusterState>>,
+    cluster_gauges: IntGaugeVec,
 }
 
 impl std::fmt::Debug for CpMetrics {
@@ -88,8 +91,24 @@ impl CpMetrics {
                     "Latest configuration snapshot version published.",
                 )?,
             ),
+            cluster: std::sync::OnceLock::new(),
+            cluster_gauges: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "tollgate_cp_cluster",
+                        "This replica in the cluster: leader (1 when it runs the background jobs), etcd_up (1 when etcd answers; 0 without --etcd), background_jobs (jobs running here).",
+                    ),
+                    &["gauge"],
+                )?,
+            ),
             registry: r,
         }))
+    }
+
+    /// Reports this replica's cluster role on every scrape.
+    pub fn attach_cluster(&self, state: Arc<crate::cluster::ClusterState>) {
+        let _ = self.cluster.set(state);
     }
 
     /// Reads the gauges and renders the text exposition.
@@ -110,6 +129,15 @@ impl CpMetrics {
         }
         self.config_version
             .set(i64::try_from(config_version).unwrap_or(i64::MAX));
+        if let Some(c) = self.cluster.get() {
+            let g = &self.cluster_gauges;
+            g.with_label_values(&["leader"])
+                .set(i64::from(c.is_leader()));
+            g.with_label_values(&["etcd_up"])
+                .set(i64::from(c.etcd_up()));
+            g.with_label_values(&["background_jobs"])
+                .set(c.jobs_running());
+        }
         let mut out = Vec::with_capacity(4096);
         if let Err(e) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::warn!(error = %e, "could not encode the metrics");

@@ -288,8 +288,9 @@ pub fn prepare(config: DataPlaneConfig) -> anyhow::Result<PreparedDataPlane> {
     let (source, sink, applier): (Box<dyn ConfigSource>, Arc<dyn UsageSink>, SnapshotApplier) =
         match config.source {
             ConfigSourceSpec::Cp { url, token } => {
-                let (endpoint, auth) = sync::grpc::cp_endpoint(&url, &token)?;
-                let endpoint = tls::cp_endpoint_tls(endpoint, config.cp_ca_file.as_deref())?;
+                let (endpoint, auth) = sync::grpc::cp_target(&url, &token)?;
+                let endpoint =
+                    endpoint.try_map(|e| tls::cp_endpoint_tls(e, config.cp_ca_file.as_deref()))?;
                 let persist = config
                     .data_dir
                     .as_deref()

@@ -21,7 +21,8 @@ enum LogFormat {
 #[command(group(ArgGroup::new("source").required(true).args(["cp", "config"])))]
 struct Args {
     /// Control-plane URL, e.g. https://cp.example.com:7400 (http:// only on
-    /// loopback or a trusted network).
+    /// loopback or a trusted network); several replicas comma-separated
+    /// (tried in order, the next one when one goes away).
     #[arg(long, env = "TOLLGATE_CP_URL")]
     cp: Option<String>,
     /// PEM file of the CA certificate(s) the control plane's certificate is

@@ -6,6 +6,7 @@ mod auth;
 mod billing;
 mod cache;
 mod chaos;
+mod cluster;
 mod dp_groups;
 mod errors;
 mod guardrails;

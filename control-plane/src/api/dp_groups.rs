@@ -52,7 +52,7 @@ impl DpGroupApi {
 
     /// Applies a token write at once (the sync port's table is in memory).
     async fn reload_tokens(&self) {
-        if let Err(e) = self.tokens.reload(&self.state.store).await {
+        if let Err(e) = self.tokens.reload_after_write(&self.state.store).await {
             // The periodic reload retries within seconds.
             tracing::error!(error = %e, "cannot reload data-plane tokens after a change");
         }

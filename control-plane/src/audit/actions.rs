@@ -223,11 +223,11 @@ pub static AUDITED: &[AuditedMethod] = &[
         |p: pb::CallerKey| d(&p.tenant_id, &p.id, json!({ "name": p.name }))),
     // The new secret is in the response: only the key's id is read from it.
     rpc!("KeyService/RegenerateKey" => "key.regenerate" on "key",
-        |r: pb::RegenerateKeyRequest| d(&r.tenant, &r.key, Value::Null),
-        |p: pb::CreateKeyResponse| {
-            let key = p.key.unwrap_or_default();
-            d(&key.tenant_id, &key.id, json!({ "name": key.name }))
-        }),
+    |r: pb::RegenerateKeyRequest| d(&r.tenant, &r.key, Value::Null),
+    |p: pb::CreateKeyResponse| {
+        let key = p.key.unwrap_or_default();
+        d(&key.tenant_id, &key.id, json!({ "name": key.name }))
+    }),
     // ------------------------------------------------- users, sessions
     rpc!(@ Kind::SignIn, "AuthService/SignIn", "auth.sign_in", "session",
     |r: pb::SignInRequest| d("", "", json!({ "email": r.email })),

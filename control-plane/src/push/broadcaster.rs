@@ -51,8 +51,23 @@ impl SnapshotBroadcaster {
     pub async fn start(
         store: Store,
         kek: Arc<dyn KeyEncryptionKey>,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) -> Result<(Self, JoinHandle<()>), BuildError> {
+        // Never changes: only this process's commits and the poll wake it.
+        let (_keep, wake) = watch::channel(0_u64);
+        Self::start_with_wake(store, kek, shutdown, wake).await
+    }
+
+    /// Like [`SnapshotBroadcaster::start`], also checking the version
+    /// whenever `wake` changes (another replica announced a commit through
+    /// etcd: crate::cluster).
+    pub async fn start_with_wake(
+        store: Store,
+        kek: Arc<dyn KeyEncryptionKey>,
+        mut shutdown: watch::Receiver<bool>,
+        mut wake: watch::Receiver<u64>,
+    ) -> Result<(Self, JoinHandle<()>), BuildError> {
+        wake.borrow_and_update();
         let mut changes = store.subscribe_changes();
         changes.borrow_and_update();
         let first = build_snapshot(&store.load_config().await?, kek.as_ref()).await?;
@@ -68,6 +83,7 @@ impl SnapshotBroadcaster {
                 tokio::select! {
                     _ = shutdown.changed() => break,
                     r = changes.changed() => if r.is_err() { break },
+                    Ok(()) = wake.changed() => { wake.borrow_and_update(); }
                     _ = poll.tick() => {}
                 }
                 if *shutdown.borrow() {

@@ -29,7 +29,7 @@ pub struct GrpcLeaseTransport {
 
 impl GrpcLeaseTransport {
     pub fn new(
-        endpoint: &tonic::transport::Endpoint,
+        endpoint: &crate::sync::grpc::CpTarget,
         auth: tollgate_proto::client::BearerAuth,
     ) -> Self {
         GrpcLeaseTransport {

@@ -15,7 +15,7 @@ use crate::server::{BackgroundTask, UsageShutdown};
 /// Builds the usage transport inside a background task: the lazily
 /// (re)connecting channel needs the background runtime.
 pub(crate) struct UsageTransportFactory {
-    pub(crate) endpoint: tonic::transport::Endpoint,
+    pub(crate) endpoint: crate::sync::grpc::CpTarget,
     pub(crate) auth: tollgate_proto::client::BearerAuth,
 }
 

@@ -181,7 +181,7 @@ pub struct GrpcQuotaTransport {
 
 impl GrpcQuotaTransport {
     pub fn new(
-        endpoint: &tonic::transport::Endpoint,
+        endpoint: &crate::sync::grpc::CpTarget,
         auth: tollgate_proto::client::BearerAuth,
     ) -> Self {
         GrpcQuotaTransport {

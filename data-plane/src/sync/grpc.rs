@@ -22,9 +22,10 @@ use crate::backoff::Backoff;
 /// How long to wait for a TCP connection to the control plane.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Subscribes to the control plane at `endpoint`.
+/// Subscribes to the control plane at `endpoint` (the first of the list
+/// that answers; the next one when it goes away).
 pub struct GrpcSource {
-    endpoint: Endpoint,
+    endpoint: CpTarget,
     auth: BearerAuth,
     node_id: String,
     /// Connected or not, for `/readyz` and `/metrics` (telemetry).
@@ -34,7 +35,7 @@ pub struct GrpcSource {
 impl std::fmt::Debug for GrpcSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GrpcSource")
-            .field("endpoint", &self.endpoint.uri())
+            .field("endpoint", &self.endpoint)
             .field("node_id", &self.node_id)
             .finish_non_exhaustive()
     }
@@ -75,12 +76,123 @@ fn connect_error(e: &tonic::transport::Error) -> String {
     }
 }
 
+/// One or several control-plane replicas (`--cp a,b`). The subscription
+/// uses one at a time, moving to the next in the list when its stream ends
+/// or cannot be opened; every other call (usage, leases, quota, health)
+/// goes through [`CpTarget::connect_lazy`] to the replica the subscription
+/// is on, so a data plane talks to one replica at a time and follows it.
+#[derive(Clone)]
+pub struct CpTarget {
+    endpoints: Arc<[Endpoint]>,
+    active: Arc<std::sync::atomic::AtomicUsize>,
+    /// Balanced channel holding just the active endpoint (several only).
+    balanced: Arc<std::sync::OnceLock<(Channel, BalanceSender)>>,
+}
+
+type BalanceSender = mpsc::Sender<tonic::transport::channel::Change<usize, Endpoint>>;
+
+impl std::fmt::Debug for CpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.endpoints.iter().map(|e| e.uri()))
+            .finish()
+    }
+}
+
+impl CpTarget {
+    pub fn new(endpoints: Vec<Endpoint>) -> Option<CpTarget> {
+        (!endpoints.is_empty()).then(|| CpTarget {
+            endpoints: endpoints.into(),
+            active: Arc::default(),
+            balanced: Arc::default(),
+        })
+    }
+
+    /// The same replicas with each endpoint transformed (e.g. TLS added).
+    pub fn try_map<E>(self, f: impl FnMut(Endpoint) -> Result<Endpoint, E>) -> Result<CpTarget, E> {
+        let endpoints = self
+            .endpoints
+            .iter()
+            .cloned()
+            .map(f)
+            .collect::<Result<Vec<_>, E>>()?;
+        Ok(CpTarget {
+            endpoints: endpoints.into(),
+            active: Arc::default(),
+            balanced: Arc::default(),
+        })
+    }
+
+    /// How many replicas are listed.
+    pub fn len(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty()
+    }
+
+    fn endpoint(&self, index: usize) -> &Endpoint {
+        &self.endpoints[index % self.endpoints.len()]
+    }
+
+    /// A lazily connecting channel to the active replica (it follows
+    /// [`CpTarget::set_active`]). Needs a Tokio runtime.
+    pub fn connect_lazy(&self) -> Channel {
+        if self.endpoints.len() == 1 {
+            return self.endpoint(0).connect_lazy();
+        }
+        let (channel, _) = self.balanced.get_or_init(|| {
+            let (channel, tx) = Channel::balance_channel(8);
+            let active = self.active.load(std::sync::atomic::Ordering::Relaxed);
+            let _ = tx.try_send(tonic::transport::channel::Change::Insert(
+                active,
+                self.endpoint(active).clone(),
+            ));
+            (channel, tx)
+        });
+        channel.clone()
+    }
+
+    /// Moves every call to replica `index`.
+    fn set_active(&self, index: usize) {
+        let index = index % self.endpoints.len();
+        let old = self
+            .active
+            .swap(index, std::sync::atomic::Ordering::Relaxed);
+        if old == index {
+            return;
+        }
+        if let Some((_, tx)) = self.balanced.get() {
+            use tonic::transport::channel::Change;
+            let _ = tx.try_send(Change::Insert(index, self.endpoint(index).clone()));
+            let _ = tx.try_send(Change::Remove(old));
+        }
+    }
+}
+
+/// Endpoints for a comma-separated list of control-plane URLs, checked up
+/// front.
+pub fn cp_target(urls: &str, token: &str) -> Result<(CpTarget, BearerAuth), CpTargetError> {
+    let mut endpoints = Vec::new();
+    let mut auth = None;
+    for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        let (e, a) = cp_endpoint(url, token)?;
+        endpoints.push(e);
+        auth = Some(a);
+    }
+    match (CpTarget::new(endpoints), auth) {
+        (Some(t), Some(a)) => Ok((t, a)),
+        _ => Err(CpTargetError::Url(urls.to_string())),
+    }
+}
+
 /// A client whose calls carry the data-plane token.
 pub type SyncClient =
     SyncServiceClient<tonic::service::interceptor::InterceptedService<Channel, BearerAuth>>;
 
 impl GrpcSource {
-    pub fn new(endpoint: Endpoint, auth: BearerAuth, node_id: String) -> Self {
+    pub fn new(endpoint: CpTarget, auth: BearerAuth, node_id: String) -> Self {
         GrpcSource {
             endpoint,
             auth,
@@ -103,9 +215,15 @@ impl GrpcSource {
 
     /// One subscription, until the stream ends or fails. Returns how many
     /// snapshots were received.
-    async fn session(&self, applier: &SnapshotApplier, received: &mut u64) -> Result<(), String> {
+    async fn session(
+        &self,
+        index: usize,
+        applier: &SnapshotApplier,
+        received: &mut u64,
+    ) -> Result<(), String> {
         let channel = self
             .endpoint
+            .endpoint(index)
             .connect()
             .await
             .map_err(|e| connect_error(&e))?;
@@ -128,7 +246,9 @@ impl GrpcSource {
             .await
             .map_err(|s| format!("subscribe: {} {}", s.code(), s.message()))?
             .into_inner();
-        tracing::info!(node_id = %self.node_id, "subscribed to the control plane");
+        // Usage, leases and quota follow the subscription to this replica.
+        self.endpoint.set_active(index);
+        tracing::info!(node_id = %self.node_id, control_plane = %self.endpoint.endpoint(index).uri(), "subscribed to the control plane");
         self.set_sync(crate::telemetry::SyncStatus::Connected);
         loop {
             let msg = inbound
@@ -186,17 +306,31 @@ impl ConfigSource for GrpcSource {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(15));
+        let mut index = 0_usize;
+        // Failed attempts since the last replica that served a snapshot.
+        let mut failed_in_row = 0_usize;
         loop {
             let mut received = 0;
             let result = tokio::select! {
                 _ = shutdown_requested(&mut shutdown) => return,
-                r = self.session(&applier, &mut received) => r,
+                r = self.session(index, &applier, &mut received) => r,
             };
             self.set_sync(crate::telemetry::SyncStatus::Disconnected);
             if received > 0 {
                 backoff.reset();
+                failed_in_row = 0;
+            } else {
+                failed_in_row += 1;
             }
-            let delay = backoff.next_delay();
+            // Several replicas: try the next one at once; back off only
+            // once every replica of the list failed in a row.
+            index = (index + 1) % self.endpoint.len();
+            let delay =
+                if self.endpoint.len() > 1 && !failed_in_row.is_multiple_of(self.endpoint.len()) {
+                    Duration::from_millis(50)
+                } else {
+                    backoff.next_delay()
+                };
             if let Err(e) = result {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, serving_version = applier.store().version(), "control plane unavailable");
             }
