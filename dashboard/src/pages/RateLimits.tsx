@@ -8,7 +8,7 @@ import { num, when } from "../format";
 import type { RateLimitValues } from "../gen/tollgate/admin/v1/rate_limits_pb";
 import { can, useSession } from "../session";
 
-/** The six limits of a set, in the order they are shown. */
+/** The six limits of a set and its queue settings, in the order they are shown. */
 export const LIMIT_FIELDS = [
   ["requestsPerSecond", "Requests / second", "RPS"],
   ["requestsPerMinute", "Requests / minute", "RPM"],
@@ -16,6 +16,10 @@ export const LIMIT_FIELDS = [
   ["tokensPerMinute", "Tokens / minute", "TPM"],
   ["tokensPerDay", "Tokens / day", "TPD"],
   ["maxConcurrent", "Concurrent calls", "Concurrent"],
+  // The optional wait for a concurrency slot (docs/rate-limits.md): kept
+  // here so saving a set never drops a queue set through the CLI or API.
+  ["queueMs", "Queue wait (ms) for a concurrency slot", "Queue ms"],
+  ["queueDepth", "Queued calls at most", "Queue depth"],
 ] as const;
 
 /** Column headers: short, with the full name for screen readers and on hover. */
@@ -47,6 +51,8 @@ export const emptyLimits = (): LimitInput => ({
   tokensPerMinute: "",
   tokensPerDay: "",
   maxConcurrent: "",
+  queueMs: "",
+  queueDepth: "",
 });
 
 /**
