@@ -140,7 +140,23 @@ async fn prometheus_scrape_shows_exact_counts_of_a_traffic_mix() {
         .unwrap();
     assert_eq!(r.status(), 401);
 
-    let s = scrape(&admin).await;
+    // A call is counted as it finishes, which can be just after its answer
+    // reached the caller: scrape until all 8 calls are in (bounded), then
+    // check every figure exactly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let s = loop {
+        let s = scrape(&admin).await;
+        let counted: f64 =
+            s.0.iter()
+                .filter(|(n, _, _)| n == "tollgate_requests_total")
+                .map(|(_, _, v)| v)
+                .sum();
+        let in_flight = s.value("tollgate_requests_in_flight", &[]);
+        if (counted >= 8.0 && in_flight == 0.0) || std::time::Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     let req = |model: &str, provider: &str, status: &str| {
         s.value(
             "tollgate_requests_total",
