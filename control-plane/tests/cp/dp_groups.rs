@@ -56,9 +56,9 @@ async fn subscribe(cp: &Cp, token: &str, node: &str) -> Result<Sub, tonic::Statu
 }
 
 async fn next(s: &mut Streaming<pb::ControlPlaneMessage>) -> pb::control_plane_message::Kind {
-    tokio::time::timeout(Duration::from_secs(2), s.message())
+    tokio::time::timeout(Duration::from_secs(10), s.message())
         .await
-        .expect("a message within 2 s")
+        .expect("a message within 10 s")
         .unwrap()
         .unwrap()
         .kind

@@ -29,7 +29,7 @@ async fn latest_snapshot(cp: &Cp) -> pb::Snapshot {
         .await
         .unwrap()
         .into_inner();
-    let msg = tokio::time::timeout(Duration::from_secs(2), stream.message())
+    let msg = tokio::time::timeout(Duration::from_secs(15), stream.message())
         .await
         .unwrap()
         .unwrap()
