@@ -3,9 +3,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+/// The code of a call's error, or `Code::Ok` (for the access tests).
+macro_rules! code {
+    ($call:expr) => {
+        match $call.await {
+            Ok(_) => tonic::Code::Ok,
+            Err(s) => s.code(),
+        }
+    };
+}
+
 mod admin;
 mod audit;
 mod binary;
+mod cross_tenant;
 mod dashboard;
 mod dp_groups;
 mod guardrails;
