@@ -13,6 +13,9 @@
 #   bench/run.sh --otlp-endpoint http://127.0.0.1:4317   # adds the OTLP row
 #   BENCH_SKIP_BUILD=1 bench/run.sh   # reuse the binaries
 #   BENCH_OUT=bench/results/2026-11-23b bench/run.sh    # output path without extension
+#   BENCH_PROFILE=perf bench/run.sh features --only limits  # quick-to-rebuild profile
+#                                     # (no LTO, incremental) for iterating on a cost;
+#                                     # results of record use the default, release
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -45,12 +48,13 @@ if ! command -v valgrind >/dev/null; then
 fi
 
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
+profile="${BENCH_PROFILE:-release}"
 if [ -z "${BENCH_SKIP_BUILD:-}" ]; then
-    echo "building the release gateway and harness, and the control plane + CLI (debug: not measured)" >&2
-    cargo build --release -p tollgate-dp -p tollgate-bench
+    echo "building the gateway and harness ($profile profile), and the control plane + CLI (debug: not measured)" >&2
+    cargo build --profile "$profile" -p tollgate-dp -p tollgate-bench
     cargo build -p tollgate-cp -p tollgate-cli
 fi
-bin="$target_dir/release"
+bin="$target_dir/$profile"
 # The control plane only configures the gateway and takes its usage; it is
 # not measured, so the debug build the tests use is enough.
 cp_bin="${BENCH_CP_BIN:-$target_dir/debug/tollgate-cp}"

@@ -220,6 +220,9 @@ pub struct FleetOptions {
     pub cli_bin: Option<PathBuf>,
     pub dp_threads: usize,
     pub otlp_endpoint: Option<String>,
+    /// Only these settings (by id), with the baselines they compare
+    /// against; empty = all.
+    pub only: Vec<String>,
 }
 
 impl FleetOptions {
@@ -228,8 +231,33 @@ impl FleetOptions {
     }
 
     pub fn settings(&self) -> Vec<Setting> {
-        settings(self.otlp_endpoint.is_some(), self.has_cp())
+        only(
+            settings(self.otlp_endpoint.is_some(), self.has_cp()),
+            &self.only,
+        )
     }
+}
+
+/// The settings named in `ids` and the baselines they compare against
+/// (transitively), in their usual order; all of them when `ids` is empty.
+pub fn only(all: Vec<Setting>, ids: &[String]) -> Vec<Setting> {
+    if ids.is_empty() {
+        return all;
+    }
+    let mut keep: Vec<&str> = ids.iter().map(String::as_str).collect();
+    loop {
+        let more: Vec<&str> = all
+            .iter()
+            .filter(|s| keep.contains(&s.id))
+            .filter_map(|s| s.baseline)
+            .filter(|b| !keep.contains(b))
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        keep.extend(more);
+    }
+    all.into_iter().filter(|s| keep.contains(&s.id)).collect()
 }
 
 /// A running control plane with the bench tenant set up.
@@ -637,6 +665,25 @@ mod tests {
         assert_eq!(
             procs_of(&settings(false, true)),
             vec![ProcKind::Yaml, ProcKind::AccessLog, ProcKind::Cp]
+        );
+    }
+
+    #[test]
+    fn only_keeps_the_named_settings_and_their_baselines() {
+        let ids = |v: Vec<Setting>| v.iter().map(|s| s.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(only(settings(false, true), &[])),
+            ids(settings(false, true))
+        );
+        assert_eq!(
+            ids(only(settings(false, true), &["limits".into()])),
+            vec!["plain", "limits"]
+        );
+        // cp-guardrails compares against cp-metering, which compares
+        // against plain.
+        assert_eq!(
+            ids(only(settings(false, true), &["cp-guardrails".into()])),
+            vec!["plain", "cp-metering", "cp-guardrails"]
         );
     }
 

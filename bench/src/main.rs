@@ -102,6 +102,10 @@ struct SuiteArgs {
     /// Window pairs per setting under callgrind.
     #[arg(long, default_value_t = 2)]
     icount_repeats: usize,
+    /// Only these feature settings (ids, comma-separated, e.g.
+    /// `limits,access-log`) and the baselines they compare against.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 impl SuiteArgs {
@@ -113,6 +117,7 @@ impl SuiteArgs {
                 cli_bin: self.cli_bin,
                 dp_threads: self.dp_threads,
                 otlp_endpoint: self.otlp_endpoint,
+                only: self.only,
             },
             ab: (!self.no_features).then(|| AbOptions {
                 rounds: self.ab_rounds.max(1),
