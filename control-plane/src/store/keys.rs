@@ -108,15 +108,7 @@ impl Store {
     /// key unchanged (same `revoked_at_ms`, no new config version).
     pub async fn revoke_key(&self, tenant_id: &str, id_or_name: &str) -> StoreResult<CallerKey> {
         let mut change = self.begin_config_change().await?;
-        let row = sqlx::query(&format!(
-            "SELECT {KEY_COLUMNS} FROM caller_keys WHERE tenant_id = $1 AND (id = $2 OR name = $2)"
-        ))
-        .bind(tenant_id)
-        .bind(id_or_name)
-        .fetch_optional(&mut *change.tx)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("key '{id_or_name}'")))?;
-        let mut key = key_from_row(&row)?;
+        let mut key = key_in_change(&mut change, tenant_id, id_or_name).await?;
         if key.revoked_at_ms != 0 {
             // Nothing changes: dropping the transaction undoes the bump.
             return Ok(key);
@@ -148,15 +140,7 @@ impl Store {
         key_hash: &str,
     ) -> StoreResult<CallerKey> {
         let mut change = self.begin_config_change().await?;
-        let row = sqlx::query(&format!(
-            "SELECT {KEY_COLUMNS} FROM caller_keys WHERE tenant_id = $1 AND (id = $2 OR name = $2)"
-        ))
-        .bind(tenant_id)
-        .bind(id_or_name)
-        .fetch_optional(&mut *change.tx)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("key '{id_or_name}'")))?;
-        let mut key = key_from_row(&row)?;
+        let mut key = key_in_change(&mut change, tenant_id, id_or_name).await?;
         // Refusals drop the transaction, which undoes the version bump.
         if key.revoked_at_ms != 0 {
             return Err(StoreError::InUse(format!(
@@ -186,6 +170,25 @@ impl Store {
         key.prefix = prefix.to_owned();
         Ok(key)
     }
+}
+
+/// The key of `tenant_id` named by id or name, read inside a config change
+/// (so the write that follows sees the same row); NotFound for another
+/// tenant's key.
+async fn key_in_change(
+    change: &mut super::ConfigChange,
+    tenant_id: &str,
+    id_or_name: &str,
+) -> StoreResult<CallerKey> {
+    let row = sqlx::query(&format!(
+        "SELECT {KEY_COLUMNS} FROM caller_keys WHERE tenant_id = $1 AND (id = $2 OR name = $2)"
+    ))
+    .bind(tenant_id)
+    .bind(id_or_name)
+    .fetch_optional(&mut *change.tx)
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("key '{id_or_name}'")))?;
+    key_from_row(&row)
 }
 
 #[cfg(test)]
