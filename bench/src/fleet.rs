@@ -371,7 +371,7 @@ impl Fleet {
             }
             ProcKind::Cp => {
                 let cp = self.cp.as_ref().context("no control plane")?;
-                let data = self.work.join(format!("dp-data-{tag}"));
+                let data = self.dp_data_dir(tag);
                 std::fs::create_dir_all(&data)?;
                 cmd.arg("--cp")
                     .arg(&cp.url)
@@ -396,6 +396,11 @@ impl Fleet {
         )
         .await
         .with_context(|| format!("start tollgate-dp ({})", kind.describe()))
+    }
+
+    /// The `--data-dir` of a CP-configured gateway started with `tag`.
+    pub fn dp_data_dir(&self, tag: &str) -> PathBuf {
+        self.work.join(format!("dp-data-{tag}"))
     }
 
     pub async fn stop(self) {

@@ -12,6 +12,11 @@
 //! time (timers, background tasks; measured first, in an idle window).
 //! Counts are user-space instructions of every gateway thread; the kernel's
 //! share (TCP on loopback, syscalls) is not in them.
+//!
+//! A metered (CP-configured) gateway reports usage in the background: the
+//! idle window starts only once the warm-up's usage is reported, and each
+//! window lasts until its own calls' usage is (`crate::drain`), so every
+//! window holds exactly the metering work of its calls.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -23,6 +28,7 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 
 use crate::client::{chat_body, Conn, Target};
+use crate::drain::{Drained, UsageDrain};
 use crate::fleet::{procs_of, wait_serving, Fleet, ProcKind, Setting, Under};
 
 /// How many calls each window sends, and how often.
@@ -204,6 +210,46 @@ pub async fn send_calls(
     Ok(start.elapsed().as_secs_f64())
 }
 
+/// Longest wait for a metered gateway's usage to be reported.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Notes `calls` successful calls on a metered gateway.
+fn note_calls(usage: &mut Option<UsageDrain>, calls: u64) {
+    if let Some(u) = usage {
+        u.sent(calls);
+    }
+}
+
+/// Waits until a metered gateway has reported the usage of every call
+/// sent so far (nothing to wait for on the others).
+async fn drained(usage: &Option<UsageDrain>) -> anyhow::Result<()> {
+    let Some(u) = usage else { return Ok(()) };
+    match u.wait(DRAIN_TIMEOUT).await {
+        Drained::Yes { .. } => Ok(()),
+        Drained::TimedOut { acked, expected } => bail!(
+            "usage spool not drained within {DRAIN_TIMEOUT:?}: the control plane stored \
+             {acked} of {expected} records"
+        ),
+    }
+}
+
+/// One measured window: `n` calls, then (metered gateway) until their usage
+/// is reported, so the window holds the whole cost of its calls. Returns
+/// the wall time of both.
+async fn window(
+    target: &Target,
+    body: bytes::Bytes,
+    conns: usize,
+    n: u64,
+    usage: &mut Option<UsageDrain>,
+) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    send_calls(target, body, conns, n).await?;
+    note_calls(usage, n);
+    drained(usage).await?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
 fn valgrind_args(dir: &Path, prefix: &str) -> Vec<String> {
     vec![
         "--tool=callgrind".into(),
@@ -237,6 +283,9 @@ pub async fn run(
             prefix: prefix.clone(),
             seen: HashSet::new(),
         };
+        // A metered gateway reports usage in the background, batched for up
+        // to a second: each window waits until its calls' usage is reported.
+        let mut usage = (kind == ProcKind::Cp).then(|| UsageDrain::new(&fleet.dp_data_dir(&tag)));
         let outcome = async {
             let url = format!("{}/v1", dp.url.trim_end_matches('/'));
             let mine: Vec<&Setting> = settings.iter().filter(|s| s.proc == kind).collect();
@@ -245,7 +294,10 @@ pub async fn run(
                 let target = Target::new("dp", &url, fleet.key(kind, s.key)?)?;
                 wait_serving(&target, s.model, Duration::from_secs(120)).await?;
                 send_calls(&target, chat_body(s.model, false), opts.conns, opts.warmup).await?;
+                note_calls(&mut usage, 1 + opts.warmup);
             }
+            // Idle means idle: the warm-up calls' usage is reported first.
+            drained(&usage).await?;
             counted.zero().await?;
             let idle_start = Instant::now();
             tokio::time::sleep(Duration::from_secs_f64(opts.idle_secs)).await;
@@ -265,16 +317,24 @@ pub async fn run(
                 let measured = async {
                     // Warm again: the settings before this one ran since.
                     send_calls(&target, body.clone(), opts.conns, opts.warmup).await?;
+                    note_calls(&mut usage, opts.warmup);
+                    drained(&usage).await?;
                     let mut pairs = Vec::new();
                     for _ in 0..opts.repeats {
                         counted.zero().await?;
                         let secs_n =
-                            send_calls(&target, body.clone(), opts.conns, opts.requests).await?;
+                            window(&target, body.clone(), opts.conns, opts.requests, &mut usage)
+                                .await?;
                         let ir_n = counted.dump().await?;
                         counted.zero().await?;
-                        let secs_2n =
-                            send_calls(&target, body.clone(), opts.conns, 2 * opts.requests)
-                                .await?;
+                        let secs_2n = window(
+                            &target,
+                            body.clone(),
+                            opts.conns,
+                            2 * opts.requests,
+                            &mut usage,
+                        )
+                        .await?;
                         let ir_2n = counted.dump().await?;
                         pairs.push(IcountWindowPair {
                             ir_n,

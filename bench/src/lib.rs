@@ -7,6 +7,7 @@
 
 pub mod ab;
 pub mod client;
+pub mod drain;
 pub mod fleet;
 pub mod icount;
 pub mod load;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use tollgate_proto::sync::v1::sync_service_client::SyncServiceClient;
 
 use super::spool::{Spool, SpoolReporter, SpoolWriter};
 use super::{ChannelSink, CpUsageReporter};
@@ -21,8 +20,10 @@ pub(crate) struct UsageTransportFactory {
 
 impl UsageTransportFactory {
     fn build(self) -> Box<dyn super::reporter::UsageTransport> {
-        let client = SyncServiceClient::with_interceptor(self.endpoint.connect_lazy(), self.auth);
-        Box::new(super::reporter::GrpcUsageTransport::new(client))
+        Box::new(super::reporter::GrpcUsageTransport::new(
+            self.endpoint.connect_lazy(),
+            self.auth,
+        ))
     }
 }
 

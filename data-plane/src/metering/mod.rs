@@ -2,6 +2,7 @@
 //! [`UsageSink`] without ever blocking the request.
 
 pub(crate) mod assembly;
+pub mod encoded;
 pub mod reporter;
 pub mod spool;
 
@@ -53,18 +54,24 @@ pub struct UsageRecord {
 
 impl UsageRecord {
     pub fn to_proto(&self) -> pb::UsageRecord {
+        self.clone().into_proto()
+    }
+
+    /// The protobuf form, moving the strings (the spool writer owns the
+    /// record: no copy).
+    pub fn into_proto(self) -> pb::UsageRecord {
         pb::UsageRecord {
-            id: self.id.clone(),
-            request_id: self.request_id.clone(),
-            tenant_id: self.tenant_id.clone(),
-            key_id: self.key_id.clone(),
-            model: self.model.clone(),
-            provider_id: self.provider_id.clone(),
-            upstream_model: self.upstream_model.clone(),
+            id: self.id,
+            request_id: self.request_id,
+            tenant_id: self.tenant_id,
+            key_id: self.key_id,
+            model: self.model,
+            provider_id: self.provider_id,
+            upstream_model: self.upstream_model,
             started_at_ms: self.started_at_ms,
             latency_ms: self.latency_ms,
             status_code: u32::from(self.status_code),
-            error_code: self.error_code.clone(),
+            error_code: self.error_code,
             stream: self.stream,
             prompt_tokens: self.usage.prompt_tokens,
             completion_tokens: self.usage.completion_tokens,
@@ -72,7 +79,11 @@ impl UsageRecord {
             cache_write_tokens: self.usage.cache_write_tokens,
             reasoning_tokens: self.usage.reasoning_tokens,
             cost_micros: self.cost_micros,
-            attempts: self.attempts.iter().map(|a| a.to_proto()).collect(),
+            attempts: self
+                .attempts
+                .into_iter()
+                .map(crate::routing::Attempt::into_proto)
+                .collect(),
             ttft_ms: self.ttft_ms,
             api: self.api.to_owned(),
             guardrail_verdicts: self
@@ -80,8 +91,8 @@ impl UsageRecord {
                 .iter()
                 .map(|v| v.to_proto())
                 .collect(),
-            lease_id: self.lease_id.clone(),
-            key_lease_id: self.key_lease_id.clone(),
+            lease_id: self.lease_id,
+            key_lease_id: self.key_lease_id,
             cache_hit: self.cache_hit.is_some(),
             cache_hit_cost_bps: self.cache_hit.unwrap_or(0),
         }

@@ -2,6 +2,9 @@
 //! or 1 s) and re-sends a batch, with the same record ids, until the control
 //! plane has acknowledged every record in it. A record in memory is never
 //! dropped because the control plane is down.
+//!
+//! Records travel encoded ([`super::encoded`]): the spool holds them that
+//! way, and the gRPC transport sends the bytes as they are.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,9 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tollgate_proto::sync::v1 as pb;
 
+use super::encoded::{
+    decode_records, encode_record, record_id, EncodedUsageAck, EncodedUsageBatch,
+};
 use super::UsageRecord;
 use crate::backoff::Backoff;
 use crate::sync::grpc::SyncClient;
@@ -39,16 +46,56 @@ pub enum ReportError {
 pub trait UsageTransport: Send + Sync {
     /// Sends a batch; returns the ids the control plane stored.
     async fn report(&self, batch: pb::UsageBatch) -> Result<Vec<String>, ReportError>;
+
+    /// Sends a batch of encoded records; returns the ids the control plane
+    /// stored. By default decodes them for [`UsageTransport::report`]; the
+    /// gRPC transport sends the bytes as they are.
+    async fn report_encoded(&self, batch: EncodedUsageBatch) -> Result<Vec<Bytes>, ReportError> {
+        let records = decode_records(&batch.records)
+            .map_err(|e| ReportError::Rejected(format!("usage record does not decode: {e}")))?;
+        let stored = self
+            .report(pb::UsageBatch {
+                node_id: batch.node_id,
+                records,
+            })
+            .await?;
+        Ok(stored.into_iter().map(Bytes::from).collect())
+    }
 }
+
+/// The method's path, as the generated client names it.
+const REPORT_USAGE_PATH: &str = "/tollgate.sync.v1.SyncService/ReportUsage";
 
 /// `SyncService/ReportUsage` over a lazily (re)connecting channel.
 pub struct GrpcUsageTransport {
     client: SyncClient,
+    /// The same channel, for requests built from encoded records.
+    raw: tonic::client::Grpc<
+        tonic::service::interceptor::InterceptedService<
+            tonic::transport::Channel,
+            tollgate_proto::client::BearerAuth,
+        >,
+    >,
 }
 
 impl GrpcUsageTransport {
-    pub fn new(client: SyncClient) -> Self {
-        GrpcUsageTransport { client }
+    pub fn new(
+        channel: tonic::transport::Channel,
+        auth: tollgate_proto::client::BearerAuth,
+    ) -> Self {
+        let service = tonic::service::interceptor::InterceptedService::new(channel, auth);
+        GrpcUsageTransport {
+            client: SyncClient::new(service.clone()),
+            raw: tonic::client::Grpc::new(service),
+        }
+    }
+}
+
+fn status_error(s: &tonic::Status) -> ReportError {
+    let why = format!("{} {}", s.code(), s.message());
+    match s.code() {
+        tonic::Code::InvalidArgument => ReportError::Rejected(why),
+        _ => ReportError::Unavailable(why),
     }
 }
 
@@ -62,13 +109,31 @@ impl UsageTransport for GrpcUsageTransport {
             .report_usage(req)
             .await
             .map(|r| r.into_inner().stored_ids)
-            .map_err(|s| {
-                let why = format!("{} {}", s.code(), s.message());
-                match s.code() {
-                    tonic::Code::InvalidArgument => ReportError::Rejected(why),
-                    _ => ReportError::Unavailable(why),
-                }
-            })
+            .map_err(|s| status_error(&s))
+    }
+
+    async fn report_encoded(&self, batch: EncodedUsageBatch) -> Result<Vec<Bytes>, ReportError> {
+        // What the generated client's report_usage does, with our message
+        // types: same path, same bytes on the wire.
+        let mut grpc = self.raw.clone();
+        grpc.ready()
+            .await
+            .map_err(|e| ReportError::Unavailable(format!("control plane channel: {e}")))?;
+        let mut req = tonic::Request::new(batch);
+        req.set_timeout(Duration::from_secs(10));
+        req.extensions_mut().insert(tonic::GrpcMethod::new(
+            "tollgate.sync.v1.SyncService",
+            "ReportUsage",
+        ));
+        let codec = tonic_prost::ProstCodec::<EncodedUsageBatch, EncodedUsageAck>::default();
+        grpc.unary(
+            req,
+            http::uri::PathAndQuery::from_static(REPORT_USAGE_PATH),
+            codec,
+        )
+        .await
+        .map(|r| r.into_inner().stored_ids)
+        .map_err(|s| status_error(&s))
     }
 }
 
@@ -144,7 +209,10 @@ impl CpUsageReporter {
                 }
             }
             self.note(batch.len());
-            let records: Vec<pb::UsageRecord> = batch.drain(..).map(|r| r.to_proto()).collect();
+            let records: Vec<Bytes> = batch
+                .drain(..)
+                .map(|r| encode_record(&r.into_proto()))
+                .collect();
             let progress = self.progress.clone();
             let sent = deliver(
                 self.transport.as_ref(),
@@ -159,9 +227,11 @@ impl CpUsageReporter {
             match sent {
                 Ok(rejected) => {
                     for (record, reason) in rejected {
+                        let record_id = record_id(&record)
+                            .map(String::from_utf8_lossy)
+                            .unwrap_or_default();
                         tracing::error!(
-                            record_id = %record.id,
-                            tenant_id = %record.tenant_id,
+                            %record_id,
                             %reason,
                             "usage record rejected by the control plane; dropped"
                         );
@@ -179,19 +249,19 @@ impl CpUsageReporter {
     }
 }
 
-/// Sends `records` until each is stored or, on its own, rejected: a batch
-/// the control plane rejects is split in halves until the records it
-/// refuses are isolated, so one bad record never holds up the others.
-/// Returns the rejected records with the reason; `Err(left)` when shutdown
-/// interrupted it.
+/// Sends `records` (encoded) until each is stored or, on its own,
+/// rejected: a batch the control plane rejects is split in halves until the
+/// records it refuses are isolated, so one bad record never holds up the
+/// others. Returns the rejected records with the reason; `Err(left)` when
+/// shutdown interrupted it.
 pub async fn deliver(
     transport: &dyn UsageTransport,
     node_id: &str,
-    records: Vec<pb::UsageRecord>,
+    records: Vec<Bytes>,
     backoff: &mut Backoff,
     shutdown: &mut watch::Receiver<bool>,
     progress: impl Fn(usize),
-) -> Result<Vec<(pb::UsageRecord, String)>, usize> {
+) -> Result<Vec<(Bytes, String)>, usize> {
     let mut rejected = Vec::new();
     let mut parts = vec![records];
     while let Some(part) = parts.pop() {
@@ -225,33 +295,58 @@ pub enum Stopped {
     },
     /// The control plane refused these records as invalid.
     Rejected {
-        records: Vec<pb::UsageRecord>,
+        records: Vec<Bytes>,
         reason: String,
     },
 }
 
-/// Sends `records` until the control plane has stored every one of them,
-/// re-sending the rest (same ids) with backoff while it is unavailable.
-/// `progress` hears how many are still unacknowledged.
+/// Whether the control plane listed every record sent, in order (it
+/// answers the ids of the batch as sent): the normal case, checked without
+/// a set.
+fn all_stored(sent: &[Bytes], stored: &[Bytes]) -> bool {
+    sent.len() == stored.len()
+        && sent
+            .iter()
+            .zip(stored)
+            .all(|(r, id)| record_id(r) == Some(id.as_ref()))
+}
+
+/// The records of `sent` whose id the control plane did not list.
+fn not_stored(sent: &[Bytes], stored: &[Bytes]) -> Vec<Bytes> {
+    let stored: HashSet<&[u8]> = stored.iter().map(|id| id.as_ref()).collect();
+    sent.iter()
+        .filter(|r| record_id(r).is_none_or(|id| !stored.contains(id)))
+        .cloned()
+        .collect()
+}
+
+/// Sends `records` (encoded) until the control plane has stored every one
+/// of them, re-sending the rest (same ids) with backoff while it is
+/// unavailable. `progress` hears how many are still unacknowledged.
 pub async fn send_until_stored(
     transport: &dyn UsageTransport,
     node_id: &str,
-    mut records: Vec<pb::UsageRecord>,
+    records: Vec<Bytes>,
     backoff: &mut Backoff,
     shutdown: &mut watch::Receiver<bool>,
     progress: impl Fn(usize),
 ) -> Result<(), Stopped> {
+    // Shared with each request: a re-send does not copy the batch.
+    let mut records: Arc<[Bytes]> = records.into();
     progress(records.len());
     while !records.is_empty() {
-        let request = pb::UsageBatch {
+        let request = EncodedUsageBatch {
             node_id: node_id.to_string(),
             records: records.clone(),
         };
-        match transport.report(request).await {
+        match transport.report_encoded(request).await {
             Ok(stored) => {
-                let stored: HashSet<String> = stored.into_iter().collect();
                 let before = records.len();
-                records.retain(|r| !stored.contains(&r.id));
+                records = if all_stored(&records, &stored) {
+                    Arc::from([])
+                } else {
+                    not_stored(&records, &stored).into()
+                };
                 tracing::debug!(
                     sent = before,
                     stored = before - records.len(),
@@ -268,7 +363,10 @@ pub async fn send_until_stored(
                 );
             }
             Err(ReportError::Rejected(reason)) => {
-                return Err(Stopped::Rejected { records, reason });
+                return Err(Stopped::Rejected {
+                    records: records.to_vec(),
+                    reason,
+                });
             }
             Err(e @ ReportError::Unavailable(_)) => {
                 tracing::warn!(error = %e, pending = records.len(), "usage report failed; will retry");

@@ -25,4 +25,15 @@ impl Attempt {
             error_code: self.error_code.to_string(),
         }
     }
+
+    /// The protobuf form, moving the strings (the usage spool's writer).
+    pub fn into_proto(self) -> pb::UpstreamAttempt {
+        pb::UpstreamAttempt {
+            provider_id: self.provider_id,
+            upstream_model: self.upstream_model,
+            status_code: u32::from(self.status_code),
+            latency_ms: self.latency_ms,
+            error_code: self.error_code.to_string(),
+        }
+    }
 }

@@ -8,8 +8,11 @@
 //! - One [`writer::SpoolWriter`] drains the queue, appends whatever has
 //!   accumulated as one group and makes it durable with one `fdatasync`
 //!   (group commit).
-//! - The [`reporter::SpoolReporter`] reads committed records back in order,
-//!   sends them to the control plane and moves the acknowledgement
+//! - After each commit the writer hands the encoded records to a bounded
+//!   in-memory queue ([`tail`]); the [`reporter::SpoolReporter`] takes its
+//!   batches from there, in order, and reads the segment files only after a
+//!   restart or when it fell behind the queue. It sends the encoded records
+//!   as they are to the control plane and moves the acknowledgement
 //!   watermark (file `acked`) once every record of a batch is stored.
 //!   Segments wholly below the watermark are deleted.
 //! - On start the spool is recovered: a torn or damaged tail is truncated,
@@ -19,6 +22,7 @@
 pub mod frame;
 pub mod reporter;
 pub mod segment;
+pub(crate) mod tail;
 mod watermark;
 pub mod writer;
 
@@ -27,10 +31,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
+use prost::Message;
 use tokio::sync::Notify;
 use tollgate_proto::sync::v1 as pb;
 
-use segment::{FrameReader, Next, Segment};
+#[cfg(test)]
+use segment::Next;
+use segment::{FrameReader, NextPayload, Segment};
+use tail::Tail;
 use watermark::{read_ack_file, write_ack_file};
 
 pub use reporter::SpoolReporter;
@@ -131,8 +140,14 @@ pub struct Spool {
     dir: PathBuf,
     options: SpoolOptions,
     state: Mutex<State>,
-    /// Signalled after every group commit.
+    /// The newest committed records, for the reporter (not the state's
+    /// lock: the writer fills it while the reporter takes from it).
+    tail: Mutex<Tail>,
+    /// Signalled after a group commit that reaches `wake_at`.
     committed: Notify,
+    /// The sequence number the reporter waits for (`u64::MAX`: none): it is
+    /// woken once per batch, not after every commit.
+    wake_at: AtomicU64,
     /// Records the writer has dealt with since start: made durable,
     /// refused (spool full) or given up at shutdown. With the queue's
     /// accepted count this tells shutdown what is not yet on disk.
@@ -157,6 +172,16 @@ impl Spool {
     /// damaged tails are truncated, fully acknowledged and empty segments
     /// deleted. Blocking: call before serving or from a blocking task.
     pub fn open(dir: &Path, options: SpoolOptions) -> Result<Arc<Spool>, SpoolError> {
+        Spool::open_with_tail(dir, options, tail::TAIL_RECORDS)
+    }
+
+    /// [`Spool::open`] keeping up to `tail_records` committed records in
+    /// memory for the reporter.
+    pub fn open_with_tail(
+        dir: &Path,
+        options: SpoolOptions,
+        tail_records: usize,
+    ) -> Result<Arc<Spool>, SpoolError> {
         std::fs::create_dir_all(dir).map_err(|e| SpoolError::io(dir, e))?;
         let acked = read_ack_file(dir);
         let mut segments = Vec::new();
@@ -206,7 +231,9 @@ impl Spool {
                 next_seq,
                 bytes,
             }),
+            tail: Mutex::new(Tail::new(tail_records)),
             committed: Notify::new(),
+            wake_at: AtomicU64::new(u64::MAX),
             handled: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             commits: AtomicU64::new(0),
@@ -265,6 +292,17 @@ impl Spool {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn tail(&self) -> MutexGuard<'_, Tail> {
+        // Same: every Tail method leaves it consistent.
+        self.tail.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Committed records the in-memory queue dropped unread because it
+    /// was full (the reporter read them from the files).
+    pub fn tail_evicted(&self) -> u64 {
+        self.tail().evicted()
+    }
+
     pub fn depth(&self) -> SpoolDepth {
         let s = self.state();
         SpoolDepth {
@@ -313,17 +351,83 @@ impl Spool {
         }
     }
 
-    /// Waits for the next group commit.
-    pub async fn committed(&self) {
-        self.committed.notified().await;
+    /// Records ever committed (the next sequence number).
+    pub fn appended(&self) -> u64 {
+        self.next_seq()
     }
 
-    /// Reads up to `max` durable records from `cursor` on. Blocking.
+    /// Waits until the records below `target` are committed.
+    pub async fn appended_to(&self, target: u64) {
+        loop {
+            // Published before the check: a commit either sees it and
+            // notifies, or happened before the check (the state's lock
+            // orders the two).
+            self.wake_at.store(target, Ordering::SeqCst);
+            if self.next_seq() >= target {
+                break;
+            }
+            self.committed.notified().await;
+        }
+        self.wake_at.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    /// Reads up to `max` durable records from `cursor` on, decoded.
+    /// Blocking.
     pub fn read_batch(
         &self,
         cursor: ReadCursor,
         max: usize,
     ) -> Result<(Vec<pb::UsageRecord>, ReadCursor), SpoolError> {
+        let (payloads, next) = self.read_files(cursor, max)?;
+        let records = payloads
+            .iter()
+            .filter_map(|p| match pb::UsageRecord::decode(p.as_ref()) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::error!(error = %e, "usage spool: a record does not decode; skipped");
+                    None
+                }
+            })
+            .collect();
+        Ok((records, next))
+    }
+
+    /// Up to `max` encoded records from `cursor` on: from memory when the
+    /// in-memory queue holds `cursor`, else from the files. Blocking when
+    /// it reads files.
+    pub fn read_encoded(
+        &self,
+        cursor: ReadCursor,
+        max: usize,
+    ) -> Result<(Vec<Bytes>, ReadCursor), SpoolError> {
+        match self.take_tail(cursor, max) {
+            Some(batch) => Ok(batch),
+            None => self.read_files(cursor, max),
+        }
+    }
+
+    /// Up to `max` encoded records from `cursor` on, if the in-memory queue
+    /// holds `cursor` (the normal case: the reporter keeps up with the
+    /// writer). Never blocks on I/O.
+    pub fn take_tail(&self, cursor: ReadCursor, max: usize) -> Option<(Vec<Bytes>, ReadCursor)> {
+        let payloads = self.tail().take(cursor.seq, max)?;
+        let next = ReadCursor {
+            seq: cursor.seq + payloads.len() as u64,
+            // Position in the files unknown: a later file read scans the
+            // segment from its start.
+            segment: 0,
+            offset: 0,
+        };
+        Some((payloads, next))
+    }
+
+    /// Up to `max` encoded records from `cursor` on, read from the segment
+    /// files (checksums verified). Blocking.
+    pub fn read_files(
+        &self,
+        cursor: ReadCursor,
+        max: usize,
+    ) -> Result<(Vec<Bytes>, ReadCursor), SpoolError> {
         let segments: Vec<Segment> = {
             let s = self.state();
             s.segments
@@ -352,15 +456,15 @@ impl Spool {
                         },
                     ));
                 }
-                match reader.next_frame() {
-                    Next::Record(r) => {
+                match reader.next_payload() {
+                    NextPayload::Record(payload) => {
                         if seq >= cursor.seq {
-                            out.push(*r);
+                            out.push(payload);
                         }
                         seq += 1;
                     }
-                    Next::End => break,
-                    Next::Damaged(why) => {
+                    NextPayload::End => break,
+                    NextPayload::Damaged(why) => {
                         // Damaged after its fsync (media error): the rest of
                         // this segment cannot be read.
                         tracing::error!(
@@ -401,7 +505,7 @@ impl Spool {
     /// Appends records the control plane refused as invalid to
     /// `rejected.log` (same format as a segment) and logs each one, so they
     /// neither block the records behind them nor vanish. Blocking.
-    pub fn quarantine(&self, rejected: &[(pb::UsageRecord, String)]) -> Result<(), SpoolError> {
+    pub fn quarantine(&self, rejected: &[(Bytes, String)]) -> Result<(), SpoolError> {
         let path = self.dir.join(REJECTED_FILE);
         let mut file = std::fs::OpenOptions::new()
             .create(true)
@@ -413,16 +517,20 @@ impl Spool {
         if empty {
             buf.extend_from_slice(segment::MAGIC);
         }
-        for (record, _) in rejected {
-            frame::encode(record, &mut buf);
+        for (payload, _) in rejected {
+            frame::encode_payload(payload, &mut buf);
         }
         file.write_all(&buf)
             .and_then(|()| file.sync_data())
             .map_err(|e| SpoolError::io(&path, e))?;
-        for (record, reason) in rejected {
+        for (payload, reason) in rejected {
+            let (record_id, tenant_id) = match pb::UsageRecord::decode(payload.as_ref()) {
+                Ok(r) => (r.id, r.tenant_id),
+                Err(_) => ("(undecodable)".to_string(), String::new()),
+            };
             tracing::error!(
-                record_id = %record.id,
-                tenant_id = %record.tenant_id,
+                %record_id,
+                %tenant_id,
                 %reason,
                 path = %path.display(),
                 "usage record rejected by the control plane; set aside"
@@ -467,9 +575,19 @@ impl Spool {
     }
 
     /// The writer made `records` more records (`bytes` bytes) of the
-    /// active segment durable.
-    fn committed_to_active(&self, records: u64, bytes: u64) {
-        {
+    /// active segment durable; `payloads` are their encodings, in order.
+    fn committed_to_active(
+        &self,
+        records: u64,
+        bytes: u64,
+        payloads: impl IntoIterator<Item = Bytes>,
+    ) {
+        // Into the in-memory queue before the state says they exist, so a
+        // reader who sees them committed finds them there (or in the files
+        // when the queue dropped them).
+        let first = self.next_seq();
+        self.tail().push(first, payloads);
+        let next = {
             let mut s = self.state();
             let active = s.active;
             if let Some(seg) = s.segments.iter_mut().rev().find(|g| Some(g.base) == active) {
@@ -478,9 +596,12 @@ impl Spool {
             }
             s.bytes += bytes;
             s.next_seq += records;
-        }
+            s.next_seq
+        };
         self.commits.fetch_add(1, Ordering::Relaxed);
-        self.committed.notify_one();
+        if next >= self.wake_at.load(Ordering::SeqCst) {
+            self.committed.notify_one();
+        }
     }
 
     /// The writer gave up its active segment (after an I/O error).

@@ -1,7 +1,9 @@
-//! Sends spooled usage to the control plane: reads committed records in
-//! order (batches of up to 500, or whatever arrived within 1 s), re-sends a
-//! batch until every record in it is stored, then moves the watermark past
-//! it. After a restart it starts at the persisted watermark, so what the
+//! Sends spooled usage to the control plane: takes committed records in
+//! order (batches of up to 500, or whatever arrived within 1 s) — from the
+//! writer's in-memory queue, or from the segment files after a restart or
+//! when it fell behind —, sends them encoded as they are, re-sends a batch
+//! until every record in it is stored, then moves the watermark past it.
+//! After a restart it starts at the persisted watermark, so what the
 //! control plane never acknowledged is sent again.
 
 use std::sync::Arc;
@@ -35,18 +37,30 @@ impl SpoolReporter {
     /// then gives a batch up to [`MAX_BATCH_DELAY`] to fill. `false` on
     /// shutdown.
     async fn wait_for_batch(&self, seq: u64, shutdown: &mut watch::Receiver<bool>) -> bool {
-        while self.spool.available_from(seq) == 0 {
+        loop {
+            let available = self.spool.available_from(seq);
+            if available > 0 {
+                break;
+            }
             tokio::select! {
                 _ = shutdown_requested(shutdown) => return false,
-                _ = self.spool.committed() => {}
+                _ = self.spool.appended_to(self.spool.appended() + 1) => {}
             }
         }
-        let deadline = tokio::time::Instant::now() + MAX_BATCH_DELAY;
-        while self.spool.available_from(seq) < MAX_BATCH as u64 {
+        // One timer and one wake-up per batch, not one per commit.
+        let deadline = tokio::time::sleep(MAX_BATCH_DELAY);
+        tokio::pin!(deadline);
+        loop {
+            let available = self.spool.available_from(seq);
+            if available >= MAX_BATCH as u64 {
+                break;
+            }
+            // Each commit adds to both: wake when the batch would be full.
+            let full_at = self.spool.appended() + (MAX_BATCH as u64 - available);
             tokio::select! {
                 _ = shutdown_requested(shutdown) => return false,
-                _ = self.spool.committed() => {}
-                _ = tokio::time::sleep_until(deadline) => break,
+                _ = self.spool.appended_to(full_at) => {}
+                _ = &mut deadline => break,
             }
         }
         true
@@ -60,9 +74,14 @@ impl SpoolReporter {
             if !self.wait_for_batch(cursor.seq, &mut shutdown).await {
                 return;
             }
-            let spool = self.spool.clone();
-            let read =
-                tokio::task::spawn_blocking(move || spool.read_batch(cursor, MAX_BATCH)).await;
+            let read = match self.spool.take_tail(cursor, MAX_BATCH) {
+                // Kept up with the writer: no file I/O, no thread hop.
+                Some(batch) => Ok(Ok(batch)),
+                None => {
+                    let spool = self.spool.clone();
+                    tokio::task::spawn_blocking(move || spool.read_files(cursor, MAX_BATCH)).await
+                }
+            };
             let (records, next) = match read {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {

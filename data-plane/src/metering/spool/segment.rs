@@ -8,6 +8,8 @@ use std::fs::File;
 use std::io::{BufReader, ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
+use prost::Message;
 use tollgate_proto::sync::v1 as pb;
 
 use super::frame::{self, FrameError, HEADER_LEN};
@@ -80,6 +82,16 @@ pub struct FrameReader {
     limit: u64,
 }
 
+/// One step of [`FrameReader::next_payload`].
+pub enum NextPayload {
+    /// An encoded `UsageRecord` whose checksum matched.
+    Record(Bytes),
+    /// Clean end: `offset == limit`.
+    End,
+    /// The bytes at `offset` are not a whole valid record.
+    Damaged(String),
+}
+
 /// One step of a [`FrameReader`].
 pub enum Next {
     Record(Box<pb::UsageRecord>),
@@ -117,39 +129,58 @@ impl FrameReader {
         })
     }
 
+    /// The next record, decoded (recovery scans: a payload that does not
+    /// decode is damage).
     pub fn next_frame(&mut self) -> Next {
+        match self.next_payload() {
+            NextPayload::Record(payload) => match pb::UsageRecord::decode(payload.as_ref()) {
+                Ok(record) => Next::Record(Box::new(record)),
+                Err(e) => {
+                    // Not consumed: the scan stops here, as for any damage.
+                    self.offset -= (HEADER_LEN + payload.len()) as u64;
+                    Next::Damaged(FrameError::Decode(e.to_string()).to_string())
+                }
+            },
+            NextPayload::End => Next::End,
+            NextPayload::Damaged(why) => Next::Damaged(why),
+        }
+    }
+
+    /// The next record's encoded payload, checksum verified but not
+    /// decoded (what the reporter sends).
+    pub fn next_payload(&mut self) -> NextPayload {
         let remaining = self.limit.saturating_sub(self.offset);
         if remaining == 0 {
-            return Next::End;
+            return NextPayload::End;
         }
         if remaining < HEADER_LEN as u64 {
-            return Next::Damaged(format!("{remaining} trailing bytes (torn record header)"));
+            return NextPayload::Damaged(format!(
+                "{remaining} trailing bytes (torn record header)"
+            ));
         }
         let mut header = [0u8; HEADER_LEN];
         if let Err(e) = self.reader.read_exact(&mut header) {
-            return Next::Damaged(format!("read failed: {e}"));
+            return NextPayload::Damaged(format!("read failed: {e}"));
         }
         let len = match frame::payload_len(&header) {
             Ok(len) => len,
-            Err(e) => return Next::Damaged(e.to_string()),
+            Err(e) => return NextPayload::Damaged(e.to_string()),
         };
         if remaining < (HEADER_LEN + len) as u64 {
-            return Next::Damaged(format!(
+            return NextPayload::Damaged(format!(
                 "record of {len} bytes cut short at {remaining} bytes (torn write)"
             ));
         }
         let mut payload = vec![0u8; len];
         if let Err(e) = self.reader.read_exact(&mut payload) {
-            return Next::Damaged(format!("read failed: {e}"));
+            return NextPayload::Damaged(format!("read failed: {e}"));
         }
-        match frame::decode(&header, &payload) {
-            Ok(record) => {
+        match frame::verify(&header, &payload) {
+            Ok(()) => {
                 self.offset += (HEADER_LEN + len) as u64;
-                Next::Record(Box::new(record))
+                NextPayload::Record(Bytes::from(payload))
             }
-            Err(e @ (FrameError::Checksum | FrameError::Decode(_) | FrameError::TooLarge(_))) => {
-                Next::Damaged(e.to_string())
-            }
+            Err(e) => NextPayload::Damaged(e.to_string()),
         }
     }
 }

@@ -428,3 +428,180 @@ async fn a_rejected_record_is_set_aside_and_does_not_block_the_rest() {
     }
     assert!(matches!(reader.next_frame(), Next::End));
 }
+
+// The in-memory tail (records handed from the writer to the reporter) and
+// the file path after a restart or an overflow.
+
+fn decoded(payloads: &[bytes::Bytes]) -> Vec<pb::UsageRecord> {
+    crate::metering::encoded::decode_records(payloads).unwrap()
+}
+
+#[test]
+fn tail_and_files_give_the_same_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), small_segments()).unwrap();
+    let mut w = SpoolWriter::new(spool.clone());
+    let written = records(0..23);
+    for chunk in written.chunks(5) {
+        w.append(chunk).unwrap();
+    }
+    let start = spool.start_cursor();
+    let (from_files, files_next) = spool.read_files(start, 100).unwrap();
+    let (from_tail, tail_next) = spool.take_tail(start, 100).unwrap();
+    assert_eq!(from_tail, from_files, "same encoded bytes");
+    assert_eq!(decoded(&from_tail), written);
+    assert_eq!((tail_next.seq, files_next.seq), (23, 23));
+    // Taken: the next read finds nothing at 23 in memory or on disk.
+    assert!(spool.take_tail(tail_next, 100).is_none());
+    assert!(spool.read_encoded(tail_next, 100).unwrap().0.is_empty());
+    // Batches from memory stop at `max` and continue where they stopped.
+    let more = records(23..30);
+    w.append(&more).unwrap();
+    let (a, next) = spool.read_encoded(tail_next, 4).unwrap();
+    let (b, next) = spool.read_encoded(next, 4).unwrap();
+    assert_eq!((a.len(), b.len(), next.seq), (4, 3, 30));
+    assert_eq!(decoded(&[a, b].concat()), more);
+    assert_eq!(spool.tail_evicted(), 0);
+}
+
+/// Stores what it is sent, encoded as is (like the gRPC transport: no
+/// decode), listing the stored ids in reverse order; withholds the ids in
+/// `withhold_once` the first time it sees them.
+#[derive(Default)]
+struct EncodedCp {
+    withhold_once: Mutex<Vec<String>>,
+    batches: Arc<Mutex<Vec<Vec<String>>>>,
+    stored: Arc<Mutex<Vec<String>>>,
+}
+
+#[async_trait]
+impl UsageTransport for EncodedCp {
+    async fn report(&self, _batch: pb::UsageBatch) -> Result<Vec<String>, ReportError> {
+        panic!("the spool reporter sends encoded records");
+    }
+
+    async fn report_encoded(
+        &self,
+        batch: crate::metering::encoded::EncodedUsageBatch,
+    ) -> Result<Vec<bytes::Bytes>, ReportError> {
+        let ids: Vec<String> = batch
+            .records
+            .iter()
+            .map(|r| {
+                String::from_utf8(crate::metering::encoded::record_id(r).unwrap().to_vec()).unwrap()
+            })
+            .collect();
+        self.batches.lock().unwrap().push(ids.clone());
+        let mut withhold = self.withhold_once.lock().unwrap();
+        let mut stored = Vec::new();
+        for id in ids {
+            if let Some(i) = withhold.iter().position(|w| *w == id) {
+                withhold.remove(i);
+                continue;
+            }
+            stored.push(id);
+        }
+        let mut db = self.stored.lock().unwrap();
+        for id in &stored {
+            if !db.contains(id) {
+                db.push(id.clone());
+            }
+        }
+        Ok(stored.into_iter().rev().map(bytes::Bytes::from).collect())
+    }
+}
+
+fn start_reporter(
+    spool: &Arc<Spool>,
+    cp: EncodedCp,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (stop, stop_rx) = watch::channel(false);
+    let mut reporter = SpoolReporter::new(Box::new(cp), "dp-1".into(), spool.clone());
+    reporter.base_delay = Duration::from_millis(1);
+    (stop, tokio::spawn(reporter.run(stop_rx)))
+}
+
+#[tokio::test]
+async fn a_reporter_behind_the_tail_sends_every_record_once_from_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for 4 records in memory; 30 are committed before the reporter
+    // runs (as during a control-plane outage), so 26 are only on disk.
+    let spool = Spool::open_with_tail(dir.path(), small_segments(), 4).unwrap();
+    let written = records(0..30);
+    let mut w = SpoolWriter::new(spool.clone());
+    for chunk in written.chunks(3) {
+        w.append(chunk).unwrap();
+    }
+    assert_eq!(spool.tail_evicted(), 26);
+    let cp = EncodedCp::default();
+    let (stored, batches) = (cp.stored.clone(), cp.batches.clone());
+    let (stop, reporter) = start_reporter(&spool, cp);
+    wait_for("all acknowledged", || spool.depth().records == 0).await;
+    // Caught up: what is committed now comes from memory.
+    let later = records(30..33);
+    w.append(&later).unwrap();
+    wait_for("later acknowledged", || spool.depth().records == 0).await;
+    stop.send(true).unwrap();
+    reporter.await.unwrap();
+    let all: Vec<String> = written.iter().chain(&later).map(|r| r.id.clone()).collect();
+    assert_eq!(*stored.lock().unwrap(), all, "every record, in order");
+    let sent: Vec<String> = batches.lock().unwrap().concat();
+    assert_eq!(sent, all, "each sent exactly once");
+}
+
+#[tokio::test]
+async fn records_the_cp_did_not_store_are_sent_again_until_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
+    let written = records(0..6);
+    let all = ids(&written);
+    SpoolWriter::new(spool.clone()).append(&written).unwrap();
+    let cp = EncodedCp {
+        withhold_once: Mutex::new(vec![all[1].clone(), all[4].clone()]),
+        ..EncodedCp::default()
+    };
+    let (stored, batches) = (cp.stored.clone(), cp.batches.clone());
+    let (stop, reporter) = start_reporter(&spool, cp);
+    wait_for("all acknowledged", || spool.depth().records == 0).await;
+    stop.send(true).unwrap();
+    reporter.await.unwrap();
+    let batches = batches.lock().unwrap().clone();
+    // The whole batch, then exactly the two it did not store.
+    assert_eq!(
+        batches,
+        vec![all.clone(), vec![all[1].clone(), all[4].clone()]]
+    );
+    let mut got = stored.lock().unwrap().clone();
+    got.sort();
+    let mut want = all;
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn records_sent_from_memory_but_not_acknowledged_are_replayed_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = records(0..8);
+    {
+        let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
+        let mut w = SpoolWriter::new(spool.clone());
+        w.append(&written[..5]).unwrap();
+        // Acknowledged: the first five, taken from memory.
+        let (batch, next) = spool.take_tail(spool.start_cursor(), 100).unwrap();
+        assert_eq!(batch.len(), 5);
+        spool.ack_through(next.seq).unwrap();
+        // Taken from memory (sent) but never acknowledged: the "crash".
+        w.append(&written[5..]).unwrap();
+        let (sent, _) = spool.take_tail(next, 100).unwrap();
+        assert_eq!(decoded(&sent), written[5..].to_vec());
+    }
+    let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
+    assert_eq!(spool.depth().records, 3);
+    let cp = EncodedCp::default();
+    let stored = cp.stored.clone();
+    let (stop, reporter) = start_reporter(&spool, cp);
+    wait_for("replayed", || spool.depth().records == 0).await;
+    stop.send(true).unwrap();
+    reporter.await.unwrap();
+    assert_eq!(*stored.lock().unwrap(), ids(&written[5..]));
+}

@@ -6,11 +6,13 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
+use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use tokio::sync::{mpsc, watch};
 use tollgate_proto::sync::v1 as pb;
 
@@ -44,7 +46,11 @@ struct Active {
 pub struct SpoolWriter {
     spool: Arc<Spool>,
     active: Option<Active>,
-    buf: Vec<u8>,
+    /// The group's frames; after the commit its payloads go to the
+    /// reporter as slices of it (no copy per record).
+    buf: BytesMut,
+    /// Where each record's payload is in `buf`.
+    payloads: Vec<Range<usize>>,
     last_refusal_log: Option<Instant>,
 }
 
@@ -53,7 +59,8 @@ impl SpoolWriter {
         SpoolWriter {
             spool,
             active: None,
-            buf: Vec::with_capacity(256 * 1024),
+            buf: BytesMut::with_capacity(256 * 1024),
+            payloads: Vec::new(),
             last_refusal_log: None,
         }
     }
@@ -65,15 +72,17 @@ impl SpoolWriter {
         let options = self.spool.options();
         let room = options.max_bytes.saturating_sub(self.spool.bytes());
         self.buf.clear();
+        self.payloads.clear();
         let mut written = 0;
         for r in records {
             let before = self.buf.len();
-            frame::encode(r, &mut self.buf);
+            let payload = frame::encode_into(r, &mut self.buf);
             // A new segment costs its magic too.
             if (self.buf.len() + segment::MAGIC.len()) as u64 > room {
                 self.buf.truncate(before);
                 break;
             }
+            self.payloads.push(payload);
             written += 1;
         }
         let refused = records.len() - written;
@@ -107,7 +116,12 @@ impl SpoolWriter {
             return Err(SpoolError::io(&path, e));
         }
         active.len += grow;
-        self.spool.committed_to_active(written as u64, grow);
+        let group = self.buf.split().freeze();
+        self.spool.committed_to_active(
+            written as u64,
+            grow,
+            self.payloads.drain(..).map(|p| group.slice(p)),
+        );
         Ok(Appended { written, refused })
     }
 
@@ -179,58 +193,76 @@ impl SpoolWriter {
     }
 
     /// Drains `rx` into the spool until shutdown, then writes what is still
-    /// queued and returns.
-    pub async fn run(
-        self,
+    /// queued and returns. The writing happens on a thread of its own that
+    /// waits for records and syncs in place: a group costs no runtime task
+    /// wake-up and no hop to the blocking pool and back (per-call cost).
+    pub async fn run(self, rx: mpsc::Receiver<UsageRecord>, shutdown: watch::Receiver<bool>) {
+        let handle = tokio::runtime::Handle::current();
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("tollgate-usage-spool".into())
+            .spawn(move || {
+                self.run_on_thread(rx, shutdown, &handle);
+                let _ = done.send(());
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the usage spool writer; usage is no longer durable");
+            return;
+        }
+        if finished.await.is_err() {
+            tracing::error!("usage spool writer failed; usage is no longer durable");
+        }
+    }
+
+    fn run_on_thread(
+        mut self,
         mut rx: mpsc::Receiver<UsageRecord>,
         mut shutdown: watch::Receiver<bool>,
+        handle: &tokio::runtime::Handle,
     ) {
-        let spool = self.spool.clone();
-        let mut writer = Some(self);
         let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(5));
         let mut stopping = false;
         loop {
             let first = if stopping {
                 rx.try_recv().ok()
             } else {
-                tokio::select! {
-                    r = rx.recv() => r,
-                    _ = shutdown_requested(&mut shutdown) => {
+                // Parks this thread until a record or shutdown (no timer:
+                // works whatever runtime the handle belongs to).
+                let next = handle.block_on(async {
+                    tokio::select! {
+                        r = rx.recv() => Some(r),
+                        _ = shutdown_requested(&mut shutdown) => None,
+                    }
+                });
+                match next {
+                    Some(r) => r,
+                    None => {
                         stopping = true;
                         continue;
                     }
                 }
             };
             let Some(first) = first else { return };
-            let mut group = vec![first.to_proto()];
+            // Moved, not cloned, into their protobuf form.
+            let mut group = Vec::with_capacity(1 + rx.len().min(MAX_GROUP));
+            group.push(first.into_proto());
             while group.len() < MAX_GROUP {
                 match rx.try_recv() {
-                    Ok(r) => group.push(r.to_proto()),
+                    Ok(r) => group.push(r.into_proto()),
                     Err(_) => break,
                 }
             }
             loop {
-                let Some(mut w) = writer.take() else { return };
-                let joined = tokio::task::spawn_blocking(move || {
-                    let started = Instant::now();
-                    let result = w.append(&group);
-                    (w, group, result, started.elapsed())
-                })
-                .await;
-                let Ok((w, g, result, took)) = joined else {
-                    tracing::error!("usage spool writer failed; usage is no longer durable");
-                    return;
-                };
-                writer = Some(w);
-                group = g;
-                match result {
+                let started = Instant::now();
+                match self.append(&group) {
                     Ok(done) => {
-                        spool
+                        self.spool
                             .handled
                             .fetch_add(group.len() as u64, Ordering::Relaxed);
                         tracing::trace!(
                             records = done.written,
-                            sync_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+                            sync_us =
+                                u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
                             "usage group committed"
                         );
                         backoff.reset();
@@ -243,19 +275,34 @@ impl SpoolWriter {
                                 lost = group.len() + rx.len(),
                                 "shutting down with usage records not written"
                             );
-                            spool
+                            self.spool
                                 .handled
                                 .fetch_add(group.len() as u64, Ordering::Relaxed);
                             return;
                         }
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff.next_delay()) => {}
-                            _ = shutdown_requested(&mut shutdown) => stopping = true,
-                        }
+                        stopping = pause(backoff.next_delay(), &mut shutdown);
                     }
                 }
             }
         }
+    }
+}
+
+/// Sleeps `delay` on this thread unless shutdown is requested meanwhile;
+/// `true` when it was.
+fn pause(delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    const SLICE: Duration = Duration::from_millis(50);
+    let until = Instant::now() + delay;
+    loop {
+        // Requested, or nobody left to request it.
+        if *shutdown.borrow() || shutdown.has_changed().is_err() {
+            return true;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        std::thread::sleep(left.min(SLICE));
     }
 }
 
