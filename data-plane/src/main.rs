@@ -8,6 +8,12 @@ use anyhow::Context;
 use clap::{ArgGroup, Parser, ValueEnum};
 use tollgate_dp::{ConfigSourceSpec, DataPlaneConfig};
 
+// mimalloc instead of glibc malloc: fewer instructions per request (allocation
+// was ~20 % of the proxy's work); measured in docs/adr/0022-perf-stream-allocator.md.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
