@@ -9,7 +9,7 @@ use clap::{ArgGroup, Parser, ValueEnum};
 use tollgate_dp::{ConfigSourceSpec, DataPlaneConfig};
 
 // mimalloc instead of glibc malloc: fewer instructions per request (allocation
-// was ~20 % of the proxy's work); measured in docs/adr/0022-perf-stream-allocator.md.
+// was ~20 % of the proxy's work); measured in docs/adr/0023-dp-allocator-mimalloc.md.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
