@@ -1,19 +1,19 @@
-//! Rate-limit quota slices (docs/rate-limits.md): the control plane's side
-//! of `SyncService.AcquireQuota`. Windows are fixed and aligned to the
-//! epoch; for each (limiter, dimension, window) the ledger remembers how
-//! much it handed out and never grants past the limit, so the data planes
-//! together admit at most the limit per window while the control plane is
-//! reachable. The ledger lives in memory: a window is at most a day long and
-//! a restarted control plane only forgets grants of windows in progress
-//! (documented in the bound).
+//! Rate-limit quota slices (docs/rate-limits.md, ADR 0022): the control
+//! plane's side of `SyncService.AcquireQuota`. Windows are fixed and aligned
+//! to the epoch; for each (limiter, dimension, window) the ledger remembers
+//! how much it handed out and never grants past the limit, so the data
+//! planes together admit at most the limit per window while a control plane
+//! is reachable. The ledger is the `quota_windows` table of the shared
+//! database: every replica grants from the same rows, and a restarted
+//! replica still knows the grants of windows in progress.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use tollgate_proto::sync::v1 as pb;
 use tonic::Status;
 
-use crate::store::{LimitScope, TenantData};
+use crate::store::quota::QuotaAskRow;
+use crate::store::{LimitScope, Store, TenantData};
 
 /// Window lengths a data plane may ask about.
 const WINDOWS_MS: [i64; 3] = [1_000, 60_000, 86_400_000];
@@ -24,31 +24,31 @@ const SKEW_MS: i64 = 30_000;
 /// Most asks in one request.
 pub const MAX_ASKS: usize = 1_000;
 
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    end_ms: i64,
-    granted: u64,
-}
+/// How often a replica deletes expired windows.
+const PRUNE_EVERY_MS: i64 = 60_000;
 
-/// (limiter, dimension, window start).
-type WindowKey = (String, String, i64);
-
-/// Grants per window, and when expired windows were last dropped.
-type Windows = (HashMap<WindowKey, Window>, i64);
-
-/// Grants per (limiter, dimension, window start).
-#[derive(Debug, Default)]
+/// Grants per (limiter, dimension, window start), kept in the database.
+#[derive(Debug)]
 pub struct QuotaLedger {
-    windows: Mutex<Windows>,
+    store: Store,
+    last_prune: AtomicI64,
 }
 
 impl QuotaLedger {
-    pub fn new() -> Self {
-        QuotaLedger::default()
+    pub fn new(store: Store) -> Self {
+        QuotaLedger {
+            store,
+            last_prune: AtomicI64::new(0),
+        }
     }
 
-    /// Answers every ask of a request, in order.
-    pub fn acquire(&self, asks: &[pb::QuotaAsk], now_ms: i64) -> Result<pb::QuotaGrants, Status> {
+    /// Answers every ask of a request, in order. A database error is
+    /// `Unavailable` (retryable): the data plane keeps its local share.
+    pub async fn acquire(
+        &self,
+        asks: &[pb::QuotaAsk],
+        now_ms: i64,
+    ) -> Result<pb::QuotaGrants, Status> {
         if asks.len() > MAX_ASKS {
             return Err(Status::invalid_argument(format!(
                 "at most {MAX_ASKS} asks per request"
@@ -66,35 +66,58 @@ impl QuotaLedger {
                 ));
             }
         }
-        let mut guard = self
-            .windows
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (windows, last_prune) = &mut *guard;
-        if now_ms - *last_prune > 1_000 {
-            windows.retain(|_, w| w.end_ms + SKEW_MS > now_ms);
-            *last_prune = now_ms;
+        let last = self.last_prune.load(Ordering::Relaxed);
+        if now_ms - last > PRUNE_EVERY_MS
+            && self
+                .last_prune
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            if let Err(e) = self.store.prune_quota_windows(now_ms).await {
+                tracing::warn!(error = %e, "could not delete expired quota windows");
+            }
         }
+        // Windows already over (or not begun, beyond the skew) get nothing
+        // and touch no row.
+        let live = |a: &pb::QuotaAsk| {
+            let end_ms = a.window_start_ms.saturating_add(a.window_ms);
+            end_ms + SKEW_MS > now_ms && a.window_start_ms <= now_ms + SKEW_MS
+        };
+        let rows: Vec<QuotaAskRow<'_>> = asks
+            .iter()
+            .filter(|a| live(a))
+            .map(|a| QuotaAskRow {
+                limiter: &a.limiter,
+                dimension: &a.dimension,
+                window_start_ms: a.window_start_ms,
+                window_ms: a.window_ms,
+                expires_ms: a.window_start_ms.saturating_add(a.window_ms) + SKEW_MS,
+                limit: i64::try_from(a.limit).unwrap_or(i64::MAX),
+                amount: i64::try_from(a.amount).unwrap_or(i64::MAX),
+            })
+            .collect();
+        let answers = if rows.is_empty() {
+            Vec::new()
+        } else {
+            self.store.acquire_quota(&rows).await.map_err(|e| {
+                tracing::warn!(error = %e, "quota ledger unavailable");
+                Status::unavailable("quota ledger unavailable; keep the local share and retry")
+            })?
+        };
+        let mut answers = answers.into_iter();
         let grants = asks
             .iter()
             .map(|a| {
-                let end_ms = a.window_start_ms.saturating_add(a.window_ms);
-                // A window already over (or not begun, beyond the skew)
-                // gets nothing.
-                if end_ms + SKEW_MS <= now_ms || a.window_start_ms > now_ms + SKEW_MS {
+                if !live(a) {
                     return pb::QuotaGrant {
                         granted: 0,
                         remaining: 0,
                     };
                 }
-                let w = windows
-                    .entry((a.limiter.clone(), a.dimension.clone(), a.window_start_ms))
-                    .or_insert(Window { end_ms, granted: 0 });
-                let granted = a.amount.min(a.limit.saturating_sub(w.granted));
-                w.granted += granted;
+                let (granted, remaining) = answers.next().unwrap_or((0, 0));
                 pb::QuotaGrant {
-                    granted,
-                    remaining: a.limit.saturating_sub(w.granted),
+                    granted: u64::try_from(granted).unwrap_or(0),
+                    remaining: u64::try_from(remaining).unwrap_or(0),
                 }
             })
             .collect();
@@ -134,6 +157,7 @@ pub fn rate_limit_rules(t: &TenantData) -> Vec<pb::RateLimitRule> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::store::test_backends::test_stores;
 
     fn ask(limiter: &str, start: i64, limit: u64, amount: u64) -> pb::QuotaAsk {
         pb::QuotaAsk {
@@ -146,54 +170,114 @@ mod tests {
         }
     }
 
-    #[test]
-    fn never_grants_past_the_limit_of_a_window() {
-        let l = QuotaLedger::new();
-        let now = 120_000 + 5;
-        let g = l
-            .acquire(
-                &[ask("k/t/a", 120_000, 10, 4), ask("k/t/a", 120_000, 10, 4)],
-                now,
-            )
-            .unwrap()
-            .grants;
-        assert_eq!((g[0].granted, g[0].remaining), (4, 6));
-        assert_eq!((g[1].granted, g[1].remaining), (4, 2));
-        let g = l
-            .acquire(&[ask("k/t/a", 120_000, 10, 4)], now)
-            .unwrap()
-            .grants;
-        assert_eq!((g[0].granted, g[0].remaining), (2, 0));
-        let g = l
-            .acquire(&[ask("k/t/a", 120_000, 10, 4)], now)
-            .unwrap()
-            .grants;
-        assert_eq!(g[0].granted, 0);
-        // Another limiter, and the next window, start from zero.
-        let g = l
-            .acquire(&[ask("k/t/b", 120_000, 10, 4)], now)
-            .unwrap()
-            .grants;
-        assert_eq!(g[0].granted, 4);
-        let g = l
-            .acquire(&[ask("k/t/a", 180_000, 10, 4)], 180_001)
-            .unwrap()
-            .grants;
-        assert_eq!(g[0].granted, 4);
-        // A window that has not begun (beyond the clock skew) gets nothing.
-        let g = l
-            .acquire(&[ask("k/t/a", 600_000, 10, 4)], 180_001)
-            .unwrap()
-            .grants;
-        assert_eq!(g[0].granted, 0);
-        // A window long over gets nothing.
-        let g = l.acquire(&[ask("k/t/a", 0, 10, 4)], now).unwrap().grants;
-        assert_eq!(g[0].granted, 0);
-        // Malformed windows are refused.
-        let mut bad = ask("k/t/a", 120_001, 10, 1);
-        assert!(l.acquire(&[bad.clone()], now).is_err());
-        bad.window_start_ms = 120_000;
-        bad.window_ms = 7;
-        assert!(l.acquire(&[bad], now).is_err());
+    #[tokio::test]
+    async fn never_grants_past_the_limit_of_a_window() {
+        for t in test_stores().await {
+            let l = QuotaLedger::new(t.store.clone());
+            let now = 120_000 + 5;
+            let g = l
+                .acquire(
+                    &[ask("k/t/a", 120_000, 10, 4), ask("k/t/a", 120_000, 10, 4)],
+                    now,
+                )
+                .await
+                .unwrap()
+                .grants;
+            assert_eq!((g[0].granted, g[0].remaining), (4, 6), "{}", t.backend);
+            assert_eq!((g[1].granted, g[1].remaining), (4, 2));
+            let g = l
+                .acquire(&[ask("k/t/a", 120_000, 10, 4)], now)
+                .await
+                .unwrap()
+                .grants;
+            assert_eq!((g[0].granted, g[0].remaining), (2, 0));
+            let g = l
+                .acquire(&[ask("k/t/a", 120_000, 10, 4)], now)
+                .await
+                .unwrap()
+                .grants;
+            assert_eq!(g[0].granted, 0);
+            // Another limiter, and the next window, start from zero.
+            let g = l
+                .acquire(&[ask("k/t/b", 120_000, 10, 4)], now)
+                .await
+                .unwrap()
+                .grants;
+            assert_eq!(g[0].granted, 4);
+            let g = l
+                .acquire(&[ask("k/t/a", 180_000, 10, 4)], 180_001)
+                .await
+                .unwrap()
+                .grants;
+            assert_eq!(g[0].granted, 4);
+            // A window that has not begun (beyond the clock skew) gets nothing.
+            let g = l
+                .acquire(&[ask("k/t/a", 600_000, 10, 4)], 180_001)
+                .await
+                .unwrap()
+                .grants;
+            assert_eq!(g[0].granted, 0);
+            // A window long over gets nothing.
+            let g = l
+                .acquire(&[ask("k/t/a", 0, 10, 4)], now)
+                .await
+                .unwrap()
+                .grants;
+            assert_eq!(g[0].granted, 0);
+            // A ledger over the same database (a restarted replica) still
+            // knows the window in progress.
+            let again = QuotaLedger::new(Store::connect(&t.url).await.unwrap());
+            let g = again
+                .acquire(&[ask("k/t/a", 120_000, 10, 4)], now)
+                .await
+                .unwrap()
+                .grants;
+            assert_eq!(g[0].granted, 0, "{}", t.backend);
+            // Malformed windows are refused.
+            let mut bad = ask("k/t/a", 120_001, 10, 1);
+            assert!(l.acquire(&[bad.clone()], now).await.is_err());
+            bad.window_start_ms = 120_000;
+            bad.window_ms = 7;
+            assert!(l.acquire(&[bad], now).await.is_err());
+        }
+    }
+
+    /// Two replicas (two ledgers, each with its own pool) over one
+    /// database, asking concurrently: the total granted per window never
+    /// exceeds its limit, and all of it is handed out.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_replicas_never_grant_more_than_the_limit_together() {
+        for t in test_stores().await {
+            let a = std::sync::Arc::new(QuotaLedger::new(t.store.clone()));
+            let b = std::sync::Arc::new(QuotaLedger::new(Store::connect(&t.url).await.unwrap()));
+            let now = tollgate_core::time::now_ms();
+            let start = now - now % 60_000;
+            let mut tasks = Vec::new();
+            for i in 0..40 {
+                let l = if i % 2 == 0 { a.clone() } else { b.clone() };
+                tasks.push(tokio::spawn(async move {
+                    // Two windows per request, in both orders (no deadlock).
+                    let asks = if i % 3 == 0 {
+                        vec![ask("k/t/x", start, 50, 3), ask("k/t/y", start, 20, 2)]
+                    } else {
+                        vec![ask("k/t/y", start, 20, 2), ask("k/t/x", start, 50, 3)]
+                    };
+                    let g = l.acquire(&asks, now).await.unwrap().grants;
+                    if i % 3 == 0 {
+                        (g[0].granted, g[1].granted)
+                    } else {
+                        (g[1].granted, g[0].granted)
+                    }
+                }));
+            }
+            let (mut x, mut y) = (0, 0);
+            for task in tasks {
+                let (gx, gy) = task.await.unwrap();
+                x += gx;
+                y += gy;
+            }
+            // 40 × 3 = 120 asked of 50; 40 × 2 = 80 asked of 20.
+            assert_eq!((x, y), (50, 20), "{}", t.backend);
+        }
     }
 }

@@ -68,7 +68,6 @@ impl SyncApi {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
-            store,
             snapshots,
             registry,
             shutdown,
@@ -76,7 +75,8 @@ impl SyncApi {
             tokens: None,
             groups: Arc::new(GroupSnapshots::default()),
             metrics: None,
-            quota: Arc::new(crate::quota::QuotaLedger::new()),
+            quota: Arc::new(crate::quota::QuotaLedger::new(store.clone())),
+            store,
         }
     }
 
@@ -265,7 +265,7 @@ impl SyncService for SyncApi {
         if r.node_id.is_empty() {
             return Err(Status::invalid_argument("node_id is required"));
         }
-        Ok(Response::new(self.quota.acquire(&r.asks, now_ms())?))
+        Ok(Response::new(self.quota.acquire(&r.asks, now_ms()).await?))
     }
 
     async fn report_target_health(

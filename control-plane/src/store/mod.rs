@@ -25,6 +25,7 @@ mod keys;
 mod leases;
 mod models;
 mod providers;
+pub mod quota;
 mod rate_limits;
 mod routes;
 mod snapshot_data;

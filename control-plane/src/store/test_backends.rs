@@ -14,6 +14,9 @@ pub const POSTGRES_ENV: &str = "TOLLGATE_TEST_POSTGRES_URL";
 pub struct TestStore {
     pub backend: &'static str,
     pub store: Store,
+    /// Where `store` connects: a second `Store::connect(url)` is another
+    /// replica over the same database.
+    pub url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -31,7 +34,7 @@ fn with_database(url: &str, db: &str) -> String {
     format!("{base}/{db}{query}")
 }
 
-async fn fresh_postgres(url: &str) -> Store {
+async fn fresh_postgres(url: &str) -> (Store, String) {
     let db = format!("tg_test_{:016x}", rand::random::<u64>());
     let mut admin = sqlx::PgConnection::connect(url)
         .await
@@ -41,26 +44,31 @@ async fn fresh_postgres(url: &str) -> Store {
         .await
         .expect("creating a test database");
     admin.close().await.ok();
-    Store::connect(&with_database(url, &db)).await.unwrap()
+    let url = with_database(url, &db);
+    (Store::connect(&url).await.unwrap(), url)
 }
 
 /// One fresh store per available backend.
 pub async fn test_stores() -> Vec<TestStore> {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = Store::connect(&sqlite_url(&dir.path().join("t.db")))
-        .await
-        .unwrap();
+    let sqlite_at = sqlite_url(&dir.path().join("t.db"));
+    let sqlite = Store::connect(&sqlite_at).await.unwrap();
     let mut stores = vec![TestStore {
         backend: "sqlite",
         store: sqlite,
+        url: sqlite_at,
         _dir: Some(dir),
     }];
     match std::env::var(POSTGRES_ENV) {
-        Ok(url) if !url.is_empty() => stores.push(TestStore {
-            backend: "postgres",
-            store: fresh_postgres(&url).await,
-            _dir: None,
-        }),
+        Ok(url) if !url.is_empty() => {
+            let (store, url) = fresh_postgres(&url).await;
+            stores.push(TestStore {
+                backend: "postgres",
+                store,
+                url,
+                _dir: None,
+            })
+        }
         _ => eprintln!("{POSTGRES_ENV} not set: store case runs on SQLite only"),
     }
     stores
