@@ -176,6 +176,10 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
         .lossy(true)
         .thread_name("tollgate-log")
         .finish(std::io::stderr());
+    // The JSON access-log line is written by `access_log` itself, to the same writer.
+    if let LogFormat::Json = format {
+        tollgate_dp::access_log::install_json_writer(writer.clone());
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);

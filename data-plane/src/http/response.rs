@@ -18,7 +18,10 @@ pub fn head(
     content_type: &'static str,
     content_length: Option<usize>,
 ) -> pingora_core::Result<Box<ResponseHeader>> {
-    let mut h = ResponseHeader::build(status, Some(8))?;
+    // Sized for the real count (a rate-limited call has ~13 headers), so
+    // the map never grows; no case map: every name we write is lower-case
+    // or a standard one, which Pingora titles the same way either way.
+    let mut h = ResponseHeader::build_no_case(status, Some(16))?;
     h.insert_header(http::header::CONTENT_TYPE, content_type)?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
     // Only once an upstream was tried: the provider and model of the last
@@ -43,9 +46,7 @@ pub fn head(
     }
     // Rate limits of the key (docs/rate-limits.md), success or not.
     if let Some(limits) = &ctx.rate_limit.headers {
-        for (name, value) in limits.pairs() {
-            h.insert_header(name, value)?;
-        }
+        limits.write_to(&mut h)?;
     }
     if let Some(cache) = ctx.cache {
         h.insert_header(crate::cache::control::CACHE_HEADER, cache.as_str())?;

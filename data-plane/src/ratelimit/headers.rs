@@ -58,57 +58,141 @@ impl RateHeaders {
 
     /// `(name, value)` pairs to add to a response.
     pub fn pairs(&self) -> impl Iterator<Item = (&'static str, String)> {
-        let families = [
-            (
-                self.requests,
-                [
-                    "x-ratelimit-limit-requests",
-                    "x-ratelimit-remaining-requests",
-                    "x-ratelimit-reset-requests",
-                ],
-            ),
-            (
-                self.tokens,
-                [
-                    "x-ratelimit-limit-tokens",
-                    "x-ratelimit-remaining-tokens",
-                    "x-ratelimit-reset-tokens",
-                ],
-            ),
-        ];
+        self.values()
+            .map(|(name, v)| (name, v.as_str().to_string()))
+    }
+
+    /// The header values, formatted into stack buffers: this runs on every
+    /// limited call, so no `String`/`format!` (docs/rate-limits.md, Cost).
+    pub fn values(&self) -> impl Iterator<Item = (&'static str, Value)> {
+        let families = [(self.requests, REQUEST_NAMES), (self.tokens, TOKEN_NAMES)];
         families.into_iter().flat_map(|(f, names)| {
             f.into_iter().flat_map(move |f| {
                 [
-                    (names[0], f.limit.to_string()),
-                    (names[1], f.remaining.to_string()),
-                    (names[2], duration(f.reset_ms)),
+                    (names[0], Value::int(f.limit)),
+                    (names[1], Value::int(f.remaining)),
+                    (names[2], Value::duration(f.reset_ms)),
                 ]
             })
         })
+    }
+
+    /// Adds the headers to a response head.
+    pub fn write_to(&self, h: &mut pingora_http::ResponseHeader) -> pingora_core::Result<()> {
+        for (name, value) in self.values() {
+            // A `&'static str` name is not copied (a `HeaderName` would be,
+            // into Pingora's case map); the value is copied once, into its
+            // `HeaderValue`.
+            h.insert_header(name, value.header_value())?;
+        }
+        Ok(())
+    }
+}
+
+const REQUEST_NAMES: [&str; 3] = [
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+];
+const TOKEN_NAMES: [&str; 3] = [
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+];
+
+/// A short header value in a stack buffer (an `i64` or a duration: at most
+/// 20 + 25 bytes).
+#[derive(Clone, Copy)]
+pub struct Value {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl Value {
+    fn empty() -> Value {
+        Value {
+            buf: [0; 48],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let end = (self.len + bytes.len()).min(self.buf.len());
+        let n = end - self.len;
+        self.buf[self.len..end].copy_from_slice(&bytes[..n]);
+        self.len = end;
+    }
+
+    fn push_int(&mut self, n: i64) {
+        let mut b = itoa::Buffer::new();
+        self.push(b.format(n).as_bytes());
+    }
+
+    fn int(n: i64) -> Value {
+        let mut v = Value::empty();
+        v.push_int(n);
+        v
+    }
+
+    /// A duration the way OpenAI (Go's `time.Duration`) writes it: `20ms`,
+    /// `1s`, `1.5s`, `6m0s`, `1h2m3s`.
+    fn duration(ms: i64) -> Value {
+        let ms = ms.max(0);
+        let mut v = Value::empty();
+        if ms < 1_000 {
+            v.push_int(ms);
+            v.push(b"ms");
+            return v;
+        }
+        let h = ms / 3_600_000;
+        let m = (ms / 60_000) % 60;
+        let s_ms = ms % 60_000;
+        if h > 0 {
+            v.push_int(h);
+            v.push(b"h");
+        }
+        if h > 0 || m > 0 {
+            v.push_int(m);
+            v.push(b"m");
+        }
+        v.push_int(s_ms / 1_000);
+        let frac = s_ms % 1_000;
+        if frac != 0 {
+            // Milliseconds as a decimal fraction without trailing zeros.
+            let digits = [
+                b'0' + (frac / 100) as u8,
+                b'0' + (frac / 10 % 10) as u8,
+                b'0' + (frac % 10) as u8,
+            ];
+            let keep = if frac % 100 == 0 {
+                1
+            } else if frac % 10 == 0 {
+                2
+            } else {
+                3
+            };
+            v.push(b".");
+            v.push(&digits[..keep]);
+        }
+        v.push(b"s");
+        v
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and unit letters are ever pushed.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+
+    fn header_value(&self) -> http::HeaderValue {
+        http::HeaderValue::from_bytes(&self.buf[..self.len])
+            .unwrap_or_else(|_| http::HeaderValue::from_static("0"))
     }
 }
 
 /// A duration the way OpenAI (Go's `time.Duration`) writes it: `20ms`,
 /// `1s`, `1.5s`, `6m0s`, `1h2m3s`.
 pub fn duration(ms: i64) -> String {
-    let ms = ms.max(0);
-    if ms < 1_000 {
-        return format!("{ms}ms");
-    }
-    let h = ms / 3_600_000;
-    let m = (ms / 60_000) % 60;
-    let s_ms = ms % 60_000;
-    let secs = if s_ms % 1_000 == 0 {
-        format!("{}s", s_ms / 1_000)
-    } else {
-        let frac = format!("{:03}", s_ms % 1_000);
-        format!("{}.{}s", s_ms / 1_000, frac.trim_end_matches('0'))
-    };
-    match (h, m) {
-        (0, 0) => secs,
-        (0, m) => format!("{m}m{secs}"),
-        (h, m) => format!("{h}h{m}m{secs}"),
-    }
+    Value::duration(ms).as_str().to_string()
 }
 
 #[cfg(test)]
@@ -125,6 +209,15 @@ mod tests {
         assert_eq!(duration(360_000), "6m0s");
         assert_eq!(duration(61_250), "1m1.25s");
         assert_eq!(duration(3_723_000), "1h2m3s");
+        assert_eq!(duration(-5), "0ms");
+        assert_eq!(duration(999), "999ms");
+        assert_eq!(duration(60_000), "1m0s");
+        assert_eq!(duration(3_600_000), "1h0m0s");
+        assert_eq!(duration(3_600_010), "1h0m0.01s");
+        assert_eq!(duration(1_100), "1.1s");
+        assert_eq!(duration(1_010), "1.01s");
+        assert_eq!(duration(1_001), "1.001s");
+        assert_eq!(duration(i64::MAX), "2562047788015h12m55.807s");
     }
 
     #[test]
