@@ -87,6 +87,9 @@ fn count(v: &Verdict) {
 struct KeywordMatcher {
     ac: AhoCorasick,
     whole_word: bool,
+    /// No keyword contains `"` or `\\`, so no match in a raw JSON body can
+    /// straddle a string's edge (see [`Detector::raw_scan_safe`]).
+    raw_safe: bool,
 }
 
 impl KeywordMatcher {
@@ -197,6 +200,20 @@ impl Detector {
         Some(category)
     }
 
+    /// Whether scanning a raw JSON answer that contains no backslash finds
+    /// every match this detector finds in the decoded answer texts. Such a
+    /// body holds each text verbatim between two `"`; no PII pattern and no
+    /// raw-safe keyword can match a `"`, and `"` is a non-word character like
+    /// a text's edge, so matches inside a string are the same in both.
+    /// Arbitrary regexes (`^`, `[^…]`) don't have that property.
+    fn raw_scan_safe(&self) -> bool {
+        match self {
+            Detector::Pii(_) => true,
+            Detector::Keyword(k) => k.raw_safe,
+            _ => false,
+        }
+    }
+
     fn scans_text(&self) -> bool {
         matches!(
             self,
@@ -250,6 +267,7 @@ fn compile_one(c: &pb::GuardrailConfig) -> Result<Guardrail, String> {
             case_sensitive,
             whole_word,
         } => Detector::Keyword(KeywordMatcher {
+            raw_safe: words.iter().all(|w| !w.contains(['"', '\\'])),
             ac: AhoCorasickBuilder::new()
                 .ascii_case_insensitive(!case_sensitive)
                 .match_kind(MatchKind::LeftmostLongest)
@@ -502,6 +520,8 @@ pub struct OutputGuard {
     window: String,
     /// Rules already recorded on this stream (log verdicts once).
     noted: Vec<usize>,
+    /// Every rule can pre-scan the raw answer ([`Detector::raw_scan_safe`]).
+    raw_scan: bool,
 }
 
 impl OutputGuard {
@@ -520,8 +540,10 @@ impl OutputGuard {
             .filter(|(_, g)| g.detector.scans_text() || matches!(g.detector, Detector::Webhook(_)))
             .map(|(i, _)| i)
             .collect();
+        let raw_scan = rules.iter().all(|&i| set.rules[i].detector.raw_scan_safe());
         (!rules.is_empty()).then(|| OutputGuard {
             set: set.clone(),
+            raw_scan,
             rules,
             http: http.clone(),
             window: String::new(),
@@ -536,6 +558,12 @@ impl OutputGuard {
         body: Bytes,
         verdicts: &mut Vec<Verdict>,
     ) -> Result<Bytes, GatewayError> {
+        // Fast path: a clean answer (the common case) passes untouched
+        // without building a JSON tree (the parse and its drop cost more
+        // than all the detectors together).
+        if self.raw_clean(&body) {
+            return Ok(body);
+        }
         let Ok(mut answer) = serde_json::from_slice::<Value>(&body) else {
             return Ok(body);
         };
@@ -594,6 +622,23 @@ impl OutputGuard {
         } else {
             body
         })
+    }
+
+    /// True when no rule can match any answer text, judged on the raw bytes:
+    /// only when every rule is raw-scan safe and the body has no backslash
+    /// (an escape such as `\u0040` or `\n` could hide a match or move a word
+    /// boundary). Any match, even in a field that isn't answer text, means
+    /// "not known clean": the exact path decides.
+    fn raw_clean(&self, body: &[u8]) -> bool {
+        if !self.raw_scan || body.contains(&b'\\') {
+            return false;
+        }
+        let Ok(raw) = std::str::from_utf8(body) else {
+            return false;
+        };
+        self.rules
+            .iter()
+            .all(|&i| self.set.rules[i].detector.find(raw).is_none())
     }
 
     /// Checks one relayed stream event. On a violation of a blocking

@@ -346,3 +346,115 @@ async fn arbitrary_text_never_panics() {
         }
     }
 }
+
+fn pii_and_keyword_output_guard() -> OutputGuard {
+    output_guard(
+        TenantGuardrails::compile(&[
+            cfg(
+                "out-pii",
+                "pii",
+                "redact",
+                "output",
+                json!({"types": ["email", "credit_card"]}),
+            ),
+            cfg(
+                "out-kw",
+                "keyword",
+                "block",
+                "output",
+                json!({"words": ["forbidden"], "whole_word": true}),
+            ),
+        ])
+        .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_clean_answer_passes_byte_identical_on_the_raw_scan() {
+    let g = pii_and_keyword_output_guard();
+    // Odd spacing: a re-serialised answer would differ.
+    let raw = r#"{ "id":"chatcmpl-1", "choices": [ {"message": {"role":"assistant","content":"all fine here"}} ] }"#;
+    let body = Bytes::from_static(raw.as_bytes());
+    assert!(
+        g.raw_clean(&body),
+        "no backslash, no match: no parse needed"
+    );
+    let mut v = Vec::new();
+    let out = g.check_answer(body.clone(), &mut v).await.unwrap();
+    assert_eq!(out, body);
+    assert_eq!(out.as_ptr(), body.as_ptr(), "the very same bytes");
+    assert!(v.is_empty());
+}
+
+#[tokio::test]
+async fn escaped_pii_in_an_answer_is_still_redacted() {
+    let g = pii_and_keyword_output_guard();
+    let cases = [
+        // `\u0040` is '@': the raw bytes hold no email, the text does.
+        (r#"write to a\u0040b.com"#, "write to [REDACTED:EMAIL]"),
+        // Quote-escaped value.
+        (r#"say \"a@b.io\" now"#, "say \"[REDACTED:EMAIL]\" now"),
+        // `\n` then digits: raw "n4111" has no word boundary, the text has.
+        (
+            r#"card:\n4111 1111 1111 1111"#,
+            "card:\n[REDACTED:CREDIT_CARD]",
+        ),
+    ];
+    for (content, want) in cases {
+        let raw = format!(
+            r#"{{"choices":[{{"message":{{"role":"assistant","content":"{content}"}}}}]}}"#
+        );
+        let body = Bytes::from(raw);
+        assert!(!g.raw_clean(&body), "{content}");
+        let mut v = Vec::new();
+        let out = g.check_answer(body, &mut v).await.unwrap();
+        let out: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(out["choices"][0]["message"]["content"], want, "{content}");
+        assert_eq!(v.len(), 1, "{content}");
+        assert_eq!(v[0].action, "redact");
+    }
+    // An escaped newline before a blocked keyword still blocks.
+    let body = Bytes::from_static(br#"{"choices":[{"message":{"content":"ok\nforbidden"}}]}"#);
+    let e = g.check_answer(body, &mut Vec::new()).await.unwrap_err();
+    assert_eq!(e.code(), "content_policy_violation");
+}
+
+#[tokio::test]
+async fn a_match_outside_the_answer_text_leaves_the_answer_alone() {
+    let g = pii_and_keyword_output_guard();
+    let raw = r#"{"model":"ops@example.com","system_fingerprint":"forbidden","choices":[{"message":{"role":"assistant","content":"hello"}}]}"#;
+    let body = Bytes::from_static(raw.as_bytes());
+    assert!(!g.raw_clean(&body), "the raw scan sees the model name");
+    let mut v = Vec::new();
+    let out = g.check_answer(body.clone(), &mut v).await.unwrap();
+    assert_eq!(out, body, "byte-identical: the exact path found nothing");
+    assert!(v.is_empty());
+}
+
+#[test]
+fn only_pii_and_quote_free_keywords_take_the_raw_scan() {
+    let quoted = output_guard(
+        TenantGuardrails::compile(&[cfg(
+            "kw",
+            "keyword",
+            "block",
+            "output",
+            json!({"words": ["say \"x"]}),
+        )])
+        .unwrap(),
+    );
+    assert!(!quoted.raw_scan);
+    let regex = output_guard(
+        TenantGuardrails::compile(&[cfg(
+            "re",
+            "regex",
+            "block",
+            "output",
+            json!({"patterns": ["^secret"]}),
+        )])
+        .unwrap(),
+    );
+    assert!(!regex.raw_scan);
+    assert!(!regex.raw_clean(br#"{"choices":[{"message":{"content":"secret"}}]}"#));
+    assert!(pii_and_keyword_output_guard().raw_scan);
+}
