@@ -41,6 +41,17 @@ pub struct IcountOptions {
     pub idle_secs: f64,
 }
 
+/// Warm-up calls before a setting is measured. A route of many targets
+/// gets at least 10 per target: each target's first calls build lazy state
+/// (e.g. its metric series), which must not land in a measured window.
+fn warmup_calls(s: &Setting, opts: &IcountOptions) -> u64 {
+    if s.model == crate::suite::ROUTED_MODEL {
+        opts.warmup.max(10 * crate::suite::ROUTED_TARGETS as u64)
+    } else {
+        opts.warmup
+    }
+}
+
 /// One pair of windows.
 #[derive(Debug, Clone, Serialize)]
 pub struct IcountWindowPair {
@@ -244,7 +255,13 @@ pub async fn run(
             for s in &mine {
                 let target = Target::new("dp", &url, fleet.key(kind, s.key)?)?;
                 wait_serving(&target, s.model, Duration::from_secs(120)).await?;
-                send_calls(&target, chat_body(s.model, false), opts.conns, opts.warmup).await?;
+                send_calls(
+                    &target,
+                    chat_body(s.model, false),
+                    opts.conns,
+                    warmup_calls(s, opts),
+                )
+                .await?;
             }
             counted.zero().await?;
             let idle_start = Instant::now();
@@ -264,7 +281,7 @@ pub async fn run(
                 let body = chat_body(s.model, false);
                 let measured = async {
                     // Warm again: the settings before this one ran since.
-                    send_calls(&target, body.clone(), opts.conns, opts.warmup).await?;
+                    send_calls(&target, body.clone(), opts.conns, warmup_calls(s, opts)).await?;
                     let mut pairs = Vec::new();
                     for _ in 0..opts.repeats {
                         counted.zero().await?;
