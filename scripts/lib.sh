@@ -23,7 +23,7 @@ ensure_build_tools() {
     command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
     # pingora's zlib-ng build needs cmake; our protos use a vendored protoc.
     command -v cmake >/dev/null || apt_install cmake
-    # mimalloc (tollgate-dp's allocator, ADR 0022) and zlib-ng compile C code.
+    # mimalloc (tollgate-dp's allocator, ADR 0023) and zlib-ng compile C code.
     command -v cc >/dev/null || apt_install gcc
     # etcd-client (control-plane replicas) compiles etcd's protos with protoc.
     command -v protoc >/dev/null || [ -n "${PROTOC:-}" ] || apt_install protobuf-compiler

@@ -47,6 +47,17 @@ pub struct IcountOptions {
     pub idle_secs: f64,
 }
 
+/// Warm-up calls before a setting is measured. A route of many targets
+/// gets at least 10 per target: each target's first calls build lazy state
+/// (e.g. its metric series), which must not land in a measured window.
+fn warmup_calls(s: &Setting, opts: &IcountOptions) -> u64 {
+    if s.model == crate::suite::ROUTED_MODEL {
+        opts.warmup.max(10 * crate::suite::ROUTED_TARGETS as u64)
+    } else {
+        opts.warmup
+    }
+}
+
 /// One pair of windows.
 #[derive(Debug, Clone, Serialize)]
 pub struct IcountWindowPair {
@@ -293,8 +304,9 @@ pub async fn run(
             for s in &mine {
                 let target = Target::new("dp", &url, fleet.key(kind, s.key)?)?;
                 wait_serving(&target, s.model, Duration::from_secs(120)).await?;
-                send_calls(&target, chat_body(s.model, false), opts.conns, opts.warmup).await?;
-                note_calls(&mut usage, 1 + opts.warmup);
+                let warm = warmup_calls(s, opts);
+                send_calls(&target, chat_body(s.model, false), opts.conns, warm).await?;
+                note_calls(&mut usage, 1 + warm);
             }
             // Idle means idle: the warm-up calls' usage is reported first.
             drained(&usage).await?;
@@ -316,8 +328,9 @@ pub async fn run(
                 let body = chat_body(s.model, false);
                 let measured = async {
                     // Warm again: the settings before this one ran since.
-                    send_calls(&target, body.clone(), opts.conns, opts.warmup).await?;
-                    note_calls(&mut usage, opts.warmup);
+                    let warm = warmup_calls(s, opts);
+                    send_calls(&target, body.clone(), opts.conns, warm).await?;
+                    note_calls(&mut usage, warm);
                     drained(&usage).await?;
                     let mut pairs = Vec::new();
                     for _ in 0..opts.repeats {

@@ -1,4 +1,4 @@
-//! Rate-limit quota slices (docs/rate-limits.md, ADR 0022): the control
+//! Rate-limit quota slices (docs/rate-limits.md, ADR 0024): the control
 //! plane's side of `SyncService.AcquireQuota`. Windows are fixed and aligned
 //! to the epoch; for each (limiter, dimension, window) the ledger remembers
 //! how much it handed out and never grants past the limit, so the data

@@ -1,5 +1,5 @@
 //! The rate-limit quota ledger in the database (docs/rate-limits.md,
-//! ADR 0022): shared by every control-plane replica and kept across
+//! ADR 0024): shared by every control-plane replica and kept across
 //! restarts, so grants of one window never exceed its limit cluster-wide.
 
 use sqlx::Row;

@@ -1,4 +1,4 @@
-//! Cache keys: the tenant plus a SHA-256 of the canonical request.
+//! Cache keys: the tenant plus a keyed BLAKE3 of the canonical request.
 //!
 //! The canonical request is the parsed body with the fields that do not
 //! change the answer removed (`model`, `user`, `stream`, `stream_options`,
@@ -7,11 +7,19 @@
 //! model (the route's name, so an alias and its model share entries). JSON
 //! key order and whitespace in the caller's body therefore never matter; the
 //! value of every other parameter does.
+//!
+//! The canonical bytes are written into a reused per-thread buffer and
+//! hashed with one call (the walk used to feed the hasher many tiny updates).
+//! The hash is BLAKE3 in keyed mode with a random key drawn once per process
+//! (ADR 0025): keys live only in this process' memory (the cache is local,
+//! ADR 0012), so they need not be stable across processes, and a key the
+//! callers cannot know makes crafted collisions within a tenant infeasible.
 
-use std::io::Write;
+use std::cell::Cell;
+use std::io::Write as _;
+use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 /// Which API the answer is in (entries never cross endpoints).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,18 +57,24 @@ pub struct CacheKey {
     pub digest: [u8; 32],
 }
 
-/// Feeds serialized bytes straight into the hash (no intermediate string).
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// This process' BLAKE3 key: random, drawn on first use.
+fn process_key() -> &'static [u8; 32] {
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    KEY.get_or_init(|| {
+        use rand::RngCore as _;
+        let mut k = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut k);
+        k
+    })
 }
+
+thread_local! {
+    /// The canonical-bytes buffer, reused by every key of this thread.
+    static BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// A buffer that grew beyond this is dropped after use, not kept.
+const KEEP_BUF_BYTES: usize = 64 * 1024;
 
 /// The key of a request of `tenant_id` to `endpoint`, for the resolved
 /// public model `model` (plus, on Anthropic routes, the `anthropic-beta`
@@ -72,73 +86,148 @@ pub fn cache_key(
     extra: &str,
     body: &Map<String, Value>,
 ) -> CacheKey {
-    let mut h = Sha256::new();
-    h.update(endpoint.tag());
-    // Lengths first: no two (model, extra) pairs hash the same bytes.
-    h.update((model.len() as u64).to_le_bytes());
-    h.update(model.as_bytes());
-    h.update((extra.len() as u64).to_le_bytes());
-    h.update(extra.as_bytes());
-    let mut w = HashWriter(&mut h);
-    write_object(&mut w, body, Some(endpoint));
     CacheKey {
         tenant_id: tenant_id.to_string(),
-        digest: h.finalize().into(),
+        digest: digest_with(process_key(), endpoint, model, extra, body),
     }
 }
+
+/// The keyed digest of the canonical request under `key`.
+fn digest_with(
+    key: &[u8; 32],
+    endpoint: CacheEndpoint,
+    model: &str,
+    extra: &str,
+    body: &Map<String, Value>,
+) -> [u8; 32] {
+    let mut buf = BUF.take();
+    buf.clear();
+    canonical(&mut buf, endpoint, model, extra, body);
+    let digest = *blake3::keyed_hash(key, &buf).as_bytes();
+    if buf.capacity() <= KEEP_BUF_BYTES {
+        BUF.set(buf);
+    }
+    digest
+}
+
+/// Appends the canonical bytes of a request to `out`: what the key hashes.
+pub fn canonical(
+    out: &mut Vec<u8>,
+    endpoint: CacheEndpoint,
+    model: &str,
+    extra: &str,
+    body: &Map<String, Value>,
+) {
+    out.extend_from_slice(endpoint.tag());
+    // Lengths first: no two (model, extra) pairs give the same bytes.
+    out.extend_from_slice(&(model.len() as u64).to_le_bytes());
+    out.extend_from_slice(model.as_bytes());
+    out.extend_from_slice(&(extra.len() as u64).to_le_bytes());
+    out.extend_from_slice(extra.as_bytes());
+    write_object(out, body, Some(endpoint));
+}
+
+/// Objects with at most this many keys sort them in a stack array (chat
+/// bodies have 3–8), larger ones in a `Vec`.
+const STACK_KEYS: usize = 16;
 
 /// Writes an object with sorted keys; `top` drops the endpoint's excluded
 /// fields (top level only: a nested `"user"` is content).
-fn write_object(w: &mut HashWriter<'_>, map: &Map<String, Value>, top: Option<CacheEndpoint>) {
-    let mut keys: Vec<&String> = map
-        .keys()
-        .filter(|k| top.is_none_or(|ep| !ep.excluded(k)))
-        .collect();
-    keys.sort_unstable();
-    w.0.update(b"{");
-    for (i, k) in keys.into_iter().enumerate() {
-        if i > 0 {
-            w.0.update(b",");
+fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>, top: Option<CacheEndpoint>) {
+    let kept = map
+        .iter()
+        .filter(|(k, _)| top.is_none_or(|ep| !ep.excluded(k)));
+    if map.len() <= STACK_KEYS {
+        // No allocation for the common small object.
+        static NULL: Value = Value::Null;
+        let mut slots: [(&str, &Value); STACK_KEYS] = [("", &NULL); STACK_KEYS];
+        let mut n = 0;
+        for (k, v) in kept {
+            slots[n] = (k.as_str(), v);
+            n += 1;
         }
-        write_string(w, k);
-        w.0.update(b":");
-        if let Some(v) = map.get(k) {
-            write_value(w, v);
-        }
+        write_sorted(out, &mut slots[..n]);
+    } else {
+        let mut entries: Vec<(&str, &Value)> = kept.map(|(k, v)| (k.as_str(), v)).collect();
+        write_sorted(out, &mut entries);
     }
-    w.0.update(b"}");
 }
 
-fn write_string(w: &mut HashWriter<'_>, s: &str) {
-    // Writing to a hasher cannot fail.
-    let _ = serde_json::to_writer(&mut *w, s);
+fn write_sorted(out: &mut Vec<u8>, entries: &mut [(&str, &Value)]) {
+    // Keys of a JSON object are unique: an unstable sort is deterministic.
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (i, (k, v)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_string(out, k);
+        out.push(b':');
+        write_value(out, v);
+    }
+    out.push(b'}');
 }
 
-fn write_value(w: &mut HashWriter<'_>, v: &Value) {
+/// A JSON string literal (the escaping `serde_json` produces), copied in
+/// runs between the bytes that need escaping.
+fn write_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                let _ = write!(out, "\\u{b:04x}");
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+fn write_value(out: &mut Vec<u8>, v: &Value) {
+    // Writing into a Vec cannot fail: the `write!` results are ignored.
     match v {
-        Value::Object(m) => write_object(w, m, None),
+        Value::Object(m) => write_object(out, m, None),
         Value::Array(items) => {
-            w.0.update(b"[");
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    w.0.update(b",");
+                    out.push(b',');
                 }
-                write_value(w, item);
+                write_value(out, item);
             }
-            w.0.update(b"]");
+            out.push(b']');
         }
         Value::Number(n) => {
             // 1 and 1.0 are the same parameter value.
             match n.as_f64() {
                 Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
-                    w.0.update(format!("{}", f as i64).as_bytes())
+                    let _ = write!(out, "{}", f as i64);
                 }
-                _ => w.0.update(n.to_string().as_bytes()),
+                _ => {
+                    let _ = write!(out, "{n}");
+                }
             }
         }
-        other => {
-            let _ = serde_json::to_writer(&mut *w, other);
-        }
+        Value::String(s) => write_string(out, s),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Null => out.extend_from_slice(b"null"),
     }
 }
 
@@ -271,5 +360,141 @@ mod tests {
             cache_key("t", CacheEndpoint::ChatCompletions, "c", "", &a),
             cache_key("t", CacheEndpoint::ChatCompletions, "c", "", &b)
         );
+    }
+
+    fn canon(endpoint: CacheEndpoint, body: &str) -> String {
+        let Value::Object(m) = serde_json::from_str::<Value>(body).unwrap() else {
+            panic!()
+        };
+        let mut out = Vec::new();
+        canonical(&mut out, endpoint, "gpt", "", &m);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn canonical_bytes_are_pinned() {
+        // Golden: the exact bytes the key hashes (the digest itself is keyed
+        // per process, so only the bytes can be pinned).
+        let got = canon(
+            CacheEndpoint::ChatCompletions,
+            r#"{"temperature":0.0,"model":"x","stream":true,"n":1.5,"top_p":1e2,
+                "messages":[{"role":"user","content":"a\"b\\c\nd\u0001é","name":null}],
+                "logprobs":false,"zeta":{"b":[true,-3],"a":{}}}"#,
+        );
+        let want = concat!(
+            "chat\n",
+            "\u{3}\0\0\0\0\0\0\0gpt",
+            "\0\0\0\0\0\0\0\0",
+            r#"{"logprobs":false,"messages":[{"content":"a\"b\\c\nd\u0001é","name":null,"role":"user"}],"#,
+            r#""n":1.5,"temperature":0,"top_p":100,"zeta":{"a":{},"b":[true,-3]}}"#
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn strings_are_escaped_like_serde_json() {
+        let mut all_controls = String::new();
+        for c in 0u8..0x20 {
+            all_controls.push(char::from(c));
+        }
+        for s in [
+            "",
+            "plain",
+            "quote \" backslash \\ slash /",
+            all_controls.as_str(),
+            "unicode é ✓ 😀 \u{7f} \u{2028}",
+        ] {
+            let mut out = Vec::new();
+            write_string(&mut out, s);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(s).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn every_output_changing_parameter_changes_the_key() {
+        let base =
+            r#"{"messages":[{"role":"user","content":"hi"}],"temperature":0,"max_tokens":5}"#;
+        let a = key("t1", "gpt", base);
+        for changed in [
+            r#"{"messages":[{"role":"user","content":"hi"}],"temperature":0,"max_tokens":6}"#,
+            r#"{"messages":[{"role":"user","content":"hi"}],"temperature":0,"max_tokens":5,"top_p":0.5}"#,
+            r#"{"messages":[{"role":"user","content":"hi"}],"temperature":0,"max_tokens":5,"seed":7}"#,
+            r#"{"messages":[{"role":"user","content":"hi"}],"temperature":0,"max_tokens":5,"stop":["x"]}"#,
+            r#"{"messages":[{"role":"user","content":"hi"}],"temperature":0,"max_tokens":5,"n":2}"#,
+            r#"{"messages":[{"role":"user","content":"hi"}],"temperature":0,"max_tokens":5,
+                "response_format":{"type":"json_object"}}"#,
+            r#"{"messages":[{"role":"user","content":"hi"}],"temperature":0,"max_tokens":5,
+                "tool_choice":"none"}"#,
+            r#"{"messages":[{"role":"system","content":"hi"}],"temperature":0,"max_tokens":5}"#,
+            r#"{"messages":[{"role":"user","content":"hi "}],"temperature":0,"max_tokens":5}"#,
+            r#"{"messages":[{"role":"user","content":"hi"}],"temperature":null,"max_tokens":5}"#,
+            r#"{"messages":[{"role":"user","content":"hi"}],"temperature":"0","max_tokens":5}"#,
+            r#"{"messages":[],"temperature":0,"max_tokens":5}"#,
+        ] {
+            assert_ne!(a, key("t1", "gpt", changed), "{changed}");
+        }
+        // Excluded fields do not change it.
+        for same in [
+            r#"{"max_tokens":5.0,"temperature":0,"messages":[{"content":"hi","role":"user"}]}"#,
+            r#"{"messages":[{"role":"user","content":"hi"}],"temperature":0,"max_tokens":5,
+                "model":"other","user":"u1","stream":false,"stream_options":{"include_usage":true}}"#,
+        ] {
+            assert_eq!(a, key("t1", "gpt", same), "{same}");
+        }
+    }
+
+    #[test]
+    fn large_objects_sort_their_keys_too() {
+        // More keys than the stack array holds: the Vec path.
+        let fields: Vec<String> = (0..(STACK_KEYS + 4))
+            .map(|i| format!(r#""k{i:02}":{i}"#))
+            .collect();
+        let forward = format!("{{{}}}", fields.join(","));
+        let backward = format!(
+            "{{{}}}",
+            fields.iter().rev().cloned().collect::<Vec<_>>().join(",")
+        );
+        assert_eq!(key("t1", "gpt", &forward), key("t1", "gpt", &backward));
+        let nested_f = format!(r#"{{"tools":[{forward}]}}"#);
+        let nested_b = format!(r#"{{"tools":[{backward}]}}"#);
+        assert_eq!(key("t1", "gpt", &nested_f), key("t1", "gpt", &nested_b));
+        assert_ne!(
+            key("t1", "gpt", &forward),
+            key("t1", "gpt", &forward.replace(r#""k19":19"#, r#""k19":21"#))
+        );
+    }
+
+    #[test]
+    fn the_digest_is_keyed_and_stable_within_the_process() {
+        let Value::Object(m) = serde_json::from_str::<Value>(BASE).unwrap() else {
+            panic!()
+        };
+        let ep = CacheEndpoint::ChatCompletions;
+        assert_eq!(
+            digest_with(&[1; 32], ep, "gpt", "", &m),
+            digest_with(&[1; 32], ep, "gpt", "", &m)
+        );
+        // Another process (another key) files the same request elsewhere.
+        assert_ne!(
+            digest_with(&[1; 32], ep, "gpt", "", &m),
+            digest_with(&[2; 32], ep, "gpt", "", &m)
+        );
+        // The process key is drawn once: repeated keys agree, also across
+        // threads, and the buffer reuse leaves no trace of earlier bodies.
+        let first = key("t1", "gpt", BASE);
+        let _ = key(
+            "t1",
+            "gpt",
+            r#"{"messages":[{"role":"user","content":"much longer"}]}"#,
+        );
+        assert_eq!(first, key("t1", "gpt", BASE));
+        let other = std::thread::spawn(|| key("t1", "gpt", BASE))
+            .join()
+            .unwrap();
+        assert_eq!(first, other);
+        assert_eq!(first.digest, digest_with(process_key(), ep, "gpt", "", &m));
     }
 }
