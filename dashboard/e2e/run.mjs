@@ -749,6 +749,8 @@ async function main() {
     await gform.getByLabel(/Number of codes/).fill("2");
     await gform.getByLabel(/Value of each/).fill("4");
     await gform.getByRole("button", { name: "Generate codes" }).click();
+    // allInnerTexts() does not wait: wait until both codes are on the page.
+    await pageOp.getByTestId("new-codes").locator("code").nth(1).waitFor();
     const codes = (await pageOp.getByTestId("new-codes").locator("code").allInnerTexts()).map((c) => c.trim());
     check(codes.length === 2 && codes.every((c) => c.startsWith("tgc_")), "the operator sees the two new codes once");
     await shoot(pageOp, "codes");
