@@ -199,11 +199,12 @@ pub fn features_markdown(
     let _ = writeln!(
         out,
         "# Tollgate features on vs off, {}\n\nLoad average at start `{}`, at end `{}`. Commit `{}`. \
-         `tollgate-dp` release, `--threads {}`.",
+         `tollgate-dp` {} profile, `--threads {}`.",
         o.date.as_deref().unwrap_or("undated"),
         load.0,
         load.1,
         o.commit.as_deref().unwrap_or("unknown"),
+        dp_profile(o),
         o.fleet.dp_threads,
     );
     if let Some(ic) = icount {
@@ -317,6 +318,15 @@ fn row(out: &mut String, scenario: &str, metric: &str, direct: f64, dp: f64, uni
     );
 }
 
+/// The cargo profile the gateway was built with: the name of the directory
+/// under `target/` that holds the binary (`release`, `perf`, `dist`).
+fn dp_profile(o: &SuiteOptions) -> String {
+    o.dp_bin
+        .parent()
+        .and_then(|d| d.file_name())
+        .map_or_else(|| "unknown".into(), |n| n.to_string_lossy().into_owned())
+}
+
 /// The report as Markdown.
 pub fn markdown(r: &SuiteReport) -> String {
     let mut out = String::new();
@@ -331,7 +341,7 @@ pub fn markdown(r: &SuiteReport) -> String {
         out,
         "Machine: {} CPUs ({}), kernel {}, {} MiB RAM; load average at start `{}`, at end `{}`. \
          Commit `{}`. Load generator, mock and gateway share the machine; every scenario runs \
-         direct to the mock, then through `tollgate-dp` (release, `--threads {}`, `RUST_LOG=warn`), \
+         direct to the mock, then through `tollgate-dp` ({} profile, `--threads {}`, `RUST_LOG=warn`), \
          in the same run. See `bench/README.md` for what each number means.\n",
         m.nproc,
         m.cpu_model,
@@ -340,6 +350,7 @@ pub fn markdown(r: &SuiteReport) -> String {
         m.loadavg_start,
         m.loadavg_end,
         o.commit.as_deref().unwrap_or("unknown"),
+        dp_profile(o),
         o.dp_threads,
     );
     out.push_str("| Scenario | Metric | Direct (mock) | Through DP | Added | DP / direct |\n");
