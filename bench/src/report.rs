@@ -228,6 +228,16 @@ pub fn features_markdown(
     out
 }
 
+/// Gateway CPU per request of the `cp-all` setting (metering, budget leases
+/// and rate limits through a real control plane) in the wall-clock A/B: the
+/// median over rounds, each a saturated window with the other gateways idle.
+fn cp_all_cpu(ab: Option<&AbReport>) -> Option<f64> {
+    ab?.rows
+        .iter()
+        .find(|r| r.id == "cp-all" && !r.samples.is_empty())
+        .map(|r| r.dp_cpu_ms.median)
+}
+
 /// The targets of issue 15 (2-core machine, one run).
 pub fn target_checks(r: &SuiteReport) -> Vec<TargetCheck> {
     let sat = &r.saturated;
@@ -245,8 +255,13 @@ pub fn target_checks(r: &SuiteReport) -> Vec<TargetCheck> {
     let rss_mib = r.memory_after_load.dp.rss_kib as f64 / 1024.0;
     vec![
         check(
-            "gateway CPU per non-stream request ≤ 0.08 ms (saturated)",
+            "gateway CPU per non-stream request ≤ 0.08 ms (saturated, plain)",
             Some((sat.dp.cpu.dp_ms, format!("{:.3} ms", sat.dp.cpu.dp_ms))),
+            |v| v <= 0.08,
+        ),
+        check(
+            "… with metering, limits and budget leases on (`cp-all`, wall-clock A/B median)",
+            cp_all_cpu(r.ab.as_ref()).map(|v| (v, format!("{v:.3} ms"))),
             |v| v <= 0.08,
         ),
         check(
