@@ -623,10 +623,11 @@ pub async fn run_features(
     std::fs::write(&config, dp_config_yaml(&mock.url))?;
     let out = feature_comparisons(opts, &mock.url, &config, &work).await;
     mock.stop().await;
-    if out.is_ok() {
+    // BENCH_KEEP_WORK=1 keeps the logs and callgrind dumps for profiling.
+    if out.is_ok() && std::env::var_os("BENCH_KEEP_WORK").is_none() {
         let _ = std::fs::remove_dir_all(&work);
     } else {
-        eprintln!("logs kept in {}", work.display());
+        eprintln!("logs and callgrind dumps kept in {}", work.display());
     }
     out
 }

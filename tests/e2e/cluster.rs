@@ -406,3 +406,127 @@ async fn two_replicas_share_config_and_jobs_and_survive_faults() {
     drop(admin_a);
     drop(admin_b);
 }
+
+/// The rate-limit quota ledger is the shared database, not a replica's
+/// memory: two replicas, a data plane on each, RPS 10 on one key and 16
+/// callers hammering it for 6 whole one-second windows. The data planes
+/// together are admitted at most the limit per window (docs/rate-limits.md,
+/// "The bound": 0 over with the control plane up, whatever the number of
+/// replicas) and at least 95 % of it (no starvation). With a ledger per
+/// replica each replica would grant the whole limit to its own data plane,
+/// about twice the limit per window, and the first assertion fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_grant_one_rate_limit_from_one_ledger() {
+    const LIMIT: i64 = 10;
+    const WINDOWS: i64 = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(etcd) = Etcd::start(&dir.path().join("etcd")).await else {
+        return;
+    };
+    let Some(pg) = Postgres::start().await else {
+        return;
+    };
+    let mock = MockServer::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        MockOptions {
+            required_api_key: Some(UPSTREAM_KEY.into()),
+            ..MockOptions::recording()
+        },
+    )
+    .await
+    .unwrap();
+    let a = ControlPlane::start_replica(&dir.path().join("cp-a"), &pg.url(), &etcd.url, None).await;
+    let b = ControlPlane::start_replica(
+        &dir.path().join("cp-b"),
+        &pg.url(),
+        &etcd.url,
+        Some(&a.data_dir),
+    )
+    .await;
+    let mut admin = a.admin().await;
+    let key = tenant(&mut admin, "acme", &mock).await;
+    let dp1 = DataPlane::start(a.url(), &a.dp_token, &dir.path().join("dp1"), "dp-1", &[]).await;
+    let dp2 = DataPlane::start(b.url(), &a.dp_token, &dir.path().join("dp2"), "dp-2", &[]).await;
+    eventually(
+        "each data plane on its replica",
+        Duration::from_secs(10),
+        async || {
+            connected(&a).await.contains(&"dp-1".to_string())
+                && connected(&b).await.contains(&"dp-2".to_string())
+        },
+    )
+    .await;
+    admin
+        .rate_limits
+        .set_rate_limit(pb::SetRateLimitRequest {
+            tenant: "acme".into(),
+            scope: Some(pb::RateLimitScope {
+                kind: "key".into(),
+                target: "app".into(),
+            }),
+            limits: Some(pb::RateLimitValues {
+                requests_per_second: LIMIT as u64,
+                ..Default::default()
+            }),
+            tier: String::new(),
+        })
+        .await
+        .unwrap();
+    // Both data planes enforce the limit (their calls here fall in windows
+    // before the measured ones).
+    for dp in [&dp1, &dp2] {
+        eventually("the limit reaches both data planes", Duration::from_secs(10), async || {
+            let r = http()
+                .post(format!("{}/v1/chat/completions", dp.url()))
+                .bearer_auth(&key)
+                .json(&json!({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .unwrap();
+            r.headers()
+                .get("x-ratelimit-limit-requests")
+                .is_some_and(|v| v == "10")
+        })
+        .await;
+    }
+
+    let now_ms = tollgate_core::time::now_ms;
+    // Start just after a window begins; stop sending just before the last
+    // one ends, so every admitted call falls in one of the WINDOWS windows.
+    let start = (now_ms() / 1_000 + 1) * 1_000 + 30;
+    let stop = start - 30 + WINDOWS * 1_000 - 120;
+    tokio::time::sleep(Duration::from_millis((start - now_ms()).max(0) as u64)).await;
+    let admitted = Arc::new(AtomicU64::new(0));
+    let limited = Arc::new(AtomicU64::new(0));
+    let mut callers = Vec::new();
+    for url in [dp1.url().to_string(), dp2.url().to_string()] {
+        for _ in 0..8 {
+            let (url, key) = (url.clone(), key.clone());
+            let (admitted, limited) = (admitted.clone(), limited.clone());
+            callers.push(tokio::spawn(async move {
+                while now_ms() < stop {
+                    match chat(&url, &key).await {
+                        200 => admitted.fetch_add(1, Ordering::Relaxed),
+                        429 => limited.fetch_add(1, Ordering::Relaxed),
+                        other => panic!("unexpected status {other}"),
+                    };
+                }
+            }));
+        }
+    }
+    for c in callers {
+        c.await.unwrap();
+    }
+    let (ok, refused) = (
+        admitted.load(Ordering::Relaxed) as i64,
+        limited.load(Ordering::Relaxed),
+    );
+    let allowed = LIMIT * WINDOWS;
+    eprintln!("cluster quota: {ok} admitted, {refused} refused, {allowed} allowed");
+    assert!(refused > 0, "the callers never hit the limit");
+    assert!(
+        ok <= allowed,
+        "{ok} admitted across two replicas, limit {allowed}"
+    );
+    assert!(ok * 100 >= allowed * 95, "only {ok} of {allowed} admitted");
+}

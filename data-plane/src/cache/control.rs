@@ -6,6 +6,8 @@ use http::HeaderMap;
 
 /// Header naming the directive (request) and the outcome (response).
 pub const CACHE_HEADER: &str = "x-tollgate-cache";
+/// [`CACHE_HEADER`] as a header name, for response heads.
+pub const CACHE_HEADER_NAME: http::HeaderName = http::HeaderName::from_static(CACHE_HEADER);
 
 /// What the caller asked of the cache for this request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -77,17 +77,34 @@ impl RateHeaders {
         })
     }
 
-    /// Adds the headers to a response head.
-    pub fn write_to(&self, h: &mut pingora_http::ResponseHeader) -> pingora_core::Result<()> {
-        for (name, value) in self.values() {
-            // A `&'static str` name is not copied (a `HeaderName` would be,
-            // into Pingora's case map); the value is copied once, into its
-            // `HeaderValue`.
-            h.insert_header(name, value.header_value())?;
+    /// Adds the headers to a response head's map: `const` names, so none
+    /// is parsed; each value copied once, into its `HeaderValue`.
+    pub fn write_to(&self, h: &mut http::HeaderMap) {
+        let families = [
+            (self.requests, &REQUEST_HEADERS),
+            (self.tokens, &TOKEN_HEADERS),
+        ];
+        for (f, names) in families {
+            if let Some(f) = f {
+                let [limit, remaining, reset] = names.clone();
+                h.insert(limit, Value::int(f.limit).header_value());
+                h.insert(remaining, Value::int(f.remaining).header_value());
+                h.insert(reset, Value::duration(f.reset_ms).header_value());
+            }
         }
-        Ok(())
     }
 }
+
+const REQUEST_HEADERS: [http::HeaderName; 3] = [
+    http::HeaderName::from_static(REQUEST_NAMES[0]),
+    http::HeaderName::from_static(REQUEST_NAMES[1]),
+    http::HeaderName::from_static(REQUEST_NAMES[2]),
+];
+const TOKEN_HEADERS: [http::HeaderName; 3] = [
+    http::HeaderName::from_static(TOKEN_NAMES[0]),
+    http::HeaderName::from_static(TOKEN_NAMES[1]),
+    http::HeaderName::from_static(TOKEN_NAMES[2]),
+];
 
 const REQUEST_NAMES: [&str; 3] = [
     "x-ratelimit-limit-requests",
