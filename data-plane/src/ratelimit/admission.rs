@@ -8,6 +8,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
 use tollgate_core::time::now_ms;
 
 use super::headers::RateHeaders;
@@ -24,14 +25,16 @@ struct Take {
     amount: i64,
 }
 
-/// A call let through; hold it until the call ends.
+/// A call let through; hold it until the call ends. Inline room for the
+/// usual case (one limiter with a request and a token window and a
+/// concurrency limit), so admitting a call allocates nothing.
 #[derive(Debug, Default)]
 pub struct Admission {
     /// Token estimates taken (corrected by `settle`).
-    tokens: Vec<Take>,
+    tokens: SmallVec<[Take; 2]>,
     /// Requests taken (only given back if a later limit refuses).
-    requests: Vec<Take>,
-    in_flight: Vec<Arc<LimiterState>>,
+    requests: SmallVec<[Take; 2]>,
+    in_flight: SmallVec<[Arc<LimiterState>; 2]>,
 }
 
 impl Drop for Admission {

@@ -78,18 +78,41 @@ impl RateHeaders {
     }
 
     /// Adds the headers to a response head's map: `const` names, so none
-    /// is parsed; each value copied once, into its `HeaderValue`.
+    /// is parsed; the values are written into one buffer and each header
+    /// holds a slice of it (one allocation for all six, not one each).
     pub fn write_to(&self, h: &mut http::HeaderMap) {
         let families = [
             (self.requests, &REQUEST_HEADERS),
             (self.tokens, &TOKEN_HEADERS),
         ];
-        for (f, names) in families {
+        let mut buf = bytes::BytesMut::with_capacity(6 * 24);
+        let mut ends = [0_usize; 6];
+        for (i, (f, _)) in families.iter().enumerate() {
             if let Some(f) = f {
-                let [limit, remaining, reset] = names.clone();
-                h.insert(limit, Value::int(f.limit).header_value());
-                h.insert(remaining, Value::int(f.remaining).header_value());
-                h.insert(reset, Value::duration(f.reset_ms).header_value());
+                let values = [
+                    Value::int(f.limit),
+                    Value::int(f.remaining),
+                    Value::duration(f.reset_ms),
+                ];
+                for (j, v) in values.iter().enumerate() {
+                    buf.extend_from_slice(v.as_bytes());
+                    ends[i * 3 + j] = buf.len();
+                }
+            }
+        }
+        let buf = buf.freeze();
+        let mut start = 0;
+        for (i, (f, names)) in families.iter().enumerate() {
+            if f.is_none() {
+                continue;
+            }
+            for (j, name) in names.iter().enumerate() {
+                let end = ends[i * 3 + j];
+                // Only ASCII digits and unit letters: always a valid value.
+                if let Ok(v) = http::HeaderValue::from_maybe_shared(buf.slice(start..end)) {
+                    h.insert(name.clone(), v);
+                }
+                start = end;
             }
         }
     }
@@ -195,14 +218,13 @@ impl Value {
         v
     }
 
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
     pub fn as_str(&self) -> &str {
         // Only ASCII digits and unit letters are ever pushed.
         std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
-    }
-
-    fn header_value(&self) -> http::HeaderValue {
-        http::HeaderValue::from_bytes(&self.buf[..self.len])
-            .unwrap_or_else(|_| http::HeaderValue::from_static("0"))
     }
 }
 
@@ -213,6 +235,7 @@ pub fn duration(ms: i64) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -264,5 +287,42 @@ mod tests {
                 ("x-ratelimit-reset-requests", "30s".to_string()),
             ]
         );
+    }
+
+    /// The head gets exactly what `pairs` lists, for either family alone
+    /// and for both (the values share one buffer; each header its slice).
+    #[test]
+    fn the_head_gets_each_family_value_for_value() {
+        let f = |limit, remaining, reset_ms| Family {
+            limit,
+            remaining,
+            reset_ms,
+        };
+        for h in [
+            RateHeaders {
+                requests: Some(f(60, 10, 30_000)),
+                tokens: None,
+            },
+            RateHeaders {
+                requests: None,
+                tokens: Some(f(90_000, 0, 1_500)),
+            },
+            RateHeaders {
+                requests: Some(f(7, 6, 20)),
+                tokens: Some(f(1_000_000, 999_123, 3_723_004)),
+            },
+        ] {
+            let mut map = http::HeaderMap::new();
+            h.write_to(&mut map);
+            let got: Vec<(String, String)> = map
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+                .collect();
+            let want: Vec<(String, String)> = h.pairs().map(|(k, v)| (k.to_string(), v)).collect();
+            assert_eq!(got.len(), want.len());
+            for w in &want {
+                assert!(got.contains(w), "{w:?} missing from {got:?}");
+            }
+        }
     }
 }

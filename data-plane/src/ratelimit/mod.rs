@@ -214,7 +214,7 @@ pub struct KeyLimits {
     pub key: Option<Arc<Limiter>>,
     pub tenant: Option<Arc<Limiter>>,
     /// Model id → limits of the tenant's calls to that model.
-    pub models: HashMap<String, Arc<Limiter>>,
+    pub models: FastMap<Arc<Limiter>>,
 }
 
 impl KeyLimits {
@@ -233,8 +233,12 @@ impl KeyLimits {
 /// of tenants without any limit are absent (nothing to check, no headers).
 #[derive(Debug, Default, Clone)]
 pub struct RateLimitTable {
-    by_key: HashMap<String, Arc<KeyLimits>>,
+    by_key: FastMap<Arc<KeyLimits>>,
 }
+
+/// Looked up on every call of a limited key (key id, then model id):
+/// foldhash, not SipHash — the ids come from our own configuration.
+type FastMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 
 fn limiter(
     registry: &LimiterRegistry,
@@ -268,14 +272,14 @@ fn limiter(
 
 impl RateLimitTable {
     pub fn compile(snapshot: &pb::Snapshot, registry: &LimiterRegistry) -> RateLimitTable {
-        let mut by_key = HashMap::new();
+        let mut by_key = FastMap::default();
         for t in &snapshot.tenants {
             if t.rate_limits.is_empty() {
                 continue;
             }
             let mut tenant = None;
             let mut keys = HashMap::new();
-            let mut models = HashMap::new();
+            let mut models = FastMap::default();
             for r in &t.rate_limits {
                 match r.scope.as_str() {
                     "tenant" => {
