@@ -229,10 +229,14 @@ pub struct Guardrail {
     action: Action,
     direction: Direction,
     tenant_wide: bool,
-    key_ids: HashSet<String>,
-    model_ids: HashSet<String>,
+    key_ids: IdSet,
+    model_ids: IdSet,
     detector: Detector,
 }
+
+/// Key or model ids a guardrail is attached to, looked up on every call of
+/// the tenant: foldhash, not SipHash — the ids come from our configuration.
+type IdSet = HashSet<String, foldhash::fast::RandomState>;
 
 impl Guardrail {
     fn applies(&self, key_id: &str, model_id: &str) -> bool {
@@ -253,6 +257,12 @@ impl Guardrail {
 #[derive(Debug, Default)]
 pub struct TenantGuardrails {
     rules: Vec<Guardrail>,
+    /// Whether any rule is tenant-wide, and the union of the rules' keys
+    /// and models: a call none of them names skips the guardrail stages
+    /// with one or two lookups instead of walking every rule.
+    any_tenant_wide: bool,
+    key_ids: IdSet,
+    model_ids: IdSet,
 }
 
 /// Compiles one guardrail definition; the error is the snapshot's reject
@@ -334,11 +344,33 @@ impl TenantGuardrails {
             }
             rules.push(compile_one(c)?);
         }
-        Ok(TenantGuardrails { rules })
+        let mut set = TenantGuardrails {
+            any_tenant_wide: rules.iter().any(|g| g.tenant_wide),
+            key_ids: rules
+                .iter()
+                .flat_map(|g| g.key_ids.iter().cloned())
+                .collect(),
+            model_ids: rules
+                .iter()
+                .flat_map(|g| g.model_ids.iter().cloned())
+                .collect(),
+            rules: Vec::new(),
+        };
+        set.rules = rules;
+        Ok(set)
     }
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// Whether any rule (input or output) may apply to a call of `key_id`
+    /// to `model_id`; `false` means none does.
+    pub fn may_apply(&self, key_id: &str, model_id: &str) -> bool {
+        !self.rules.is_empty()
+            && (self.any_tenant_wide
+                || self.model_ids.contains(model_id)
+                || self.key_ids.contains(key_id))
     }
 }
 

@@ -458,3 +458,30 @@ fn only_pii_and_quote_free_keywords_take_the_raw_scan() {
     assert!(!regex.raw_clean(br#"{"choices":[{"message":{"content":"secret"}}]}"#));
     assert!(pii_and_keyword_output_guard().raw_scan);
 }
+
+/// A call no rule names (and no rule tenant-wide) skips the guardrail
+/// stages; a call one rule names, by key or by model, does not.
+#[test]
+fn only_calls_a_rule_names_may_be_guarded() {
+    let mut by_model = cfg("pii", "pii", "redact", "both", json!({}));
+    by_model.tenant_wide = false;
+    by_model.model_ids = vec!["md_guarded".into()];
+    let mut by_key = cfg(
+        "words",
+        "keyword",
+        "block",
+        "input",
+        json!({"words": ["x"]}),
+    );
+    by_key.tenant_wide = false;
+    by_key.key_ids = vec!["ck_guarded".into()];
+    let set = TenantGuardrails::compile(&[by_model.clone(), by_key]).unwrap();
+    assert!(set.may_apply("ck_other", "md_guarded"));
+    assert!(set.may_apply("ck_guarded", "md_other"));
+    assert!(!set.may_apply("ck_other", "md_other"));
+    let mut wide = by_model;
+    wide.tenant_wide = true;
+    let set = TenantGuardrails::compile(&[wide]).unwrap();
+    assert!(set.may_apply("ck_other", "md_other"));
+    assert!(!TenantGuardrails::default().may_apply("ck_other", "md_guarded"));
+}

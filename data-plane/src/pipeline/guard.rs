@@ -41,6 +41,11 @@ impl Gateway {
         let Some(key) = ctx.key.clone() else {
             return Ok(());
         };
+        // No rule names this key or model and none is tenant-wide: nothing
+        // to check in either direction (the output guard stays `None`).
+        if !set.may_apply(&key.id, target.model_id) {
+            return Ok(());
+        }
         let http = &self.providers.guardrail_http;
         let call = InputCall {
             key_id: &key.id,

@@ -93,6 +93,9 @@ pub struct CallContext {
     pub rate_limit: crate::ratelimit::CallLimits,
     /// OpenTelemetry trace of the call (empty when tracing is off).
     pub trace: crate::telemetry::trace::CallTrace,
+    /// The call's cost, frozen when it finishes: the settlement, the usage
+    /// record, the metrics and the trace all read this one figure.
+    final_cost: Option<Option<i64>>,
 }
 
 impl Default for CallContext {
@@ -122,6 +125,7 @@ impl Default for CallContext {
             key_reservation: None,
             rate_limit: Default::default(),
             trace: Default::default(),
+            final_cost: None,
         }
     }
 }
@@ -131,6 +135,13 @@ impl CallContext {
     /// served it. A call that failed without usage costs nothing (not even
     /// a per-request price); `None` before a target was chosen.
     pub fn cost_micros(&self) -> Option<i64> {
+        if let Some(cost) = self.final_cost {
+            return cost;
+        }
+        self.compute_cost()
+    }
+
+    fn compute_cost(&self) -> Option<i64> {
         let route = self.route.as_ref()?;
         let Some(billing) = route.billing.as_ref() else {
             return Some(0);
@@ -483,6 +494,8 @@ impl Gateway {
             stats.breaker.on_success(&breaker, self.clock.now_ms());
         }
         let latency_ms = i64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        // Nothing the cost depends on changes from here on.
+        ctx.final_cost = Some(ctx.compute_cost());
         let record = self.usage_record(ctx, latency_ms);
         limit::settle(ctx);
         if let Some(book) = &self.billing {
